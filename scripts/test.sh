@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Install everything (idempotent), then run the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec "${TDSCLIP_VENV:-.venv}/bin/python" -m pytest "$@"
