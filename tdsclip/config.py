@@ -1,0 +1,351 @@
+"""Typed, frozen run configuration: dataclasses, `key.sub=value` overrides, stable hashing.
+
+A run is one `RunConfig` tree. Defaults follow the paper's Table XIII for ViT-B/16 on
+Something-Something V1 (the ablation setting); named recipes ("presets") live outside the
+library and are expressed as overrides of these defaults.
+
+    cfg = apply_overrides(RunConfig(), ["model.backbone=ViT-L-14", "optim.lr=1e-4"])
+    print(format_config(cfg)); print(config_hash(cfg))
+
+Run `python -m tdsclip.config [key=value ...]` to print a resolved config and its hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+
+class ConfigError(ValueError):
+    """A bad key or value; the message is one line naming it and what was expected."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: the frozen CLIP backbone and the classifier built on it."""
+
+    backbone: str = "ViT-B-16"
+    """open_clip architecture: ViT-B-16, ViT-L-14, or a tiny test config (tdsclip-tiny)."""
+    weights: str = ""
+    """Backbone weights: a local file (OpenAI .pt archive, open_clip .bin/.pt/.pth/.safetensors),
+    an open_clip pretrained tag already in the local cache (e.g. openai), or "" for random init."""
+    quick_gelu: Optional[bool] = None
+    """QuickGELU activations in the backbone; None lets the weights decide (OpenAI ones need it)."""
+    num_classes: int = 174
+
+    def __post_init__(self) -> None:
+        _check(self.num_classes >= 1, f"model.num_classes: expected >= 1, got {self.num_classes}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the model sees: dataset, sparse frames per clip, input resolution."""
+
+    dataset: Literal["ssv1", "ssv2", "k400", "list", "synthetic"] = "ssv1"
+    frames: int = 8
+    """T, sparse frames per clip (one view)."""
+    input_size: int = 224
+    """Square crop fed to the backbone, in pixels."""
+    num_workers: int = 8
+
+    def __post_init__(self) -> None:
+        _check(self.frames >= 1, f"data.frames: expected >= 1, got {self.frames}")
+        _check(self.input_size >= 1, f"data.input_size: expected >= 1, got {self.input_size}")
+        _check(self.num_workers >= 0, f"data.num_workers: expected >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay (Table XIII)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.15
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_epochs: float = 4.0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, f"optim.lr: expected > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, f"optim.weight_decay: expected >= 0, got {self.weight_decay}")
+        _check(all(0 <= b < 1 for b in self.betas), f"optim.betas: expected two values in [0, 1), got {self.betas}")
+        _check(self.warmup_epochs >= 0, f"optim.warmup_epochs: expected >= 0, got {self.warmup_epochs}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop: length, global batch, seed, loss and precision."""
+
+    epochs: int = 40
+    batch_size: int = 128
+    """Global batch in videos per optimiser step, whatever the number of GPUs."""
+    seed: int = 1024
+    label_smoothing: float = 0.1
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"train.epochs: expected >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"train.batch_size: expected >= 1, got {self.batch_size}")
+        _check(0 <= self.label_smoothing < 1, f"train.label_smoothing: expected in [0, 1), got {self.label_smoothing}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run; its hash identifies the run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------- introspection
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_config(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def leaf_types(cls: type = RunConfig, prefix: str = "") -> dict[str, Any]:
+    """Every settable dotted key of a config class with its type, e.g. {'optim.lr': float}."""
+    keys: dict[str, Any] = {}
+    for name, tp in _field_types(cls).items():
+        if _is_config(tp):
+            keys.update(leaf_types(tp, f"{prefix}{name}."))
+        else:
+            keys[f"{prefix}{name}"] = tp
+    return keys
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else _type_name(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"comma-separated {_type_name(args[0])}s"
+        return f"{len(args)} comma-separated values ({', '.join(_type_name(a) for a in args)})"
+    return getattr(tp, "__name__", str(tp))
+
+
+# ----------------------------------------------------------------------------- value parsing
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a CLI string or a JSON value to `tp`; raise ConfigError naming key and type."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+
+    def bad() -> ConfigError:
+        return ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+    if origin in (Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"none", "null"}):
+            if type(None) in args:
+                return None
+            raise bad()
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise bad()
+    if origin is Literal:
+        for choice in args:
+            if value == choice or (isinstance(value, str) and value == str(choice)):
+                return choice
+        raise bad()
+    if origin is tuple:
+        if isinstance(value, str):
+            text = value.strip().strip("[]()").strip()
+            items: list[Any] = [part.strip() for part in text.split(",")] if text else []
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            raise bad()
+        if len(args) == 2 and args[1] is Ellipsis:
+            item_types = [args[0]] * len(items)
+        elif len(items) != len(args):
+            raise bad()
+        else:
+            item_types = list(args)
+        try:
+            return tuple(_coerce(item, item_tp, key) for item, item_tp in zip(items, item_types))
+        except ConfigError:
+            raise bad() from None
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad()
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad()
+        try:
+            number = float(value.strip()) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            raise bad() from None
+        if not math.isfinite(number):
+            raise bad()
+        return number
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    raise TypeError(f"{key}: unsupported config field type {tp!r}")
+
+
+# ----------------------------------------------------------------------------- overrides
+
+def _suggest(key: str, valid: list[str]) -> str:
+    """The closest valid key: same leaf elsewhere, an abbreviation (learning_rate -> lr), spelling."""
+    leaf = key.rsplit(".", 1)[-1]
+    leaves = {k: k.rsplit(".", 1)[-1] for k in valid}
+    def initials(name: str) -> str:
+        return "".join(word[0] for word in name.split("_") if word)
+
+    close = (
+        [k for k, l in leaves.items() if l == leaf]
+        or [k for k, l in leaves.items() if "_" in leaf and l == initials(leaf)]
+        or [k for k, l in leaves.items() if "_" in l and initials(l) == leaf]
+        or difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        or [k for k in valid if leaves[k] in difflib.get_close_matches(leaf, list(leaves.values()), n=1, cutoff=0.6)]
+    )
+    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+
+
+def _replace_path(cfg: Any, path: list[str], value: Any) -> Any:
+    head, *rest = path
+    new_value = _replace_path(getattr(cfg, head), rest, value) if rest else value
+    return dataclasses.replace(cfg, **{head: new_value})
+
+
+def parse_override(text: str, cls: type = RunConfig) -> tuple[str, Any]:
+    """Parse one `key.sub=value` string into (key, typed value)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    _check(bool(sep) and bool(key), f"override {text!r}: expected key=value, e.g. optim.lr=1e-4")
+    valid = leaf_types(cls)
+    if key not in valid:
+        sections = {k.split(".")[0] for k in valid}
+        if key in sections:
+            example = next(k for k in valid if k.startswith(key + "."))
+            raise ConfigError(f"override {text!r}: '{key}' is a config section; set one of its keys, e.g. '{example}=...'")
+        raise ConfigError(f"unknown config key '{key}'{_suggest(key, sorted(valid))}")
+    return key, _coerce(raw, valid[key], key)
+
+
+def apply_overrides(cfg: Any, overrides: typing.Iterable[str] | typing.Mapping[str, Any]) -> Any:
+    """Return a new config with dotted overrides applied; validated by each dataclass."""
+    if isinstance(overrides, typing.Mapping):
+        valid = leaf_types(type(cfg))
+        pairs = []
+        for key, value in overrides.items():
+            if key not in valid:
+                raise ConfigError(f"unknown config key '{key}'{_suggest(key, sorted(valid))}")
+            pairs.append((key, _coerce(value, valid[key], key)))
+    else:
+        pairs = [parse_override(text, type(cfg)) for text in overrides]
+    for key, value in pairs:
+        cfg = _replace_path(cfg, key.split("."), value)
+    return cfg
+
+
+# ----------------------------------------------------------------------------- (de)serialisation
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict (tuples become lists), the form saved with every run."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def flatten(cfg: Any) -> dict[str, Any]:
+    """{'optim.lr': 0.001, ...}: the form logged to MLflow and printed."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            else:
+                flat[f"{prefix}{f.name}"] = list(value) if isinstance(value, tuple) else value
+
+    walk(cfg, "")
+    return flat
+
+
+def from_dict(data: typing.Mapping[str, Any], cls: type = RunConfig) -> Any:
+    """Rebuild a config from `to_dict` output; unknown keys and bad values are errors."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: typing.Mapping[str, Any], prefix: str) -> None:
+        for name, value in node.items():
+            if isinstance(value, typing.Mapping):
+                walk(value, f"{prefix}{name}.")
+            else:
+                flat[f"{prefix}{name}"] = value
+
+    walk(data, "")
+    return apply_overrides(cls(), flat)
+
+
+def config_hash(cfg: Any) -> str:
+    """sha256 of the canonical JSON of the resolved config: equal configs, equal hash, anywhere."""
+    canonical = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def format_config(cfg: Any) -> str:
+    """One `key = value` line per setting, in declaration order."""
+    flat = flatten(cfg)
+    width = max(len(k) for k in flat)
+    return "\n".join(f"{key:<{width}} = {json.dumps(value)}" for key, value in flat.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__.strip())
+        print("\nkeys:\n" + "\n".join(f"  {k}: {_type_name(t)}" for k, t in leaf_types().items()))
+        return 0
+    try:
+        cfg = apply_overrides(RunConfig(), args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_config(cfg))
+    print(f"# config hash {config_hash(cfg)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
