@@ -1,0 +1,271 @@
+"""Measure a model: parameters, FLOPs per view, activation memory, CUDA peak memory.
+
+    python -m tdsclip.measure --backbone ViT-B-16 --frames 8 [key=value ...] [--batch N] [--json]
+
+Conventions (printed with every measurement):
+- FLOPs count one multiply-add as one FLOP, the convention of the paper's TFLOPs column
+  (torch's FlopCounterMode counts 2 per multiply-add; we halve it). One view is one clip of
+  `data.frames` frames at `data.input_size` pixels.
+- FLOPs, parameters and saved activations are computed on the meta device: no weight is
+  allocated and nothing is computed, so even ViT-L/14 at 16 frames takes well under a second.
+- Saved activations are the bytes autograd keeps for backward in one training forward
+  (saved-tensor hooks, each storage counted once, parameters excluded), split into those saved
+  inside the frozen backbone and those saved by trainable parts.
+- On a CUDA device, peak allocated memory of one training step (forward, backward, AdamW step)
+  and of one inference forward at `--batch` clips, with the run's precision.
+
+Until the side network lands, the measured model is the frozen backbone alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import ExitStack, nullcontext
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from tdsclip.config import ConfigError, RunConfig, apply_overrides
+from tdsclip.model.weights import WeightsError
+
+FLOP_CONVENTION = "one multiply-add counted as one FLOP, the paper's TFLOPs convention"
+
+
+@dataclass(frozen=True)
+class SavedActivations:
+    """Bytes of activations saved for backward, by where they were saved."""
+
+    total: int
+    frozen: int
+    trainable: int
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; shared parameters are counted once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def count_macs(forward: Callable[[], object]) -> int:
+    """Multiply-adds of calling `forward()` (conv, linear, matmul and attention ops)."""
+    with FlopCounterMode(display=False) as counter:
+        forward()
+    return counter.get_total_flops() // 2
+
+
+def _storage_key(tensor: torch.Tensor) -> int:
+    # The StorageImpl address identifies a storage on every device, the meta device included
+    # (where data_ptr() is always 0). Saved storages stay alive until the graph is freed.
+    return tensor.untyped_storage()._cdata
+
+
+def saved_activation_bytes(
+    forward: Callable[[], object], model: nn.Module, frozen: Iterable[nn.Module] = ()
+) -> SavedActivations:
+    """Bytes autograd saves for backward while `forward()` runs, split frozen/trainable.
+
+    A tensor counts as frozen when it is saved while any module in `frozen` is running.
+    """
+    exclude = {_storage_key(t) for t in list(model.parameters()) + list(model.buffers())}
+    depth = 0
+    saved: dict[int, tuple[int, bool]] = {}
+
+    def enter(*_):
+        nonlocal depth
+        depth += 1
+
+    def leave(*_):
+        nonlocal depth
+        depth -= 1
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(tensor)
+        if key not in exclude and key not in saved:
+            saved[key] = (tensor.untyped_storage().nbytes(), depth > 0)
+        return tensor
+
+    handles = []
+    for module in frozen:
+        handles.append(module.register_forward_pre_hook(enter))
+        handles.append(module.register_forward_hook(leave, always_call=True))
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            output = forward()
+        del output
+    finally:
+        for handle in handles:
+            handle.remove()
+    frozen_bytes = sum(n for n, is_frozen in saved.values() if is_frozen)
+    total = sum(n for n, _ in saved.values())
+    return SavedActivations(total=total, frozen=frozen_bytes, trainable=total - frozen_bytes)
+
+
+def _scalar(output: object) -> torch.Tensor | None:
+    """A scalar to call backward on, from a tensor or a list of tensors; None if nothing has grad."""
+    tensors = [output] if isinstance(output, torch.Tensor) else list(output)  # type: ignore[arg-type]
+    parts = [t.float().sum() for t in tensors if isinstance(t, torch.Tensor) and t.requires_grad]
+    return torch.stack(parts).sum() if parts else None
+
+
+def cuda_peak_bytes(
+    model: nn.Module, make_input: Callable[[], torch.Tensor], train: bool, precision: str = "bf16"
+) -> int:
+    """Peak allocated CUDA memory of one training step (forward, backward, AdamW) or one inference forward."""
+    device = next(model.parameters()).device
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable) if train and trainable else None
+    inputs = make_input()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    model.train(train)
+    with ExitStack() as stack:
+        stack.enter_context(autocast)
+        if not train:
+            stack.enter_context(torch.no_grad())
+        output = model(inputs)
+    if train:
+        loss = _scalar(output)
+        if loss is not None:
+            loss.backward()
+        if optimizer is not None:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    del output
+    torch.cuda.synchronize(device)
+    return int(torch.cuda.max_memory_allocated(device))
+
+
+# ----------------------------------------------------------------------------- the model of a config
+
+def _build(cfg: RunConfig, device: str | torch.device) -> nn.Module:
+    """The model a config describes. Until the side network lands: the frozen backbone alone."""
+    from tdsclip.model.backbone import build_backbone
+
+    model = build_backbone(cfg.model.backbone, weights="", quick_gelu=cfg.model.quick_gelu, device=device)
+    if tuple(model.image_size) != (cfg.data.input_size, cfg.data.input_size):
+        raise ConfigError(
+            f"data.input_size={cfg.data.input_size} but {cfg.model.backbone} takes "
+            f"{model.image_size[0]} px frames; set data.input_size={model.image_size[0]}"
+        )
+    return model
+
+
+def _clip_frames(cfg: RunConfig, batch: int, device: str | torch.device) -> torch.Tensor:
+    """`batch` views of `data.frames` frames each, as the frame batch the backbone takes."""
+    size = cfg.data.input_size
+    return torch.randn(batch * cfg.data.frames, 3, size, size, device=device)
+
+
+def _frozen_parts(model: nn.Module) -> list[nn.Module]:
+    from tdsclip.model.backbone import FrozenCLIPViT
+
+    return [m for m in model.modules() if isinstance(m, FrozenCLIPViT)]
+
+
+def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None) -> dict[str, object]:
+    """Every measurement of the model `cfg` describes, as one flat dict (the --json output)."""
+    if batch < 1:
+        raise ConfigError(f"--batch: expected >= 1, got {batch}")
+    model = _build(cfg, "meta")
+    trainable, total = count_parameters(model)
+    view = _clip_frames(cfg, 1, "meta")
+    with torch.no_grad():
+        macs = count_macs(lambda: model(view))
+    model.train()
+    clips = _clip_frames(cfg, batch, "meta")
+    saved = saved_activation_bytes(lambda: model(clips), model, _frozen_parts(model))
+    result: dict[str, object] = {
+        "backbone": cfg.model.backbone,
+        "model": "frozen backbone only (side network not built yet)",
+        "frames": cfg.data.frames,
+        "input_size": cfg.data.input_size,
+        "trainable_params": trainable,
+        "total_params": total,
+        "gflops_per_view": macs / 1e9,
+        "flop_convention": FLOP_CONVENTION,
+        "batch": batch,
+        "saved_activation_bytes": saved.total,
+        "saved_activation_bytes_frozen": saved.frozen,
+        "saved_activation_bytes_trainable": saved.trainable,
+        "saved_activation_dtype": "float32",
+        "cuda_device": None,
+        "cuda_peak_train_bytes": None,
+        "cuda_peak_inference_bytes": None,
+    }
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    if cuda:
+        if not torch.cuda.is_available():
+            raise ConfigError("--cuda: no CUDA device is available here")
+        gpu_model = _build(cfg, "cuda")
+        make = lambda: _clip_frames(cfg, batch, "cuda")  # noqa: E731
+        result["cuda_device"] = torch.cuda.get_device_name()
+        result["cuda_peak_inference_bytes"] = cuda_peak_bytes(gpu_model, make, train=False, precision=cfg.train.precision)
+        result["cuda_peak_train_bytes"] = cuda_peak_bytes(gpu_model, make, train=True, precision=cfg.train.precision)
+    return result
+
+
+def _bytes(n: object) -> str:
+    if n is None:
+        return "not measured"
+    value = float(n)  # type: ignore[arg-type]
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_measurement(m: dict[str, object]) -> str:
+    gflops = float(m["gflops_per_view"])  # type: ignore[arg-type]
+    cuda = m["cuda_device"] or "no CUDA device"
+    lines = [
+        f"model            {m['backbone']}: {m['model']}",
+        f"view             {m['frames']} frames x {m['input_size']} px",
+        f"parameters       trainable {int(m['trainable_params']) / 1e6:.2f} M | total {int(m['total_params']) / 1e6:.2f} M",  # type: ignore[arg-type]
+        f"FLOPs per view   {gflops:.4g} GFLOPs = {gflops / 1e3:.4g} TFLOPs ({FLOP_CONVENTION})",
+        f"saved for backward, {m['batch']} clip(s), {m['saved_activation_dtype']}: total {_bytes(m['saved_activation_bytes'])}"
+        f" | frozen backbone {_bytes(m['saved_activation_bytes_frozen'])} | trainable {_bytes(m['saved_activation_bytes_trainable'])}",
+        f"CUDA peak ({cuda})  train step {_bytes(m['cuda_peak_train_bytes'])} | inference {_bytes(m['cuda_peak_inference_bytes'])}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tdsclip.measure",
+        description="Parameters, FLOPs per view, activation and CUDA memory of a model config.",
+        epilog="Any config key can be set as key=value, e.g. model.num_classes=400 data.input_size=224.",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    parser.add_argument("--backbone", help="shorthand for model.backbone=NAME (default ViT-B-16)")
+    parser.add_argument("--frames", type=int, help="shorthand for data.frames=N (default 8)")
+    parser.add_argument("--batch", type=int, default=1, help="clips per step for the memory measurements (default 1)")
+    parser.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure CUDA peak memory (default: when a CUDA device is present)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    if args.backbone is not None:
+        overrides.append(f"model.backbone={args.backbone}")
+    if args.frames is not None:
+        overrides.append(f"data.frames={args.frames}")
+    try:
+        cfg = apply_overrides(RunConfig(), overrides)
+        result = measure(cfg, batch=args.batch, cuda=args.cuda)
+    except (ConfigError, WeightsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result) if args.json else format_measurement(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
