@@ -46,8 +46,102 @@ class ModelConfig:
     """QuickGELU activations in the backbone; None lets the weights decide (OpenAI ones need it)."""
     num_classes: int = 174
 
+    # --- side network (tdsclip/model/side.py) ---
+    side_width: int = 320
+    """d, the side network's width; attention heads = d / 64 (Table VIII: 128, 320, 512)."""
+    stem_padding: int = 1
+    """Spatial padding of the (3, p, p) stems: 1 in TDS-CLIP's code, 0 in Side4Video's."""
+    cls_shift: bool = True
+    """Keys/values get the frozen CLS with half its channels from frame t+1, half from t-1."""
+    temporal: Literal["none", "conv3d", "td"] = "td"
+    """Temporal module per side block: none (Table XII baseline), the 3D conv branch only
+    (Table III baseline, i.e. Side4Video), or the 3D conv branch with the TD-Adapter."""
+
+    # --- TD-Adapter (tdsclip/model/adapters.py) ---
+    td_mode: Literal["pool", "conv", "direct"] = "pool"
+    """D = f - MaxPool_t(f) | f - TConv_t(f) | f_t - f_(t-1) (Table VI)."""
+    td_kernel: int = 3
+    """k, temporal kernel of the pool / conv modes (Table VII: 3, 5, 7)."""
+    td_reduction: int = 16
+    """r: the adapter works on d / r channels."""
+    td_channel_mean: bool = True
+    """y = 0.5 * D + 0.5 * mean over channels of D (released code); off: y = D."""
+    td_gate: bool = True
+    """out = x * (0.5 + sigmoid(restore(y))) (released code); off: out = x + restore(y)."""
+    td_placement: Literal["stacked", "replace"] = "stacked"
+    """stacked: after the 3D conv branch (released code); replace: in place of it (a reading of the paper)."""
+    td_layers: str = "all"
+    """Side blocks that carry the TD-Adapter, 1-based: 'all', '1-6', '7-12', '1,3,5' (Table IX);
+    the other blocks keep the plain 3D conv branch."""
+
+    # --- SME-Adapter ---
+    sme_window: int = 5
+    """m, local frames per sparse frame (Table IV: 1, 3, 5); 1 disables the SME stem."""
+    sme_alpha: float = 1.0
+    """Weight of the RGB stem in the side input; 0 builds no RGB stem (Table V '- / 1.0')."""
+    sme_beta: float = 1.0
+    """Weight of the SME stem (Table V); the released code uses 0.5."""
+    sme_placement: Literal["temporal", "spatial", "spatial_temporal", "cross", "additional"] = "temporal"
+    """Where SME features enter (Table XI); formulas in tdsclip/model/build.py."""
+
+    # --- how the CLIP backbone is tuned (memory comparison, Table XII) ---
+    backbone_tuning: Literal["frozen", "st_adapter", "full"] = "frozen"
+    """frozen (TDS-CLIP), ST-Adapters inside the frozen blocks, or full fine-tuning."""
+    st_adapter_width: int = 384
+    """Bottleneck width of each ST-Adapter."""
+
     def __post_init__(self) -> None:
         _check(self.num_classes >= 1, f"model.num_classes: expected >= 1, got {self.num_classes}")
+        _check(self.side_width >= 64 and self.side_width % 64 == 0,
+               f"model.side_width: expected a positive multiple of 64 (heads = d / 64), got {self.side_width}")
+        _check(self.stem_padding in (0, 1), f"model.stem_padding: expected 0 or 1, got {self.stem_padding}")
+        _check(self.td_kernel >= 1 and self.td_kernel % 2 == 1, f"model.td_kernel: expected an odd number >= 1, got {self.td_kernel}")
+        _check(self.td_reduction >= 1 and self.side_width % self.td_reduction == 0,
+               f"model.td_reduction: expected a divisor of model.side_width={self.side_width}, got {self.td_reduction}")
+        parse_layer_spec(self.td_layers)
+        _check(self.sme_window >= 1 and self.sme_window % 2 == 1,
+               f"model.sme_window: expected an odd number >= 1 (1, 3, 5), got {self.sme_window}")
+        _check(self.sme_alpha >= 0, f"model.sme_alpha: expected >= 0, got {self.sme_alpha}")
+        _check(self.sme_beta >= 0, f"model.sme_beta: expected >= 0, got {self.sme_beta}")
+        if self.sme_window > 1:
+            _check(self.sme_beta > 0, f"model.sme_beta: expected > 0 with model.sme_window={self.sme_window} "
+                   "(set model.sme_window=1 to disable SME)")
+        _check(self.sme_alpha > 0 or (self.sme_window > 1 and self.sme_placement in ("temporal", "spatial_temporal")),
+               f"model.sme_alpha=0 leaves the side network without input unless SME feeds it "
+               f"(model.sme_window > 1 and model.sme_placement temporal or spatial_temporal); got "
+               f"sme_window={self.sme_window}, sme_placement={self.sme_placement}")
+        _check(self.st_adapter_width >= 1, f"model.st_adapter_width: expected >= 1, got {self.st_adapter_width}")
+
+    @property
+    def uses_sme(self) -> bool:
+        return self.sme_window > 1
+
+    @property
+    def backbone_gets_gradients(self) -> bool:
+        """True where gradients flow through the CLIP blocks (and their activations are saved):
+        ST-Adapter, full fine-tuning, and SME placements that feed the CLIP patch embedding."""
+        spatial = self.uses_sme and self.sme_placement in ("spatial", "spatial_temporal")
+        return self.backbone_tuning != "frozen" or spatial
+
+
+def parse_layer_spec(spec: str, num_layers: int | None = None) -> frozenset[int] | None:
+    """'all' -> None (every layer); '1-6,9' -> {0..5, 8} (0-based). Checked against num_layers if given."""
+    text = spec.strip().lower()
+    if text == "all":
+        return None
+    layers: set[int] = set()
+    for part in text.split(","):
+        start, dash, end = part.strip().partition("-")
+        try:
+            first, last = int(start), int(end) if dash else int(start)
+        except ValueError:
+            raise ConfigError(f"model.td_layers: expected 'all' or 1-based layers like '1-6' or '1,3,5', got {spec!r}") from None
+        _check(1 <= first <= last, f"model.td_layers: expected 1-based ascending ranges, got {spec!r}")
+        layers.update(range(first - 1, last))
+    if num_layers is not None:
+        _check(max(layers) < num_layers,
+               f"model.td_layers={spec!r} names layer {max(layers) + 1} but the backbone has {num_layers} layers")
+    return frozenset(layers)
 
 
 @dataclass(frozen=True)
@@ -243,10 +337,20 @@ def _suggest(key: str, valid: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
 
 
-def _replace_path(cfg: Any, path: list[str], value: Any) -> Any:
-    head, *rest = path
-    new_value = _replace_path(getattr(cfg, head), rest, value) if rest else value
-    return dataclasses.replace(cfg, **{head: new_value})
+def _replace_all(cfg: Any, changes: dict[str, Any]) -> Any:
+    """Apply dotted changes with one `replace` per dataclass, so that cross-field checks in
+    __post_init__ see the final values, never an intermediate mix."""
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in changes.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    for head, sub in nested.items():
+        direct[head] = _replace_all(getattr(cfg, head), sub)
+    return dataclasses.replace(cfg, **direct) if direct else cfg
 
 
 def parse_override(text: str, cls: type = RunConfig) -> tuple[str, Any]:
@@ -275,9 +379,7 @@ def apply_overrides(cfg: Any, overrides: typing.Iterable[str] | typing.Mapping[s
             pairs.append((key, _coerce(value, valid[key], key)))
     else:
         pairs = [parse_override(text, type(cfg)) for text in overrides]
-    for key, value in pairs:
-        cfg = _replace_path(cfg, key.split("."), value)
-    return cfg
+    return _replace_all(cfg, dict(pairs))
 
 
 # ----------------------------------------------------------------------------- (de)serialisation
