@@ -1,4 +1,4 @@
-"""The frozen spatial encoder: an open_clip ViT that returns the output of every residual block.
+"""The spatial encoder: an open_clip ViT that returns the output of every residual block.
 
 TDS-CLIP's side network taps all L blocks of the frozen CLIP ViT (12 for B/16, 24 for L/14), so
 the backbone returns a list of L tensors of shape (N, 1 + h*w, W): class token first, then the
@@ -7,14 +7,17 @@ patch tokens in row-major order. ln_post and the projection are never used and n
     backbone = build_backbone("ViT-B-16", weights="/data/weights/ViT-B-16.pt")
     blocks = backbone(frames)          # frames: (N, 3, 224, 224), CLIP-normalised
 
-Frozen means: every parameter has requires_grad=False, the module stays in eval mode, and the
-forward runs under torch.no_grad(), so it builds no autograd graph and saves no activations.
+Frozen (the default) means: every parameter has requires_grad=False, the module stays in eval
+mode, and the forward runs under torch.no_grad(), so it builds no autograd graph and saves no
+activations. ST-Adapter and full fine-tuning, for the memory comparison, are the exceptions.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Iterator
 
 import open_clip
 import torch
@@ -22,6 +25,7 @@ from open_clip.model import _build_vision_tower
 from open_clip.transformer import QuickGELU, VisionTransformer
 from torch import nn
 
+from tdsclip.model.adapters import STAdapter
 from tdsclip.model.weights import LoadedWeights, WeightsError, load_weights
 
 PAPER_BACKBONES = ("ViT-B-16", "ViT-L-14")
@@ -31,12 +35,22 @@ open_clip.add_model_config(CONFIG_DIR)  # registers the tiny test configs (tdscl
 log = logging.getLogger(__name__)
 
 
-class FrozenCLIPViT(nn.Module):
-    """open_clip's VisionTransformer up to its last block; parameters frozen, forward without grad."""
+class CLIPBackbone(nn.Module):
+    """open_clip's VisionTransformer up to its last block, frozen unless `tuning` says otherwise.
 
-    def __init__(self, visual: VisionTransformer, name: str) -> None:
+    tuning='frozen' (TDS-CLIP): parameters frozen, forward under no_grad, unless `patch_bias`
+    requires grad (the spatial SME placements), which makes autograd track the blocks so the
+    bias's stem can learn, with the parameters still frozen.
+    tuning='st_adapter': an ST-Adapter before each block's attention, on the patch tokens; only
+    the adapters train, gradients flow through the frozen blocks.
+    tuning='full': every parameter trains (full fine-tuning).
+    """
+
+    def __init__(self, visual: VisionTransformer, name: str, tuning: str = "frozen", st_adapter_width: int = 384) -> None:
         super().__init__()
-        self.name = name
+        if tuning not in ("frozen", "st_adapter", "full"):
+            raise ValueError(f"backbone tuning: expected frozen, st_adapter or full, got {tuning!r}")
+        self.name, self.tuning = name, tuning
         self.conv1 = visual.conv1
         self.class_embedding = visual.class_embedding
         self.positional_embedding = visual.positional_embedding
@@ -49,37 +63,60 @@ class FrozenCLIPViT(nn.Module):
         self.grid_size = tuple(visual.grid_size)
         self.width = self.conv1.out_channels
         self.num_layers = len(self.resblocks)
-        self.requires_grad_(False)
+        self.requires_grad_(tuning == "full")
+        self.st_adapters = (
+            nn.ModuleList(STAdapter(self.width, st_adapter_width) for _ in range(self.num_layers))
+            if tuning == "st_adapter" else None
+        )
         self.eval()
 
-    def train(self, mode: bool = True) -> "FrozenCLIPViT":
-        """Always eval: the frozen encoder must behave identically in training and testing."""
+    def train(self, mode: bool = True) -> "CLIPBackbone":
+        """Always eval: the CLIP encoder must behave identically in training and testing."""
         return super().train(False)
 
     @property
     def uses_quick_gelu(self) -> bool:
         return any(isinstance(m, QuickGELU) for m in self.modules())
 
-    def forward(self, frames: torch.Tensor) -> list[torch.Tensor]:
-        """frames (N, 3, H, W) -> L tensors (N, 1 + h*w, W), the output of each residual block."""
+    def _check(self, frames: torch.Tensor) -> None:
         if frames.ndim != 4 or tuple(frames.shape[-2:]) != self.image_size or frames.shape[1] != 3:
             raise ValueError(
                 f"{self.name} expects frames of shape (N, 3, {self.image_size[0]}, {self.image_size[1]}), "
                 f"got {tuple(frames.shape)}"
             )
-        with torch.no_grad():
+
+    def iter_blocks(
+        self, frames: torch.Tensor, patch_bias: torch.Tensor | None = None, num_frames: int = 1
+    ) -> Iterator[torch.Tensor]:
+        """Yield each block's output (N, 1 + h*w, W) as soon as it is computed.
+
+        frames (N, 3, H, W) with N = clips * num_frames (num_frames matters for ST-Adapter);
+        patch_bias (N, h*w, W) is added to the patch embeddings before the class token and the
+        positional embedding (the spatial SME placements). Each step enters and leaves its own
+        grad mode before yielding, so the caller's code between steps runs in the caller's mode.
+        """
+        self._check(frames)
+        tracked = self.tuning != "frozen" or (patch_bias is not None and patch_bias.requires_grad)
+        mode = nullcontext if tracked else torch.no_grad
+        with mode():
             x = self.conv1(frames.to(self.conv1.weight.dtype))
             x = x.flatten(2).transpose(1, 2)  # (N, h*w, W)
+            if patch_bias is not None:
+                x = x + patch_bias.to(x.dtype)
             cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
             x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
             x = self.ln_pre(self.patch_dropout(x))
-            outputs = []
-            if not self.batch_first:
-                x = x.transpose(0, 1)
-            for block in self.resblocks:
-                x = block(x)
-                outputs.append(x if self.batch_first else x.transpose(0, 1))
-        return outputs
+        for index, block in enumerate(self.resblocks):
+            with mode():
+                if self.st_adapters is not None:
+                    patches = self.st_adapters[index](x[:, 1:], num_frames, self.grid_size)
+                    x = torch.cat([x[:, :1], patches], dim=1)
+                x = block(x) if self.batch_first else block(x.transpose(0, 1)).transpose(0, 1)
+            yield x
+
+    def forward(self, frames: torch.Tensor, patch_bias: torch.Tensor | None = None, num_frames: int = 1) -> list[torch.Tensor]:
+        """frames (N, 3, H, W) -> L tensors (N, 1 + h*w, W), the output of each residual block."""
+        return list(self.iter_blocks(frames, patch_bias, num_frames))
 
 
 def available_backbones() -> list[str]:
@@ -142,7 +179,9 @@ def build_backbone(
     weights: str = "",
     quick_gelu: bool | None = None,
     device: str | torch.device = "cpu",
-) -> FrozenCLIPViT:
+    tuning: str = "frozen",
+    st_adapter_width: int = 384,
+) -> CLIPBackbone:
     """Build the frozen ViT `name` with `weights` (see tdsclip.model.weights), on `device`.
 
     quick_gelu=None lets the weights decide: OpenAI archives and tags marked quick_gelu get it.
@@ -163,4 +202,5 @@ def build_backbone(
         _load_visual_state(visual, loaded, name)
         visual = visual.to(device)
         log.info("loaded %s weights from %s (quick_gelu=%s)", name, loaded.source, bool(quick_gelu))
-    return FrozenCLIPViT(visual, name)
+    with torch.device(device):  # the ST-Adapters are created on the backbone's device
+        return CLIPBackbone(visual, name, tuning, st_adapter_width)

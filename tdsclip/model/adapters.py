@@ -1,0 +1,123 @@
+"""TDS-CLIP's adapters: the patch stems, SME differences, the TD-Adapter, and ST-Adapter.
+
+Shapes: B clips, T sparse frames, m local frames per sparse frame, d side width, W CLIP width,
+p patch size, (h, w) the patch grid. Video features are laid out (B, C, T, h, w) for the 3D
+convolutions and (B*T, h*w, C) as tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PatchStem(nn.Module):
+    """Conv3d with kernel (3, p, p), stride (1, p, p), padding (1, s, s), then BatchNorm3d.
+
+    (B, C_in, T, H, W) -> (B, C_out, T, h, w): one token per CLIP patch and frame; the kernel's
+    temporal extent 3 mixes each frame with its neighbours. s = model.stem_padding (1 in
+    TDS-CLIP's code, offsetting the grid by one pixel from CLIP's; 0 in Side4Video's).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, patch: int, padding: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, out_channels, (3, patch, patch), (1, patch, patch), (1, padding, padding))
+        self.norm = nn.BatchNorm3d(out_channels)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(video))
+
+
+def sme_differences(clips: torch.Tensor) -> torch.Tensor:
+    """Forward differences inside each SME window, concatenated on channels.
+
+    clips (B, 3, T, m, H, W) -> (B, 3*(m-1), T, H, W) with channel 3*k + c holding
+    x[k+1] - x[k] of colour c, for k = 0 .. m-2 (m = 5: [x2-x1, x3-x2, x4-x3, x5-x4]).
+    """
+    diffs = clips[:, :, :, 1:] - clips[:, :, :, :-1]  # (B, 3, T, m-1, H, W)
+    return diffs.permute(0, 3, 1, 2, 4, 5).flatten(1, 2)  # (B, (m-1)*3, T, H, W), k major
+
+
+class TDAdapter(nn.Module):
+    """Temporal Difference Adapter, on the temporal branch's output x (B, d, T, h, w).
+
+        f   = BN(Conv1x1x1_{d -> d/r}(x))
+        D   = f - MaxPool_t^k(f)            mode 'pool'   (stride 1, same padding; D <= 0)
+            = f - TConv_t^k(f)              mode 'conv'   (learnable Conv3d d/r -> d/r, kernel (k,1,1))
+            = f_t - f_(t-1),  D_0 = 0       mode 'direct'
+        y   = 0.5 * D + 0.5 * mean_c(D)     channel_mean on (released code); y = D when off
+        g   = BN(Conv1x1x1_{d/r -> d}(y))
+        out = x * (0.5 + sigmoid(g))        gate on (released code); out = x + g when off
+    """
+
+    def __init__(self, width: int, mode: str = "pool", kernel: int = 3, reduction: int = 16,
+                 channel_mean: bool = True, gate: bool = True) -> None:
+        super().__init__()
+        reduced = width // reduction
+        self.mode, self.kernel, self.channel_mean, self.gate = mode, kernel, channel_mean, gate
+        self.reduce = nn.Sequential(nn.Conv3d(width, reduced, 1), nn.BatchNorm3d(reduced))
+        self.temporal_conv = (
+            nn.Conv3d(reduced, reduced, (kernel, 1, 1), padding=(kernel // 2, 0, 0)) if mode == "conv" else None
+        )
+        self.restore = nn.Sequential(nn.Conv3d(reduced, width, 1), nn.BatchNorm3d(width))
+
+    def difference(self, f: torch.Tensor) -> torch.Tensor:
+        if self.mode == "pool":
+            pooled = F.max_pool3d(f, (self.kernel, 1, 1), stride=1, padding=(self.kernel // 2, 0, 0))
+            return f - pooled
+        if self.mode == "conv":
+            return f - self.temporal_conv(f)
+        return torch.cat([torch.zeros_like(f[:, :, :1]), f[:, :, 1:] - f[:, :, :-1]], dim=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.difference(self.reduce(x))
+        y = 0.5 * d + 0.5 * d.mean(dim=1, keepdim=True) if self.channel_mean else d
+        g = self.restore(y)
+        return x * (0.5 + torch.sigmoid(g)) if self.gate else x + g
+
+
+class TemporalConv(nn.Module):
+    """The '3D conv' temporal branch: BN3d -> Conv1x1x1 -> depthwise Conv(3,1,1) -> Conv1x1x1.
+
+    On (B, d, T, h, w); the side block adds its output to x (a residual).
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm3d(width)
+        self.convs = nn.Sequential(
+            nn.Conv3d(width, width, 1),
+            nn.Conv3d(width, width, (3, 1, 1), padding=(1, 0, 0), groups=width),
+            nn.Conv3d(width, width, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(self.norm(x))
+
+
+class STAdapter(nn.Module):
+    """ST-Adapter (Pan et al. 2022) on a frozen block's patch tokens, before its attention.
+
+        a = Linear_{W -> w}(x);  a = DWConv3d_{(3,1,1)}(a over time);  x <- x + Linear_{w -> W}(a)
+
+    The conv and the output layer start at zero (the block starts as the frozen one); no
+    activation. Gradients must flow through the frozen blocks to train it.
+    """
+
+    def __init__(self, width: int, bottleneck: int = 384) -> None:
+        super().__init__()
+        self.down = nn.Linear(width, bottleneck)
+        self.conv = nn.Conv3d(bottleneck, bottleneck, (3, 1, 1), padding=(1, 0, 0), groups=bottleneck)
+        self.up = nn.Linear(bottleneck, width)
+        for layer in (self.conv, self.up):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, patches: torch.Tensor, frames: int, grid: tuple[int, int]) -> torch.Tensor:
+        """patches (B*T, h*w, W) -> the same shape, adapted."""
+        bt, n, _ = patches.shape
+        a = self.down(patches)
+        a = a.reshape(bt // frames, frames, grid[0], grid[1], -1).permute(0, 4, 1, 2, 3)
+        a = self.conv(a).permute(0, 2, 3, 4, 1).reshape(bt, n, -1)
+        return patches + self.up(a)
