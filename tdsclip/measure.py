@@ -10,16 +10,19 @@ Conventions (printed with every measurement):
   allocated and nothing is computed, so even ViT-L/14 at 16 frames takes well under a second.
 - Saved activations are the bytes autograd keeps for backward in one training forward
   (saved-tensor hooks, each storage counted once, parameters excluded), split into those saved
-  inside the frozen backbone and those saved by trainable parts.
+  inside the CLIP backbone (zero whenever it is frozen and no SME placement feeds it) and those
+  saved by the trainable side network.
 - On a CUDA device, peak allocated memory of one training step (forward, backward, AdamW step)
   and of one inference forward at `--batch` clips, with the run's precision.
 
-Until the side network lands, the measured model is the frozen backbone alone.
+The model is TDS-CLIP or any variant of it (model.* keys, see tdsclip/config.py); weights are
+random, since none of these numbers depends on them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from contextlib import ExitStack, nullcontext
@@ -31,6 +34,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from tdsclip.config import ConfigError, RunConfig, apply_overrides
+from tdsclip.model.build import describe
 from tdsclip.model.weights import WeightsError
 
 FLOP_CONVENTION = "one multiply-add counted as one FLOP, the paper's TFLOPs convention"
@@ -69,7 +73,9 @@ def saved_activation_bytes(
 ) -> SavedActivations:
     """Bytes autograd saves for backward while `forward()` runs, split frozen/trainable.
 
-    A tensor counts as frozen when it is saved while any module in `frozen` is running.
+    A tensor counts as frozen when it is saved while any module in `frozen`, or any of their
+    submodules, is running (submodules count too: a module may be driven part by part, as the
+    CLIP backbone is through `iter_blocks`).
     """
     exclude = {_storage_key(t) for t in list(model.parameters()) + list(model.buffers())}
     depth = 0
@@ -90,7 +96,7 @@ def saved_activation_bytes(
         return tensor
 
     handles = []
-    for module in frozen:
+    for module in {id(m): m for part in frozen for m in part.modules()}.values():
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave, always_call=True))
     try:
@@ -144,46 +150,65 @@ def cuda_peak_bytes(
 
 # ----------------------------------------------------------------------------- the model of a config
 
-def _build(cfg: RunConfig, device: str | torch.device) -> nn.Module:
-    """The model a config describes. Until the side network lands: the frozen backbone alone."""
-    from tdsclip.model.backbone import build_backbone
+class _BareBackbone(nn.Module):
+    """The CLIP backbone alone, fed the centre frames of the clips (--backbone-only)."""
 
-    model = build_backbone(cfg.model.backbone, weights="", quick_gelu=cfg.model.quick_gelu, device=device)
-    if tuple(model.image_size) != (cfg.data.input_size, cfg.data.input_size):
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, clips: torch.Tensor) -> list[torch.Tensor]:
+        b, c, t, m, h, w = clips.shape
+        return self.backbone(clips[:, :, :, m // 2].transpose(1, 2).reshape(b * t, c, h, w), num_frames=t)
+
+
+def _build(cfg: RunConfig, device: str | torch.device, backbone_only: bool = False) -> nn.Module:
+    """The model a config describes, with random weights (measurements need no real ones)."""
+    from tdsclip.model.build import build_model
+
+    model = build_model(dataclasses.replace(cfg.model, weights=""), device)
+    if backbone_only:
+        model = _BareBackbone(model.backbone)
+    size = model.backbone.image_size[0]
+    if (cfg.data.input_size, cfg.data.input_size) != tuple(model.backbone.image_size):
         raise ConfigError(
-            f"data.input_size={cfg.data.input_size} but {cfg.model.backbone} takes "
-            f"{model.image_size[0]} px frames; set data.input_size={model.image_size[0]}"
+            f"data.input_size={cfg.data.input_size} but {cfg.model.backbone} takes {size} px frames; "
+            f"set data.input_size={size}"
         )
     return model
 
 
-def _clip_frames(cfg: RunConfig, batch: int, device: str | torch.device) -> torch.Tensor:
-    """`batch` views of `data.frames` frames each, as the frame batch the backbone takes."""
+def _clips(cfg: RunConfig, batch: int, device: str | torch.device) -> torch.Tensor:
+    """`batch` views: (batch, 3, T, m, S, S), T = data.frames, m = model.sme_window."""
     size = cfg.data.input_size
-    return torch.randn(batch * cfg.data.frames, 3, size, size, device=device)
+    return torch.randn(batch, 3, cfg.data.frames, cfg.model.sme_window, size, size, device=device)
 
 
-def _frozen_parts(model: nn.Module) -> list[nn.Module]:
-    from tdsclip.model.backbone import FrozenCLIPViT
+def _backbone_parts(model: nn.Module) -> list[nn.Module]:
+    from tdsclip.model.backbone import CLIPBackbone
 
-    return [m for m in model.modules() if isinstance(m, FrozenCLIPViT)]
+    return [m for m in model.modules() if isinstance(m, CLIPBackbone)]
 
 
-def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None) -> dict[str, object]:
-    """Every measurement of the model `cfg` describes, as one flat dict (the --json output)."""
+def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_only: bool = False) -> dict[str, object]:
+    """Every measurement of the model `cfg` describes, as one flat dict (the --json output).
+
+    backbone_only measures the bare CLIP backbone of the config instead of the whole model.
+    """
     if batch < 1:
         raise ConfigError(f"--batch: expected >= 1, got {batch}")
-    model = _build(cfg, "meta")
+    model = _build(cfg, "meta", backbone_only)
     trainable, total = count_parameters(model)
-    view = _clip_frames(cfg, 1, "meta")
+    view = _clips(cfg, 1, "meta")
     with torch.no_grad():
         macs = count_macs(lambda: model(view))
     model.train()
-    clips = _clip_frames(cfg, batch, "meta")
-    saved = saved_activation_bytes(lambda: model(clips), model, _frozen_parts(model))
+    clips = _clips(cfg, batch, "meta")
+    saved = saved_activation_bytes(lambda: model(clips), model, _backbone_parts(model))
     result: dict[str, object] = {
         "backbone": cfg.model.backbone,
-        "model": "frozen backbone only (side network not built yet)",
+        "model": f"{cfg.model.backbone} backbone alone ({cfg.model.backbone_tuning})" if backbone_only else describe(cfg.model),
+        "backbone_gets_gradients": cfg.model.backbone_gets_gradients,
         "frames": cfg.data.frames,
         "input_size": cfg.data.input_size,
         "trainable_params": trainable,
@@ -204,8 +229,8 @@ def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None) -> dict[st
     if cuda:
         if not torch.cuda.is_available():
             raise ConfigError("--cuda: no CUDA device is available here")
-        gpu_model = _build(cfg, "cuda")
-        make = lambda: _clip_frames(cfg, batch, "cuda")  # noqa: E731
+        gpu_model = _build(cfg, "cuda", backbone_only)
+        make = lambda: _clips(cfg, batch, "cuda")  # noqa: E731
         result["cuda_device"] = torch.cuda.get_device_name()
         result["cuda_peak_inference_bytes"] = cuda_peak_bytes(gpu_model, make, train=False, precision=cfg.train.precision)
         result["cuda_peak_train_bytes"] = cuda_peak_bytes(gpu_model, make, train=True, precision=cfg.train.precision)
@@ -227,12 +252,12 @@ def format_measurement(m: dict[str, object]) -> str:
     gflops = float(m["gflops_per_view"])  # type: ignore[arg-type]
     cuda = m["cuda_device"] or "no CUDA device"
     lines = [
-        f"model            {m['backbone']}: {m['model']}",
+        f"model            {m['model']}",
         f"view             {m['frames']} frames x {m['input_size']} px",
         f"parameters       trainable {int(m['trainable_params']) / 1e6:.2f} M | total {int(m['total_params']) / 1e6:.2f} M",  # type: ignore[arg-type]
         f"FLOPs per view   {gflops:.4g} GFLOPs = {gflops / 1e3:.4g} TFLOPs ({FLOP_CONVENTION})",
         f"saved for backward, {m['batch']} clip(s), {m['saved_activation_dtype']}: total {_bytes(m['saved_activation_bytes'])}"
-        f" | frozen backbone {_bytes(m['saved_activation_bytes_frozen'])} | trainable {_bytes(m['saved_activation_bytes_trainable'])}",
+        f" | CLIP backbone {_bytes(m['saved_activation_bytes_frozen'])} | trainable {_bytes(m['saved_activation_bytes_trainable'])}",
         f"CUDA peak ({cuda})  train step {_bytes(m['cuda_peak_train_bytes'])} | inference {_bytes(m['cuda_peak_inference_bytes'])}",
     ]
     return "\n".join(lines)
@@ -250,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="clips per step for the memory measurements (default 1)")
     parser.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=None,
                         help="measure CUDA peak memory (default: when a CUDA device is present)")
+    parser.add_argument("--backbone-only", action="store_true", help="measure the bare CLIP backbone, not the whole model")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
@@ -259,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.append(f"data.frames={args.frames}")
     try:
         cfg = apply_overrides(RunConfig(), overrides)
-        result = measure(cfg, batch=args.batch, cuda=args.cuda)
+        result = measure(cfg, batch=args.batch, cuda=args.cuda, backbone_only=args.backbone_only)
     except (ConfigError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
