@@ -5,7 +5,7 @@ from open_clip.transformer import QuickGELU
 
 from helpers import block_outputs, tiny_clip
 from tdsclip.measure import saved_activation_bytes
-from tdsclip.model.backbone import FrozenCLIPViT, build_backbone
+from tdsclip.model.backbone import CLIPBackbone, build_backbone
 
 
 @pytest.fixture(scope="module")
@@ -64,5 +64,5 @@ def test_wrong_input_shape_is_a_clear_error():
 def test_random_init_and_quick_gelu_switch():
     assert not build_backbone("tdsclip-tiny").uses_quick_gelu
     assert build_backbone("tdsclip-tiny", quick_gelu=True).uses_quick_gelu
-    assert isinstance(build_backbone("tdsclip-tiny"), FrozenCLIPViT)
+    assert isinstance(build_backbone("tdsclip-tiny"), CLIPBackbone)
     assert not any(isinstance(m, QuickGELU) for m in build_backbone("ViT-B-16", device="meta").modules())
