@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import json
 import math
+import signal
 import sys
 import types
 import typing
@@ -41,7 +42,8 @@ class ModelConfig:
     """open_clip architecture: ViT-B-16, ViT-L-14, or a tiny test config (tdsclip-tiny)."""
     weights: str = ""
     """Backbone weights: a local file (OpenAI .pt archive, open_clip .bin/.pt/.pth/.safetensors),
-    an open_clip pretrained tag already in the local cache (e.g. openai), or "" for random init."""
+    an open_clip pretrained tag already in the local cache (e.g. openai); "" means not set (a
+    paper run then looks it up in the locations file), "random" means random initialisation."""
     quick_gelu: Optional[bool] = None
     """QuickGELU activations in the backbone; None lets the weights decide (OpenAI ones need it)."""
     num_classes: int = 174
@@ -187,11 +189,34 @@ class TrainConfig:
     seed: int = 1024
     label_smoothing: float = 0.1
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    """Autocast dtype: bf16 or fp16 (with a grad scaler) on CUDA; fp32 or bf16 on CPU."""
+    micro_batch: int = 16
+    """Videos per process per forward; gradients accumulate over batch_size / (micro_batch * world)."""
+    val_every: int = 1
+    """Single-view validation every N epochs (0: never; the final multi-view test always runs)."""
+    checkpoint_every: int = 0
+    """Also checkpoint every N optimiser steps (0: only at the end of each epoch and on a stop signal)."""
+    stop_signal: str = "SIGUSR2"
+    """Signal that asks the run to checkpoint at the next step boundary and exit (Slurm preemption)."""
+    checkpoint_blocks: bool = False
+    """Activation checkpointing of the side blocks (less memory, one more forward of them)."""
+    compile: bool = False
+    """torch.compile the side network (GPU runs)."""
+    sync_bn: bool = False
+    """SyncBatchNorm across GPUs instead of per-rank statistics."""
+    log_every: int = 20
+    """Optimiser steps between plain log lines when stdout is not a terminal."""
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs: expected >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"train.batch_size: expected >= 1, got {self.batch_size}")
         _check(0 <= self.label_smoothing < 1, f"train.label_smoothing: expected in [0, 1), got {self.label_smoothing}")
+        _check(self.micro_batch >= 1, f"train.micro_batch: expected >= 1, got {self.micro_batch}")
+        _check(self.val_every >= 0, f"train.val_every: expected >= 0, got {self.val_every}")
+        _check(self.checkpoint_every >= 0, f"train.checkpoint_every: expected >= 0, got {self.checkpoint_every}")
+        _check(self.log_every >= 1, f"train.log_every: expected >= 1, got {self.log_every}")
+        _check(self.stop_signal.startswith("SIG") and hasattr(signal, self.stop_signal),
+               f"train.stop_signal: expected a signal name like SIGUSR2 or SIGTERM, got {self.stop_signal!r}")
 
 
 @dataclass(frozen=True)
