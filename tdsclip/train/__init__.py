@@ -1,0 +1,1 @@
+"""Training: optimisation, checkpoints, distributed set-up, evaluation and the loop."""
