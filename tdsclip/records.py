@@ -8,7 +8,7 @@ These files are the source of truth of a run; MLflow only mirrors them. `tdsclip
 is the one writer; `sync` and the reports read them through `load_record`. A crash can at worst
 cut off the last line of metrics.jsonl (no newline yet): readers skip such a torn tail, and a
 resumed Tracker trims it before appending. "created"/"finished" are ISO 8601 UTC times, "time" is
-Unix seconds.
+Unix seconds; a diverged metric is kept as NaN/Infinity, the way Python's json writes them.
 """
 
 from __future__ import annotations
