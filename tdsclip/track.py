@@ -1,0 +1,347 @@
+"""Run records: the one place that writes them, mirroring each to MLflow on a best-effort basis.
+
+    tracker = Tracker(Path("runs") / run_id, run_id, params=flatten(cfg), tags={"preset": "smoke"},
+                      enabled=rank == 0)
+    tracker.log_metrics({"train/loss": 2.31, "lr": 1e-3}, step=100, epoch=0)
+    tracker.finish({"metrics": {"val/top1": 47.2}, "epochs": 40})  # or tracker.close() if interrupted
+
+    python -m tdsclip.track sync [RUNS_DIR] [--tracking-uri URI] [--experiment NAME]
+
+The files under runs/<run_id>/ (format in tdsclip/records.py) are written first and are the
+source of truth. MLflow only mirrors them: a locked sqlite file or a dead server costs a few
+retries and a warning, never the run, and `sync` later pushes whatever MLflow missed. One MLflow
+run per run_id (found by its tag "run_id"), so a resumed or requeued run continues its MLflow run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from tdsclip.mirror import STATUSES, Mirror, MirrorError, PushReport, RetryPolicy, metric_points
+from tdsclip.records import (METRICS_FILE, RESULT_FILE, RUN_FILE, MetricEntry, RecordError, append_jsonl,
+                             check_key, check_number, check_run_id, check_step, find_records, json_normal,
+                             load_record, now_iso, read_run_json, trim_torn_tail, write_json_atomic)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Tracker", "environment_tags", "child_environment", "sync_runs", "SyncReport", "RetryPolicy",
+           "RecordError", "MirrorError"]
+
+_INHERITED_MLFLOW = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
+
+
+def child_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """A copy of `env` for a child process, without MLFLOW_RUN_ID and MLFLOW_EXPERIMENT_ID:
+    a child inheriting them would log into (and overwrite) its parent's MLflow run."""
+    return {k: v for k, v in env.items() if k not in _INHERITED_MLFLOW}
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
+                              env=child_environment(os.environ))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def _gpu_tags() -> dict[str, str]:
+    """CUDA version and GPU model(s), asked of torch only if this process imported it (a training
+    process has; importing it here would cost a sync or a launcher seconds for nothing)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return {}
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    gpus = f"{names[0]} x{len(names)}" if len(set(names)) == 1 else ", ".join(names)
+    return {"cuda": str(torch.version.cuda or torch.version.hip), "gpu": gpus}
+
+
+def environment_tags() -> dict[str, str]:
+    """Where and with what a run ran: git SHA and dirty flag of the repository holding the tdsclip
+    package ("unknown" without git), host, python/torch/open_clip/mlflow versions, CUDA and GPU
+    model when torch is imported and sees one, and the world size (WORLD_SIZE, else SLURM_NTASKS, else 1)."""
+    package = Path(__file__).resolve().parent
+    sha = _git(package, "rev-parse", "HEAD") or "unknown"
+    status = _git(package, "status", "--porcelain") if sha != "unknown" else None
+    tags = {
+        "git_sha": sha,
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "torch": _version("torch"),
+        "open_clip": _version("open_clip_torch"),
+        "mlflow": _version("mlflow"),
+        "world_size": os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or "1",
+    }
+    if sha != "unknown":
+        tags["mlflow.source.git.commit"] = sha  # shown by the MLflow UI
+    tags.update(_gpu_tags())
+    return tags
+
+
+class Tracker:
+    """Writes a run's local record (source of truth) and mirrors it to MLflow, best effort.
+
+    enabled=False (ranks other than 0) makes every method a no-op. `out_of_sync` is True while
+    MLflow misses part of the record; the tracker then leaves MLflow alone for
+    `retry.offline_for` seconds, tries again (pushing all it missed), and on finish/close tries
+    once more; `python -m tdsclip.track sync` repairs whatever is still missing.
+    """
+
+    def __init__(self, run_dir: Path, run_id: str, *, params: dict[str, object], tags: dict[str, str],
+                 enabled: bool = True, tracking_uri: str | None = None, experiment: str = "tdsclip",
+                 retry: RetryPolicy = RetryPolicy()) -> None:
+        self.run_dir, self.run_id, self.enabled = Path(run_dir), run_id, enabled
+        self.out_of_sync = False
+        self._state = "open"  # then "finished" (finish) or "closed" (close)
+        self._end_status = "RUNNING"
+        self._mlflow_id: str | None = None
+        self._offline_until = 0.0
+        self._pending: list[Path] = []
+        self._mirror: Mirror | None = None
+        if not enabled:
+            return
+        check_run_id(run_id)
+        flat = json_normal("params", params)
+        for key in flat:
+            check_key("param", key)
+        if not isinstance(tags, Mapping):
+            raise RecordError(f"tags: expected a dict of name -> string, got {type(tags).__name__}")
+        for key, value in tags.items():
+            check_key("tag", key)
+            if not isinstance(value, str):
+                raise RecordError(f"tag {key!r}: expected a string, got {type(value).__name__} {value!r:.80}")
+        mirror = Mirror(tracking_uri, experiment, retry)  # checks the URI before anything is written
+        if os.environ.pop("MLFLOW_RUN_ID", None) is not None:
+            log.warning("unset MLFLOW_RUN_ID inherited from the parent process: run %s logs to its own "
+                        "MLflow run, and children of this process must not log into a foreign one", run_id)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_run_json(flat, {**environment_tags(), **tags})
+        if torn := trim_torn_tail(self.run_dir / METRICS_FILE):
+            log.warning("%s: dropped a torn last line (%d bytes) left by a crash", self.run_dir / METRICS_FILE, torn)
+        self._mirror = mirror
+        self._connect()
+
+    def _write_run_json(self, params: dict[str, Any], tags: dict[str, str]) -> None:
+        """run.json; on a resume (same run_id) keeps "created", updates tags, insists on the same params."""
+        path = self.run_dir / RUN_FILE
+        created = now_iso()
+        if path.exists():
+            old = read_run_json(path)
+            if old["run_id"] != self.run_id:
+                raise RecordError(f"{path} belongs to run {old['run_id']!r}, not {self.run_id!r}; expected "
+                                  "an empty directory or the same run's")
+            if old["params"] != params:
+                key = next(k for k in sorted(set(old["params"]) | set(params)) if old["params"].get(k) != params.get(k))
+                raise RecordError(f"{path}: run {self.run_id!r} has {key}={old['params'].get(key)!r}, resumed with "
+                                  f"{params.get(key)!r}; a resumed run must keep its params (new params, new run_id)")
+            created, tags = old["created"], {**old["tags"], **tags}
+        write_json_atomic(path, {"run_id": self.run_id, "params": params, "tags": tags, "created": created})
+
+    # ------------------------------------------------------------------ MLflow, best effort
+
+    def _connect(self) -> None:
+        """Bring MLflow's run up to date with everything local (push is idempotent)."""
+        assert self._mirror is not None
+        try:
+            record = load_record(self.run_dir)
+            if self._state != "finished":
+                record = dataclasses.replace(record, result=None)
+            report = self._mirror.push(record)
+            self._mlflow_id = report.mlflow_run_id
+            if self._state != "finished":
+                self._mirror.set_status(self._mlflow_id, self._end_status)
+            self._upload_pending(self._mlflow_id)
+            self.out_of_sync = False
+        except Exception as error:  # noqa: BLE001 - mirroring must never stop training
+            self._went_offline(error)
+
+    def _went_offline(self, error: Exception) -> None:
+        assert self._mirror is not None
+        self.out_of_sync = True
+        self._offline_until = time.monotonic() + self._mirror.retry.offline_for
+        text = str(error) if isinstance(error, MirrorError) else f"MLflow mirroring failed: {type(error).__name__}: {error}"
+        log.warning("%s; run %s goes on, its record in %s is complete; MLflow is retried in %.0f s, or run "
+                    "`python -m tdsclip.track sync %s`", text.splitlines()[0] if text else text, self.run_id,
+                    self.run_dir, self._mirror.retry.offline_for, self.run_dir.parent)
+
+    def _mirror_safely(self, action: Callable[[str], None]) -> None:
+        """action(mlflow_run_id) if MLflow is in sync; after an outage, a full push instead."""
+        if self.out_of_sync or self._mlflow_id is None:
+            if time.monotonic() >= self._offline_until:
+                self._connect()
+            return
+        try:
+            action(self._mlflow_id)
+        except Exception as error:  # noqa: BLE001 - mirroring must never stop training
+            self._went_offline(error)
+
+    def _upload_pending(self, mlflow_id: str) -> None:
+        assert self._mirror is not None
+        while self._pending:
+            self._mirror.log_artifact(mlflow_id, self._pending[0])
+            self._pending.pop(0)
+
+    def _check_open(self, method: str) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"Tracker.{method}: run {self.run_id} is already {self._state}")
+
+    # ------------------------------------------------------------------ the API
+
+    def log_metrics(self, metrics: dict[str, float], step: int, epoch: int | None = None) -> None:
+        """Append {"step", "epoch", "time", "metrics"} to metrics.jsonl (fsynced), then mirror it."""
+        if not self.enabled:
+            return
+        self._check_open("log_metrics")
+        check_step(step, epoch)
+        if not isinstance(metrics, Mapping) or not metrics:
+            raise RecordError(f"metrics: expected a non-empty dict of name -> number, got {metrics!r:.80}")
+        values = {check_key("metric", k): check_number("metric", k, v) for k, v in metrics.items()}
+        entry = MetricEntry(step, epoch, time.time(), values)
+        append_jsonl(self.run_dir / METRICS_FILE, dataclasses.asdict(entry))
+        mirror, points = self._mirror, metric_points(entry)
+        assert mirror is not None
+        self._mirror_safely(lambda mlflow_id: mirror.log_batch(mlflow_id, metrics=points))
+
+    def log_artifact(self, path: Path) -> None:
+        """Mirror a file to the MLflow run's artifacts (best effort; kept for a later retry)."""
+        if not self.enabled:
+            return
+        self._check_open("log_artifact")
+        path = Path(path)
+        if not path.is_file():
+            raise RecordError(f"artifact {str(path)!r}: expected an existing file")
+        self._pending.append(path)
+        self._mirror_safely(self._upload_pending)
+
+    def finish(self, result: dict[str, object], status: str = "FINISHED") -> Path:
+        """Write result.json (result + "run_id", "status", "finished") atomically, then mirror the
+        result's numeric "metrics" as final metrics, result.json and run.json as artifacts, and
+        the status. Returns result.json's path."""
+        path = self.run_dir / RESULT_FILE
+        if not self.enabled:
+            return path
+        self._check_open("finish")
+        if status not in STATUSES:
+            raise RecordError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+        data = json_normal("result", result)
+        if data.get("run_id", self.run_id) != self.run_id:
+            raise RecordError(f"result run_id {data['run_id']!r}: expected {self.run_id!r} or none")
+        write_json_atomic(path, {**data, "run_id": self.run_id, "status": status, "finished": now_iso()})
+        self._state = "finished"
+        self._offline_until = 0.0  # the last chance: try MLflow even during an outage
+        self._connect()
+        return path
+
+    def close(self, status: str = "KILLED") -> None:
+        """End the MLflow run without a result (an interrupted run); no-op once finished or closed."""
+        if not self.enabled or self._state != "open":
+            return
+        if status not in STATUSES:
+            raise RecordError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+        self._state, self._end_status = "closed", status
+        self._offline_until = 0.0
+        self._connect()
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> None:
+        """Leaving the block without finish() ends the MLflow run: FAILED on an exception, else KILLED."""
+        failed = kind is not None and not issubclass(kind, (KeyboardInterrupt, SystemExit))
+        self.close("FAILED" if failed else "KILLED")
+
+
+# ----------------------------------------------------------------------------- sync
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What `sync_runs` did, one PushReport per local run."""
+
+    runs: tuple[PushReport, ...]
+    retries: int
+
+    @property
+    def created(self) -> int:
+        return sum(r.created for r in self.runs)
+
+    @property
+    def updated(self) -> int:
+        return sum(r.changed and not r.created for r in self.runs)
+
+    @property
+    def metrics(self) -> int:
+        return sum(r.metrics for r in self.runs)
+
+    def summary(self) -> str:
+        return (f"{len(self.runs)} runs: {self.created} created, {self.updated} updated, "
+                f"{len(self.runs) - self.created - self.updated} up to date; {self.metrics} metric points logged")
+
+
+def sync_runs(runs_dir: Path, tracking_uri: str | None = None, experiment: str = "tdsclip",
+              retry: RetryPolicy = RetryPolicy()) -> SyncReport:
+    """Push every local record under runs_dir (each sub-folder with run.json) to MLflow,
+    idempotently. Every record is read and checked before anything is pushed."""
+    records = [load_record(path) for path in find_records(Path(runs_dir))]
+    seen: dict[str, Path] = {}
+    for record in records:
+        if record.run_id in seen:
+            raise RecordError(f"{record.run_dir} and {seen[record.run_id]} both hold run {record.run_id!r}; "
+                              "expected one directory per run")
+        seen[record.run_id] = record.run_dir
+    mirror = Mirror(tracking_uri, experiment, retry)
+    return SyncReport(tuple(mirror.push(record) for record in records), mirror.retries)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        self.exit(2, f"error: {message} (see python -m tdsclip.track --help)\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="python -m tdsclip.track", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    sync = commands.add_parser("sync", help="push local run records to MLflow (idempotent)")
+    sync.add_argument("runs_dir", nargs="?", default="runs", type=Path, help="default: runs")
+    sync.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
+    sync.add_argument("--experiment", default="tdsclip")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "mlflow"):  # schema migration chatter on first open
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # one line per run, ours
+    try:
+        report = sync_runs(args.runs_dir, args.tracking_uri, args.experiment)
+    except RecordError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MirrorError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for run in report.runs:
+        print(run.line())
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
