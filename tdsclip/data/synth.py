@@ -273,16 +273,17 @@ def _generate(spec: SynthSpec, out: Path) -> None:
     names = class_names(spec.classes)
     plan = _plan(spec)
     root = out / layout["root"]
-    boxes = {}
+    boxes, written = {}, []
     for number, (split, label) in enumerate(plan):
         rng = np.random.default_rng([spec.seed, number])
         frames = int(rng.integers(spec.frames - spec.frames // 4, spec.frames + spec.frames // 4 + 1))
         video, box, look = render(rng, label, frames, spec.width, spec.height)
         sample_id = _sample_id(spec, rng, number)
-        path = _write_sample(spec, root, split, names[label], sample_id, video)
-        boxes[sample_id] = {"split": split, "label": label, "size": [spec.width, spec.height], "boxes": box, "look": asdict(look)}
-        plan[number] = (split, label, sample_id, path, look)
-    _write_annotations(spec, out, layout, names, plan)
+        _write_sample(spec, root, split, names[label], sample_id, video)
+        boxes[sample_id] = {"split": split, "class": names[label], "size": [spec.width, spec.height], "boxes": box,
+                            "look": asdict(look)}
+        written.append((split, label, sample_id, look))
+    _write_annotations(spec, out, layout, names, written)
     write_json(out / "boxes.json", boxes)
     write_json(out / "synthetic.json", {"spec": asdict(spec), "version": GENERATOR_VERSION, "layout": layout})
 
@@ -307,21 +308,19 @@ def _sample_id(spec: SynthSpec, rng: np.random.Generator, number: int) -> str:
     return f"{youtube_id}_{start:06d}_{start + 10:06d}"
 
 
-def _write_sample(spec: SynthSpec, root: Path, split: str, name: str, sample_id: str, video: np.ndarray) -> str:
+def _write_sample(spec: SynthSpec, root: Path, split: str, name: str, sample_id: str, video: np.ndarray) -> None:
     if spec.format == "ssv1":
         write_jpegs(root / sample_id, video)
-        return sample_id
-    if spec.format == "ssv2":
+    elif spec.format == "ssv2":
         write_video(root / f"{sample_id}.webm", video, fps=12, codec="vp9")
-        return f"{sample_id}.webm"
-    relative = f"train/{name}/{sample_id}.mp4" if split == "train" else f"val/{sample_id}.mp4"
-    write_video(root / relative, video, fps=25, codec="h264")
-    return relative
+    else:  # Kinetics: class folders for train, flat for val, both layouts exist in the wild
+        relative = f"train/{name}/{sample_id}.mp4" if split == "train" else f"val/{sample_id}.mp4"
+        write_video(root / relative, video, fps=25, codec="h264")
 
 
-def _write_annotations(spec: SynthSpec, out: Path, layout: dict, names: tuple[str, ...], plan: list) -> None:
+def _write_annotations(spec: SynthSpec, out: Path, layout: dict, names: tuple[str, ...], written: list) -> None:
     by_split: dict[str, list] = {"train": [], "val": [], "test": []}
-    for split, label, sample_id, _, look in plan:
+    for split, label, sample_id, look in written:
         by_split[split].append((label, sample_id, look))
     for split in by_split:
         by_split[split].sort(key=lambda item: item[1])
