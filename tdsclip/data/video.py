@@ -178,9 +178,10 @@ def _read_video_sequentially(path: Path, pick: Pick, reported: int) -> np.ndarra
     return _gather(frames, inverse, indices.shape)
 
 
-def sequential_frames(path: str | os.PathLike, limit: int | None = None) -> Iterator[Any]:
-    """PyAV frames in presentation order, one decoding thread, stopping quietly at the first
-    error or after `limit` frames; convert only those you need (`frame.to_ndarray(format="rgb24")`)."""
+def sequential_frames(path: str | os.PathLike, limit: int | None = None, strict: bool = False) -> Iterator[Any]:
+    """PyAV frames in presentation order, one decoding thread, at most `limit`; convert only those
+    you need (`frame.to_ndarray(format="rgb24")`). At the first decoding error the frames stop,
+    or with `strict` UnreadableError names it."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -189,8 +190,22 @@ def sequential_frames(path: str | os.PathLike, limit: int | None = None) -> Iter
                 if limit is not None and count >= limit:
                     return
                 yield frame
-    except (av.FFmpegError, IndexError, OSError):
-        return
+    except (av.FFmpegError, IndexError, OSError) as error:
+        if strict:
+            raise UnreadableError(str(path), f"{type(error).__name__}: {error}") from None
+
+
+def expected_frames(path: str | os.PathLike) -> int | None:
+    """Frames the container's header promises (frame count, else duration x frame rate), or None."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            duration = stream.duration * stream.time_base if stream.duration else (container.duration or 0) / av.time_base
+            return round(float(duration * stream.average_rate)) if duration and stream.average_rate else None
+    except (av.FFmpegError, IndexError, OSError, TypeError, ZeroDivisionError):
+        return None
 
 
 def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
