@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import signal
 import sys
 import types
@@ -146,9 +147,13 @@ def parse_layer_spec(spec: str, num_layers: int | None = None) -> frozenset[int]
     return frozenset(layers)
 
 
+# timm's RandAugment string: 'rand' then dash-separated sections (m7, n4, mstd0.5, inc1, ...).
+_RANDAUGMENT = re.compile(r"rand(-(m\d+|n\d+|p\d*\.?\d+|mstd\d*\.?\d+|mmax\d+|inc[01]|t\w+))*")
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """What the model sees: dataset, sparse frames per clip, input resolution."""
+    """What the model sees: dataset, sparse frames per clip, input resolution, augmentation."""
 
     dataset: Literal["ssv1", "ssv2", "k400", "list", "synthetic"] = "ssv1"
     frames: int = 8
@@ -156,11 +161,55 @@ class DataConfig:
     input_size: int = 224
     """Square crop fed to the backbone, in pixels."""
     num_workers: int = 8
+    root: str = ""
+    """Folder holding the videos or frame folders, laid out as the dataset's owners distribute them."""
+    train_annotations: str = ""
+    """Training split file (SSv1 csv, SSv2 json, K400 csv, or a `<path> [<num_frames>] <label>` list)."""
+    val_annotations: str = ""
+    """Validation split file, same formats; the test views are taken on it too."""
+    labels: str = ""
+    """Class names: the SSv1 labels csv, the SSv2 labels json; optional for k400 and list."""
+    num_sample: int = 2
+    """Repeated sampling: independently augmented training clips drawn from each decoded video."""
+    randaugment: str = "rand-m7-n4-mstd0.5-inc1"
+    """RandAugment in timm's string format; empty turns it off (the released code does for K400)."""
+    resize: tuple[int, ...] = (256, 320)
+    """Frames are resized first: two values are (height, width) (SS: 256,320), one is the short side (K400: 256)."""
+    flip: float = 0.5
+    """Horizontal flip probability; on Something-Something a flip swaps left/right class labels."""
+    grayscale: float = 0.0
+    """Probability of turning a training clip grey (Table XIII: 0.2 on K400, 0 on SS)."""
+    test_clips: int = 2
+    """K temporal clips per video in the test views (SS 2, K400 4)."""
+    test_crops: int = 3
+    """Spatial crops per clip in the test views: 3 (left, centre, right) or 1 (centre)."""
+    max_corrupt_fraction: float = 0.01
+    """Training stops once more than this fraction of the training videos proved unreadable."""
+    cache_dir: str = ""
+    """Where manifests and the synthetic dataset are cached; empty: $TDSCLIP_CACHE or ~/.cache/tdsclip."""
 
     def __post_init__(self) -> None:
         _check(self.frames >= 1, f"data.frames: expected >= 1, got {self.frames}")
         _check(self.input_size >= 1, f"data.input_size: expected >= 1, got {self.input_size}")
         _check(self.num_workers >= 0, f"data.num_workers: expected >= 0, got {self.num_workers}")
+        _check(self.num_sample >= 1, f"data.num_sample: expected >= 1, got {self.num_sample}")
+        _check(
+            self.randaugment == "" or _RANDAUGMENT.fullmatch(self.randaugment) is not None,
+            f"data.randaugment: expected timm's format like 'rand-m7-n4-mstd0.5-inc1' (sections m, n, p, mstd, "
+            f"mmax, inc, t) or '' for none, got {self.randaugment!r}",
+        )
+        _check(
+            len(self.resize) in (1, 2) and min(self.resize, default=0) >= 1,
+            f"data.resize: expected height,width or one short side, in pixels, got {self.resize}",
+        )
+        _check(0 <= self.flip <= 1, f"data.flip: expected a probability in [0, 1], got {self.flip}")
+        _check(0 <= self.grayscale <= 1, f"data.grayscale: expected a probability in [0, 1], got {self.grayscale}")
+        _check(self.test_clips >= 1, f"data.test_clips: expected >= 1, got {self.test_clips}")
+        _check(self.test_crops in (1, 3), f"data.test_crops: expected 1 or 3, got {self.test_crops}")
+        _check(
+            0 <= self.max_corrupt_fraction <= 1,
+            f"data.max_corrupt_fraction: expected a fraction in [0, 1], got {self.max_corrupt_fraction}",
+        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks, printing ratios measured side by side (not run by the tests)."""

@@ -1,0 +1,101 @@
+"""Turn videos into JPEG frame folders, the form the released code trained SSv2 on.
+
+    python -m tdsclip.data extract --root VIDEOS --out FRAMES [--workers N] [--quality 95]
+
+Every video under VIDEOS (.mp4 .webm .mkv .avi .mov, any depth) becomes FRAMES/<same relative
+path without extension>/00001.jpg, 00002.jpg, ... (1-based, presentation order), so
+`<id>.webm` becomes the `<id>/` folder the SSv2 loader looks for and Kinetics class folders keep
+their layout. Decoding is one sequential PyAV pass (the same pixels as decord, checked bit for
+bit). Each folder is written under a temporary name and renamed when complete, so a killed run
+leaves no half folder and a rerun resumes where it stopped, in parallel over N processes.
+
+FRAMES/provenance.json records the decoder and its version, the naming, the JPEG quality and each
+video's frame count; the manifest hash covers its settings, because frame counts and pixels differ
+between extractors and move accuracy. Resuming with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+from PIL import Image
+
+from tdsclip.data.annotations import VIDEO_EXTENSIONS
+from tdsclip.data.errors import DataError, UnreadableError
+from tdsclip.data.files import write_json
+from tdsclip.data.manifest import PROVENANCE, provenance_header
+from tdsclip.data.video import frame_names, sequential_frames
+
+log = logging.getLogger("tdsclip.data")
+
+NAMING = "%05d.jpg, 1-based, presentation order"
+
+
+@dataclass
+class Extracted:
+    videos: int = 0
+    done_before: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def settings(quality: int) -> dict:
+    """The provenance header: what decides the frames' pixels and numbering."""
+    return {"decoder": f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})",
+            "pixel_format": "rgb24", "frame_naming": NAMING, "jpeg_quality": quality}
+
+
+def extract(root: str | os.PathLike, out: str | os.PathLike, workers: int = 1, quality: int = 95) -> Extracted:
+    """Extract every video under `root` into `out`; videos already extracted are kept as they are."""
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise DataError(f"video root {str(root)!r} is not a folder: expected the folder holding the videos")
+    if not 1 <= quality <= 100:
+        raise DataError(f"JPEG quality: expected 1 to 100, got {quality}")
+    wanted = settings(quality)
+    if (out / PROVENANCE).exists() and provenance_header(out) != wanted:
+        raise DataError(f"{out} was extracted with {provenance_header(out)}; expected {wanted} to resume (use a new --out)")
+    videos = sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    if not videos:
+        raise DataError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {root}")
+    todo = [v for v in videos if not (out / v.with_suffix("")).is_dir()]
+    result = Extracted(len(videos), len(videos) - len(todo))
+    jobs = [(str(root / v), str(out / v.with_suffix("")), quality) for v in todo]
+    log.info("extracting %d of %d videos under %s into %s", len(todo), len(videos), root, out)
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            outcomes = list(pool.map(_extract_one, jobs, chunksize=1))
+    else:
+        outcomes = [_extract_one(job) for job in jobs]
+    result.failed = {str(v): reason for v, reason in zip(todo, outcomes) if reason}
+    counts = {v.with_suffix("").as_posix(): len(frame_names(out / v.with_suffix("")))
+              for v in videos if (out / v.with_suffix("")).is_dir()}
+    write_json(out / PROVENANCE, {**wanted, "videos": counts})
+    return result
+
+
+def _extract_one(job: tuple[str, str, int]) -> str:
+    """Write one video's frames; '' on success, else why not (nothing is left behind)."""
+    video, folder, quality = job
+    Path(folder).parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{Path(folder).name}.", suffix=".tmp", dir=Path(folder).parent)
+    try:
+        count = 0
+        for count, frame in enumerate(sequential_frames(video, strict=True), 1):
+            Image.fromarray(frame.to_ndarray(format="rgb24")).save(os.path.join(tmp, f"{count:05d}.jpg"), quality=quality)
+        if count == 0:
+            return "no video frames"
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, folder)
+        return ""
+    except UnreadableError as error:
+        log.warning("cannot extract %s: %s", video, error.reason)
+        return error.reason
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

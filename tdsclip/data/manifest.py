@@ -1,0 +1,120 @@
+"""The dataset manifest: one hash that identifies exactly what data a run saw.
+
+It covers the class names, each found sample's relative path, frame count and label, and, for
+frames extracted by `python -m tdsclip.data extract`, the extractor recorded in the root's
+provenance.json (decoder, version, naming): frame counts differ by extractor and move accuracy.
+Absolute locations and file times are left out, so a copy of the data elsewhere hashes the same.
+
+Counting frames means opening every video, minutes for SSv2, so the counts are cached per
+annotation file and root (under the cache folder, `manifests/`), keyed by each file's size and
+modification time: a start-up after the first only stats the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tdsclip.data.annotations import Found, Sample
+from tdsclip.data.errors import DataError, UnreadableError
+from tdsclip.data.files import write_json
+from tdsclip.data.video import frame_count
+
+log = logging.getLogger("tdsclip.data")
+
+PROVENANCE = "provenance.json"
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The hash and the frame count of each found sample (0 where a video cannot be opened)."""
+
+    digest: str
+    frames: dict[str, int]
+
+
+def default_cache_dir() -> Path:
+    """$TDSCLIP_CACHE, else ~/.cache/tdsclip."""
+    return Path(os.environ.get("TDSCLIP_CACHE") or Path.home() / ".cache" / "tdsclip")
+
+
+def provenance_header(root: str | os.PathLike) -> dict:
+    """The extractor's description from the root's provenance.json, per-video counts left out
+    (they are in the manifest's own entries), or {} for data used as distributed."""
+    path = Path(root) / PROVENANCE
+    if not path.exists():
+        return {}
+    try:
+        header = json.loads(path.read_text())
+        header.pop("videos", None)
+    except (OSError, ValueError, AttributeError) as error:
+        raise DataError(f"{path}: expected the JSON object extract writes, got {type(error).__name__}: {error}") from None
+    return header
+
+
+def manifest(found: Found, cache_dir: str | os.PathLike | None = None, workers: int = 0) -> Manifest:
+    """Hash `found`, counting frames through the cache; `workers` > 0 counts in parallel."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = hashlib.sha256("\0".join([found.split.format, os.path.abspath(found.split.annotations),
+                                    os.path.abspath(found.root)]).encode()).hexdigest()[:24]
+    cache_file = cache_dir / "manifests" / f"{key}.json"
+    cached = _load(cache_file)
+    stats = {s.path: _stat(Path(found.root) / s.path) for s in found.samples}
+    frames, todo = {}, []
+    for sample in found.samples:
+        entry = cached.get(sample.path)
+        if entry is not None and entry[:2] == stats[sample.path]:
+            frames[sample.path] = entry[2]
+        else:
+            todo.append(sample)
+    if todo:
+        log.info("counting frames of %d samples under %s (cached afterwards)", len(todo), found.root)
+        frames.update(zip((s.path for s in todo), _count(found.root, todo, workers)))
+        write_json(cache_file, {"version": CACHE_VERSION, "annotations": os.path.abspath(found.split.annotations),
+                                "root": os.path.abspath(found.root),
+                                "entries": {p: [*stats[p], n] for p, n in frames.items()}})
+    return Manifest(digest(found, frames), frames)
+
+
+def digest(found: Found, frames: dict[str, int]) -> str:
+    """sha256 of the canonical text: classes, extractor, then `path<TAB>frames<TAB>label` lines."""
+    hasher = hashlib.sha256()
+    hasher.update(json.dumps({"classes": list(found.split.classes), "provenance": provenance_header(found.root)},
+                             sort_keys=True).encode())
+    for sample in sorted(found.samples, key=lambda s: s.path):
+        hasher.update(f"\n{sample.path}\t{frames[sample.path]}\t{sample.label}".encode())
+    return hasher.hexdigest()
+
+
+def _count(root: str, samples: list[Sample], workers: int) -> list[int]:
+    jobs = [(os.path.join(root, s.path), s.frames) for s in samples]
+    if workers > 0 and len(jobs) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            return list(pool.map(_count_one, jobs, chunksize=64))
+    return [_count_one(job) for job in jobs]
+
+
+def _count_one(job: tuple[str, bool]) -> int:
+    try:
+        return frame_count(*job)
+    except UnreadableError:
+        return 0
+
+
+def _stat(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _load(cache_file: Path) -> dict[str, list[int]]:
+    try:
+        data = json.loads(cache_file.read_text())
+        return data["entries"] if data.get("version") == CACHE_VERSION else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}

@@ -1,0 +1,240 @@
+"""Decode exactly the frames a clip needs, from a video (decord) or a JPEG frame folder (PIL).
+
+    frames = read_frames(path, is_folder, lambda n: train_indices(n, 8, 5, rng))  # (8, 5, H, W, 3) uint8
+
+The caller passes a function from the frame count to the indices, because a video's frame count is
+only known once it is open (and containers over-report it; see below).
+
+Videos. decord decodes random frames by seeking to the previous keyframe and decoding forward, so
+a clip of T*m frames can cost far more than it reads. One reader per clip, one decoding thread
+(VP9 fails with more), dropped after the clip (readers leak). Reading plan, per video:
+- indices are decoded once each, in increasing order;
+- inside one GOP decord skips forward without converting the skipped frames to RGB: cheap;
+- to reach a frame in a later GOP there are two ways: seek to its keyframe (decord's get_batch
+  does this; a seek costs about SEEK_FRAMES decoded-and-converted frames plus a fixed overhead),
+  or walk on through the frames before that keyframe with next(). The plan walks when the walk is
+  the cheaper, which makes short videos and short GOPs one sequential pass;
+- WebM (VP9) is never seeked: its seeks can land on the wrong frame; walking is always exact.
+A reader that fails is never reused (its errors depend on its seek history, and its threaded
+decoder reports a damaged packet a few frames late, at random). The clip is read again in one
+strictly sequential PyAV pass, which gives the same pixels (checked bit for bit) and stops exactly
+at the damage. If fewer frames decode than the reader reported (decord counts packets, and some
+packets hold no picture), the count was over-reported: within OVER_REPORT frames the indices are
+drawn again from the frames that decode; beyond that the file is truncated or damaged: unreadable.
+
+Frame folders: JPEG files in natural order (00001.jpg, img_00002.jpg, frame10.jpg ...), only the
+needed ones opened.
+
+Every failure to decode raises UnreadableError (decord's DECORDError is not a RuntimeError).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import av
+import numpy as np
+from PIL import Image
+
+from tdsclip.data.errors import UnreadableError
+
+SEEK_FRAMES = 4.0
+"""A seek costs about this many frames decoded and converted (measured 3-8 from 64x48 to 640x360)."""
+SEEK_FIXED_PIXELS = 50_000
+"""...plus a fixed cost (~0.2 ms) worth converting this many pixels: tiny frames favour walking."""
+TYPICAL_PIXELS = 340 * 256
+"""Frame size assumed for a decision taken before any frame of the video is decoded."""
+NO_SEEK_EXTENSIONS = (".webm",)
+OVER_REPORT = 3
+"""A container may claim up to max(this, 5%) more frames than it holds before it counts as truncated."""
+
+Pick = Callable[[int], np.ndarray]
+
+
+@functools.cache
+def decord() -> Any:
+    """The decord module, loaded with RTLD_LOCAL.
+
+    decord loads its bundled FFmpeg into the global symbol namespace; PyAV's libvpx then binds to
+    decord's older libvpx and every VP9 encode fails ("avcodec_open2 ... returned 22"). Loading it
+    locally keeps the two FFmpeg builds apart in one process.
+    """
+    mode = ctypes.RTLD_GLOBAL
+    ctypes.RTLD_GLOBAL = ctypes.RTLD_LOCAL
+    try:
+        import decord as module
+    finally:
+        ctypes.RTLD_GLOBAL = mode
+    return module
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What decord raises on a bad file: RuntimeError (open), DECORDError (a damaged GOP, a frame
+    past the real end), IndexError (an index past the reported end)."""
+    return (RuntimeError, decord().DECORDError, IndexError, StopIteration)
+
+
+def open_video(path: str | os.PathLike) -> Any:
+    """A fresh decord reader with one decoding thread; UnreadableError if it cannot be opened."""
+    try:
+        reader = decord().VideoReader(str(path), num_threads=1)
+    except decode_errors() as error:
+        raise UnreadableError(str(path), f"cannot open: {error}") from None
+    if len(reader) < 1:
+        raise UnreadableError(str(path), "no video frames")
+    return reader
+
+
+def frame_names(folder: str | os.PathLike) -> list[str]:
+    """The JPEG files of a frame folder in natural order (frame2.jpg before frame10.jpg)."""
+    try:
+        names = [n for n in os.listdir(folder) if n.lower().endswith((".jpg", ".jpeg"))]
+    except OSError as error:
+        raise UnreadableError(str(folder), f"cannot list frames: {error.strerror}") from None
+    return sorted(names, key=_natural)
+
+
+def _natural(name: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def frame_count(path: str | os.PathLike, is_folder: bool) -> int:
+    """Frames of a sample as a run sees them: JPEGs in the folder, or the reader's reported count."""
+    if is_folder:
+        return len(frame_names(path))
+    reader = open_video(path)
+    try:
+        return len(reader)
+    finally:
+        del reader
+
+
+def read_frames(path: str | os.PathLike, is_folder: bool, pick: Pick) -> np.ndarray:
+    """Frames `pick(num_frames)` of a sample, shaped indices.shape + (H, W, 3), uint8 RGB."""
+    return (_read_folder if is_folder else _read_video)(Path(path), pick)
+
+
+# ----------------------------------------------------------------------------- frame folders
+
+def _read_folder(folder: Path, pick: Pick) -> np.ndarray:
+    names = frame_names(folder)
+    if not names:
+        raise UnreadableError(str(folder), "no JPEG frames in the folder")
+    indices = np.asarray(pick(len(names)))
+    unique, inverse = np.unique(indices, return_inverse=True)
+    frames = []
+    for i in unique:
+        try:
+            with Image.open(folder / names[i]) as image:
+                frames.append(np.asarray(image.convert("RGB")))
+        except (OSError, ValueError, SyntaxError) as error:
+            raise UnreadableError(str(folder / names[i]), f"cannot decode: {error}") from None
+    if len({f.shape for f in frames}) > 1:
+        raise UnreadableError(str(folder), f"frames differ in size: {sorted({f.shape for f in frames})}")
+    return _gather(frames, inverse, indices.shape)
+
+
+def _gather(frames: list[np.ndarray] | np.ndarray, inverse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The decoded distinct frames put in the requested order (no copy when it already is)."""
+    stacked = np.stack(frames) if isinstance(frames, list) else frames
+    if len(stacked) != inverse.size or np.any(inverse.ravel() != np.arange(inverse.size)):
+        stacked = stacked[inverse.ravel()]
+    return stacked.reshape(shape + stacked.shape[1:])
+
+
+# ----------------------------------------------------------------------------- videos
+
+def _read_video(path: Path, pick: Pick) -> np.ndarray:
+    reader = open_video(path)
+    reported = len(reader)
+    try:
+        indices = np.asarray(pick(reported))
+        return _decode(reader, indices, may_seek=not path.name.lower().endswith(NO_SEEK_EXTENSIONS))
+    except decode_errors():
+        pass  # the reader's state is now unknown: start over sequentially, below
+    finally:
+        del reader
+    return _read_video_sequentially(path, pick, reported)
+
+
+def _read_video_sequentially(path: Path, pick: Pick, reported: int) -> np.ndarray:
+    """The fallback after a decord error: PyAV, in order, no seeks (same pixels as decord, and its
+    errors surface at the packet that caused them, not later on another thread as decord's do)."""
+    decodable = sum(1 for _ in sequential_frames(path))
+    if decodable < reported - max(OVER_REPORT, int(0.05 * reported)) or decodable == 0:
+        raise UnreadableError(str(path), f"truncated or damaged: {reported} frames reported, {decodable} decodable")
+    indices = np.asarray(pick(decodable))
+    unique, inverse = np.unique(indices, return_inverse=True)
+    wanted, last = set(unique.tolist()), int(unique[-1])
+    frames = [frame.to_ndarray(format="rgb24") for i, frame in enumerate(sequential_frames(path, last + 1)) if i in wanted]
+    if len(frames) != len(unique):
+        raise UnreadableError(str(path), f"decodes differently on a second pass: {len(frames)} of {len(unique)} frames")
+    return _gather(frames, inverse, indices.shape)
+
+
+def sequential_frames(path: str | os.PathLike, limit: int | None = None, strict: bool = False) -> Iterator[Any]:
+    """PyAV frames in presentation order, one decoding thread, at most `limit`; convert only those
+    you need (`frame.to_ndarray(format="rgb24")`). At the first decoding error the frames stop,
+    or with `strict` UnreadableError names it."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "NONE"
+            for count, frame in enumerate(container.decode(stream)):
+                if limit is not None and count >= limit:
+                    return
+                yield frame
+    except (av.FFmpegError, IndexError, OSError) as error:
+        if strict:
+            raise UnreadableError(str(path), f"{type(error).__name__}: {error}") from None
+
+
+def expected_frames(path: str | os.PathLike) -> int | None:
+    """Frames the container's header promises (frame count, else duration x frame rate), or None."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            duration = stream.duration * stream.time_base if stream.duration else (container.duration or 0) / av.time_base
+            return round(float(duration * stream.average_rate)) if duration and stream.average_rate else None
+    except (av.FFmpegError, IndexError, OSError, TypeError, ZeroDivisionError):
+        return None
+
+
+def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
+    """Decode the distinct indices in increasing order following the cheapest plan (module doc)."""
+    unique, inverse = np.unique(indices, return_inverse=True)
+    keys = reader.get_key_indices() or [0]
+    pieces: list[np.ndarray] = []
+    run: list[int] = []
+    position, pixels = 0, TYPICAL_PIXELS  # next frame the reader would decode; frame size seen
+
+    def flush() -> None:
+        nonlocal pixels
+        if run:
+            pieces.append(reader.get_batch(run).asnumpy())
+            pixels = pieces[-1].shape[1] * pieces[-1].shape[2]
+            run.clear()
+
+    for index in unique.tolist():
+        keyframe = keys[bisect.bisect_right(keys, index) - 1]
+        if keyframe > position and (not may_seek or keyframe - position <= walk_limit(pixels)):
+            flush()
+            for _ in range(keyframe - position):
+                reader.next()
+        run.append(index)
+        position = index + 1
+    flush()
+    return _gather(pieces[0] if len(pieces) == 1 else np.concatenate(pieces), inverse, indices.shape)
+
+
+def walk_limit(pixels: int) -> float:
+    """How many frames walking through (decode + convert each) costs no more than one seek."""
+    return SEEK_FRAMES + SEEK_FIXED_PIXELS / max(pixels, 1)
