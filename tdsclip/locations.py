@@ -1,0 +1,84 @@
+"""Where datasets and weights live on this machine: one user-level file or environment variables.
+
+The file is `$TDSCLIP_LOCATIONS`, else `~/.config/tdsclip/locations.toml`:
+
+    [datasets.ssv1]
+    root = "/data/something-something-v1/frames"
+    train = "/data/something-something-v1/something-something-v1-train.csv"
+    val = "/data/something-something-v1/something-something-v1-validation.csv"
+    labels = "/data/something-something-v1/something-something-v1-labels.csv"
+
+    [weights]
+    "ViT-B-16" = "/data/clip/ViT-B-16.pt"
+    "ViT-L-14" = "/data/clip/ViT-L-14.pt"
+
+Environment variables win over the file: TDSCLIP_<DATASET>_{ROOT,TRAIN,VAL,LABELS} (e.g.
+TDSCLIP_SSV2_ROOT) and TDSCLIP_WEIGHTS_<BACKBONE> (e.g. TDSCLIP_WEIGHTS_VIT_B_16). Values set in
+the config itself (data.root=..., model.weights=...) win over both.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from tdsclip.config import ConfigError, RunConfig, apply_overrides
+
+REAL_DATASETS = ("ssv1", "ssv2", "k400")
+_DATA_KEYS = {"root": "data.root", "train": "data.train_annotations", "val": "data.val_annotations", "labels": "data.labels"}
+_REQUIRED = {"ssv1": ("root", "train", "val", "labels"), "ssv2": ("root", "train", "val", "labels"), "k400": ("root", "train", "val")}
+
+
+def locations_file(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get("TDSCLIP_LOCATIONS") or Path.home() / ".config" / "tdsclip" / "locations.toml")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"locations file {path}: {error}") from None
+
+
+def _env_name(*parts: str) -> str:
+    return "TDSCLIP_" + "_".join(p.upper().replace("-", "_").replace("/", "_") for p in parts)
+
+
+def fill(cfg: RunConfig, *, require_weights: bool, environ: Mapping[str, str] | None = None) -> RunConfig:
+    """Fill empty data locations (real datasets) and model.weights from the environment or the file.
+
+    A location still missing is a one-line error naming the variable and the file key to set.
+    """
+    env = os.environ if environ is None else environ
+    path = locations_file(env)
+    table = _read_file(path)
+    changes: dict[str, str] = {}
+    dataset = cfg.data.dataset
+    if dataset in REAL_DATASETS:
+        section = table.get("datasets", {}).get(dataset, {})
+        for key in _REQUIRED[dataset] + (("labels",) if dataset == "k400" else ()):
+            config_key = _DATA_KEYS[key]
+            current = getattr(cfg.data, config_key.split(".")[1])
+            value = current or env.get(_env_name(dataset, key)) or section.get(key, "")
+            if value:
+                changes[config_key] = str(value)
+            elif key in _REQUIRED[dataset]:
+                raise ConfigError(
+                    f"{config_key} is not set for {dataset}: set {_env_name(dataset, key)} or "
+                    f"[datasets.{dataset}] {key} in {path} (or pass {config_key}=...)"
+                )
+    if not cfg.model.weights:
+        value = env.get(_env_name("weights", cfg.model.backbone)) or table.get("weights", {}).get(cfg.model.backbone, "")
+        if value:
+            changes["model.weights"] = str(value)
+        elif require_weights:
+            raise ConfigError(
+                f"model.weights is not set for {cfg.model.backbone}: set {_env_name('weights', cfg.model.backbone)} or "
+                f'[weights] "{cfg.model.backbone}" in {path} (or pass model.weights=...; model.weights=random trains from scratch)'
+            )
+    return apply_overrides(cfg, changes) if changes else cfg
