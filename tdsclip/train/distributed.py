@@ -75,6 +75,15 @@ def all_true(flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0)
 
 
+def mean_across_ranks(value: float, device: torch.device) -> float:
+    """The mean of a per-rank number (e.g. the step's loss) over all ranks."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / dist.get_world_size()
+
+
 def gather_objects(obj: object) -> list[object]:
     """Every rank's `obj`, in rank order (a one-element list when not distributed)."""
     if not dist.is_initialized():

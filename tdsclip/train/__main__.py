@@ -1,0 +1,51 @@
+"""python -m tdsclip.train [--preset P] [--runs-dir DIR] [key=value ...]
+
+Trains one run into DIR/<run_id>/ (default runs/, or $TDSCLIP_RUNS), evaluates it with the
+multi-view protocol, and prints the path of its result.json as the last line. Running the same
+command again prints the finished result at once; after an interruption it resumes. The stop
+signal (train.stop_signal, default SIGUSR2) checkpoints at the next step and exits with code 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tdsclip import locations, presets
+from tdsclip.config import ConfigError
+from tdsclip.model.weights import WeightsError
+from tdsclip.train.checkpoint import CheckpointError
+from tdsclip.train.loop import TrainingError
+from tdsclip.train.run import default_runs_dir, run_config
+
+STOPPED_EXIT_CODE = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tdsclip.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (python -m tdsclip.config --help)")
+    parser.add_argument("--preset", default="paper", help=f"recipe: {', '.join(presets.PRESETS)} (default paper)")
+    parser.add_argument("--runs-dir", type=Path, default=None, help="where run folders go (default runs/ or $TDSCLIP_RUNS)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = presets.resolve(args.preset, args.overrides)
+        cfg = locations.fill(cfg, require_weights=args.preset != "smoke")
+        outcome = run_config(cfg, preset=args.preset, runs_dir=args.runs_dir or default_runs_dir())
+    except (ConfigError, WeightsError, CheckpointError, TrainingError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if outcome.status == "stopped":
+        print(f"stopped on request; checkpoint {outcome.path}; run the same command to resume")
+        return STOPPED_EXIT_CODE
+    metrics = outcome.result.get("metrics", {})
+    print(json.dumps({k: round(v, 2) for k, v in metrics.items() if isinstance(v, (int, float))}))
+    print(outcome.path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

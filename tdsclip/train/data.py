@@ -1,0 +1,28 @@
+"""The data a run reads, built from its config: the three datasets, the manifest, the protocol."""
+
+from __future__ import annotations
+
+import hashlib
+
+from tdsclip.config import RunConfig
+from tdsclip.data.dataset import FailureLog, build_dataset, collate
+from tdsclip.train.distributed import DistEnv
+from tdsclip.train.loop import RunData
+
+
+def build_run_data(cfg: RunConfig, env: DistEnv) -> RunData:
+    """Training (augmented, num_sample clips), validation (one centre view) and test views
+    (test_crops x test_clips on the validation split). The manifest covers both splits."""
+    m = cfg.model.sme_window
+    train = build_dataset(cfg.data, "train", m)
+    val = build_dataset(cfg.data, "val", m)
+    test = build_dataset(cfg.data, "test", m)
+    manifest = hashlib.sha256(f"{train.info.manifest}:{val.info.manifest}".encode()).hexdigest()[:24]
+    crops = {1: "centre crop", 3: "left/centre/right crops"}[cfg.data.test_crops]
+    return RunData(
+        train=train, val_single=val, val_views=test, views=test.views, manifest=manifest, collate=collate,
+        failure_log=lambda: FailureLog(len(train), cfg.data.max_corrupt_fraction),
+        protocol={"val": "1 view per video: centre clip, centre crop (single-view validation)",
+                  "test": f"{cfg.data.test_crops} {crops} x {cfg.data.test_clips} clips = {test.views} views per video"},
+        info={"train": train.info.as_dict(), "val": val.info.as_dict()},
+    )

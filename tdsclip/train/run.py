@@ -1,0 +1,70 @@
+"""Run one config end to end: identity, finished-run shortcut, resume, train, record.
+
+    outcome = run_config(cfg, preset="smoke", runs_dir=Path("runs"))
+
+The same function runs in one process, under torchrun, or in a Slurm task: rank and world size
+come from the environment (tdsclip/train/distributed.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from tdsclip.config import RunConfig
+from tdsclip.identity import identity, run_id
+from tdsclip.train.distributed import DistEnv, env_from, setup, teardown
+from tdsclip.train.loop import Outcome, RunData, train
+from tdsclip.train.sampling import seed_everything
+
+log = logging.getLogger(__name__)
+DataBuilder = Callable[[RunConfig, DistEnv], RunData]
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("TDSCLIP_RUNS", "runs"))
+
+
+def finished_result(run_dir: Path) -> Path | None:
+    path = Path(run_dir) / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        status = json.loads(path.read_text()).get("status")
+    except (json.JSONDecodeError, OSError):
+        return None
+    return path if status == "FINISHED" else None
+
+
+def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: DataBuilder | None = None,
+               tags: dict[str, str] | None = None, env: DistEnv | None = None) -> Outcome:
+    """Train and evaluate `cfg` into runs_dir/<run_id>; a finished run returns its result at once."""
+    from tdsclip.model.build import build_model
+    from tdsclip.track import Tracker
+
+    if data_builder is None:
+        from tdsclip.train.data import build_run_data as data_builder  # noqa: N813 - the default builder
+    env = env or env_from()
+    device = setup(env)
+    try:
+        data = data_builder(cfg, env)
+        rid = run_id(cfg, data.manifest)
+        run_dir = Path(runs_dir) / rid
+        done = finished_result(run_dir)
+        if done is not None:
+            return Outcome("finished", done, json.loads(done.read_text()))
+        seed_everything(cfg.train.seed)  # the initial weights (side network, random backbones) follow the seed
+        model = build_model(cfg.model, device)
+        tracker = Tracker(
+            run_dir, rid, params={k: v for k, v in identity(cfg).items()},
+            tags={"run_id": rid, "preset": preset, "data_manifest": data.manifest, "world_size": str(env.world_size),
+                  **(tags or {})},
+            enabled=env.is_main,
+        )
+        with tracker:  # an exception marks the MLflow run FAILED; the local record stays as it was
+            return train(cfg, data, run_dir, run_id=rid, preset=preset, env=env, device=device, model=model, tracker=tracker)
+    finally:
+        teardown()

@@ -1,0 +1,76 @@
+"""In-memory clips for the trainer's mechanics tests (resume, signals, DDP), and a script entry.
+
+Each video is a fixed random tensor (seeded by its index) plus augmentation noise drawn from the
+global RNG, which the trainer seeds per (seed, epoch, index): what a real pipeline does, small.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from tdsclip.config import RunConfig, apply_overrides
+from tdsclip.data.dataset import FailureLog, Item, collate
+from tdsclip.train.loop import RunData
+
+TINY = ["model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64", "model.td_reduction=4",
+        "model.num_classes=4", "model.sme_window=3", "data.frames=4", "data.num_sample=2", "data.num_workers=0",
+        "train.batch_size=4", "train.micro_batch=2", "train.epochs=2", "train.precision=fp32",
+        "optim.warmup_epochs=0.5", "train.seed=5"]
+
+
+def tiny_config(*overrides: str) -> RunConfig:
+    return apply_overrides(RunConfig(), TINY + list(overrides))
+
+
+class Clips(Dataset):
+    def __init__(self, size: int, cfg: RunConfig, samples: int, nan_at: int | None = None) -> None:
+        self.size, self.cfg, self.samples, self.nan_at = size, cfg, samples, nan_at
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict:
+        d = self.cfg.data
+        base = torch.randn(3, d.frames, self.cfg.model.sme_window, d.input_size, d.input_size,
+                           generator=torch.Generator().manual_seed(index))
+        clips = torch.stack([base + 0.1 * torch.randn_like(base) for _ in range(self.samples)])
+        if self.nan_at is not None and index == self.nan_at:
+            clips[:] = float("nan")
+        label = index % self.cfg.model.num_classes
+        return Item(clips, torch.full((self.samples,), label), index, f"video{index}", ())
+
+
+def build(cfg: RunConfig, env, nan_at: int | None = None) -> RunData:
+    views = 2
+    return RunData(
+        train=Clips(24, cfg, cfg.data.num_sample, nan_at), val_single=Clips(8, cfg, 1), val_views=Clips(8, cfg, views),
+        views=views, manifest="in-memory-clips-v1", collate=collate, failure_log=lambda: FailureLog(24, 0.5),
+        protocol={"val": "1 view"}, info={"listed": 8},
+    )
+
+
+def main() -> None:
+    """python tests/train_fixture.py RUNS_DIR [key=value ...] [--nan-at N]: one run, in-memory data."""
+    torch.set_num_threads(1)
+    from tdsclip.train.run import run_config
+
+    args = sys.argv[1:]
+    nan_at = None
+    if "--nan-at" in args:
+        position = args.index("--nan-at")
+        nan_at = int(args[position + 1])
+        del args[position:position + 2]
+    runs_dir, overrides = Path(args[0]), args[1:]
+    cfg = tiny_config(*overrides)
+    outcome = run_config(cfg, preset="test", runs_dir=runs_dir, data_builder=lambda c, e: build(c, e, nan_at))
+    print(json.dumps({"status": outcome.status, "path": str(outcome.path)}))
+    sys.exit(3 if outcome.status == "stopped" else 0)
+
+
+if __name__ == "__main__":
+    main()
