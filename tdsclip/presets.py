@@ -57,7 +57,7 @@ RELEASED_CODE: tuple[Rule, ...] = PAPER + (
 # Minutes on a CPU: the synthetic motion dataset, the tiny ViT, 64 px.
 SMOKE: tuple[Rule, ...] = (
     Rule({}, {
-        "data.dataset": "synthetic", "model.backbone": "tdsclip-tiny", "model.weights": "",
+        "data.dataset": "synthetic", "model.backbone": "tdsclip-tiny", "model.weights": "", "model.num_classes": 8,
         "data.input_size": 64, "data.resize": (72, 72), "data.frames": 8, "data.num_sample": 1,
         "data.randaugment": "", "data.flip": 0.5, "data.grayscale": 0.0, "data.num_workers": 0,
         "data.test_clips": 2, "data.test_crops": 1,

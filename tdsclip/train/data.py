@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tdsclip.config import RunConfig
+from tdsclip.config import ConfigError, RunConfig
 from tdsclip.data.dataset import FailureLog, build_dataset, collate
 from tdsclip.train.distributed import DistEnv
 from tdsclip.train.loop import RunData
@@ -15,6 +15,11 @@ def build_run_data(cfg: RunConfig, env: DistEnv) -> RunData:
     (test_crops x test_clips on the validation split). The manifest covers both splits."""
     m = cfg.model.sme_window
     train = build_dataset(cfg.data, "train", m)
+    if len(train.classes) != cfg.model.num_classes:
+        raise ConfigError(
+            f"model.num_classes={cfg.model.num_classes} but {cfg.data.train_annotations or cfg.data.dataset} "
+            f"has {len(train.classes)} classes; set model.num_classes={len(train.classes)}"
+        )
     val = build_dataset(cfg.data, "val", m)
     test = build_dataset(cfg.data, "test", m)
     manifest = hashlib.sha256(f"{train.info.manifest}:{val.info.manifest}".encode()).hexdigest()[:24]
