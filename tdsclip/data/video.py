@@ -116,7 +116,10 @@ def frame_count(path: str | os.PathLike, is_folder: bool) -> int:
 
 
 def read_frames(path: str | os.PathLike, is_folder: bool, pick: Pick) -> np.ndarray:
-    """Frames `pick(num_frames)` of a sample, shaped indices.shape + (H, W, 3), uint8 RGB."""
+    """Frames `pick(num_frames)` of a sample, shaped indices.shape + (H, W, 3), uint8 RGB.
+
+    The array may be read-only: when the frames come out of the decoder in the requested order,
+    decord's buffer is handed over as it is, saving a copy of the clip."""
     return (_read_folder if is_folder else _read_video)(Path(path), pick)
 
 
@@ -132,7 +135,7 @@ def _read_folder(folder: Path, pick: Pick) -> np.ndarray:
     for i in unique:
         try:
             with Image.open(folder / names[i]) as image:
-                frames.append(np.asarray(image.convert("RGB")))
+                frames.append(np.asarray(image if image.mode == "RGB" else image.convert("RGB")))
         except (OSError, ValueError, SyntaxError) as error:
             raise UnreadableError(str(folder / names[i]), f"cannot decode: {error}") from None
     if len({f.shape for f in frames}) > 1:
@@ -219,7 +222,7 @@ def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
     def flush() -> None:
         nonlocal pixels
         if run:
-            pieces.append(reader.get_batch(run).asnumpy())
+            pieces.append(np.from_dlpack(_Shared(reader.get_batch(run))))
             pixels = pieces[-1].shape[1] * pieces[-1].shape[2]
             run.clear()
 
@@ -233,6 +236,19 @@ def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
         position = index + 1
     flush()
     return _gather(pieces[0] if len(pieces) == 1 else np.concatenate(pieces), inverse, indices.shape)
+
+
+class _Shared:
+    """Hands decord's frame buffer to NumPy without a copy (DLPack); the array is read-only."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def __dlpack__(self, stream: Any = None, **_: Any) -> Any:
+        return self.array.to_dlpack()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)  # kDLCPU
 
 
 def walk_limit(pixels: int) -> float:
