@@ -170,7 +170,7 @@ def _read_video_sequentially(path: Path, pick: Pick, reported: int) -> np.ndarra
     """The fallback after a decord error: PyAV, in order, no seeks (same pixels as decord, and its
     errors surface at the packet that caused them, not later on another thread as decord's do)."""
     decodable = sum(1 for _ in sequential_frames(path))
-    if decodable < reported - max(OVER_REPORT, int(0.05 * reported)) or decodable == 0:
+    if decodable < reported - over_report_allowance(reported) or decodable == 0:
         raise UnreadableError(str(path), f"truncated or damaged: {reported} frames reported, {decodable} decodable")
     indices = np.asarray(pick(decodable))
     unique, inverse = np.unique(indices, return_inverse=True)
@@ -179,6 +179,11 @@ def _read_video_sequentially(path: Path, pick: Pick, reported: int) -> np.ndarra
     if len(frames) != len(unique):
         raise UnreadableError(str(path), f"decodes differently on a second pass: {len(frames)} of {len(unique)} frames")
     return _gather(frames, inverse, indices.shape)
+
+
+def over_report_allowance(reported: int) -> int:
+    """How many of its reported frames a video may lack and still count as whole."""
+    return max(OVER_REPORT, int(0.05 * reported))
 
 
 def sequential_frames(path: str | os.PathLike, limit: int | None = None, strict: bool = False) -> Iterator[Any]:
