@@ -7,7 +7,9 @@ Video types (made once, cached under --dir, default $TDSCLIP_CACHE/benchmark-dat
 - ssv2: 426x240, 12 fps, 4 s (48 frames), VP9 with the encoder's default keyframe spacing;
 - k400: 340x256, 25 fps, 10 s (250 frames), H.264 with the encoder's default keyframe interval;
 - jpeg: the ssv2 videos extracted to JPEG folders (quality 95), the form SSv1 and the released
-  SSv2 recipe read.
+  SSv2 recipe read;
+- k400-gop25: the k400 type with a keyframe every second (streaming encodes), where walking
+  through short GOPs beats seeking (shown for the per-video choice; not one of the targets).
 Loaders: ours (`tdsclip.data.video.read_frames`); decord `get_batch` of the 40 indices (for JPEG
 folders: PIL opening the 40 files); a full sequential decode of every frame (decord; for JPEG
 folders: every file), indexed afterwards. Each repeat reads every video of a type once with each
@@ -42,6 +44,8 @@ TYPES = {
                  label="SSv2-like 426x240 12 fps 4 s VP9"),
     "k400": dict(width=340, height=256, fps=25, seconds=10, codec="h264", options={},
                  label="K400-like 340x256 25 fps 10 s H.264"),
+    "k400-gop25": dict(width=340, height=256, fps=25, seconds=10, codec="h264", options={"g": "25"},
+                       label="same, a keyframe every second"),
 }
 Loader = Callable[[Path, np.ndarray], np.ndarray]
 
@@ -59,7 +63,7 @@ def make_videos(folder: Path, count: int) -> dict[str, list[Path]]:
             made[name].append(path)
     extract(folder / "ssv2", folder / "jpeg", workers=os.cpu_count() or 1)
     made["jpeg"] = [folder / "jpeg" / p.stem for p in made["ssv2"]]
-    return made
+    return {name: made[name] for name in ("ssv2", "k400", "jpeg", "k400-gop25")}
 
 
 def _content(seed: int, spec: dict) -> np.ndarray:
