@@ -76,7 +76,8 @@ def decord() -> Any:
 
 def decode_errors() -> tuple[type[BaseException], ...]:
     """What decord raises on a bad file: RuntimeError (open), DECORDError (a damaged GOP, a frame
-    past the real end), IndexError (an index past the reported end)."""
+    past the real end), IndexError (an index past the reported end), StopIteration (next() at
+    the end)."""
     return (RuntimeError, decord().DECORDError, IndexError, StopIteration)
 
 
@@ -232,7 +233,8 @@ def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
             run.clear()
 
     for index in unique.tolist():
-        keyframe = keys[bisect.bisect_right(keys, index) - 1]
+        before = bisect.bisect_right(keys, index)
+        keyframe = keys[before - 1] if before else 0
         if keyframe > position and (not may_seek or keyframe - position <= walk_limit(pixels)):
             flush()
             for _ in range(keyframe - position):
