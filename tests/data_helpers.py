@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tdsclip.data.synth import render, write_jpegs, write_video
-from tdsclip.data.video import decord
+import shutil
+
+from tdsclip.data.synth import Synthetic, load_synthetic, render, write_jpegs, write_video
+from tdsclip.data.video import decord, sequential_frames
 
 
 def motion_video(frames: int = 40, width: int = 64, height: int = 48, seed: int = 0, label: int = 0) -> np.ndarray:
@@ -45,3 +47,14 @@ def sequential_decode(path: Path) -> np.ndarray:
             frames.append(reader.next().asnumpy())
         except (StopIteration, decord().DECORDError):
             return np.stack(frames)
+
+
+def pyav_decode(path: Path) -> np.ndarray:
+    """Every frame PyAV decodes in order (the reader's fallback and the extractor's decoder)."""
+    return np.stack([frame.to_ndarray(format="rgb24") for frame in sequential_frames(path)])
+
+
+def copy_dataset(data: Synthetic, destination: Path) -> Synthetic:
+    """A private copy of a synthetic dataset, to damage or move."""
+    shutil.copytree(Path(data.boxes).parent, destination)
+    return load_synthetic(destination)

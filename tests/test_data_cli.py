@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_helpers import write_media
+from data_helpers import copy_dataset, pyav_decode, write_media
 from helpers import REPO
 from tdsclip.data.__main__ import main
 from tdsclip.data.annotations import find_samples, flip_pairs, read_split
-from tdsclip.data.synth import SynthSpec, write_synthetic
-from tdsclip.data.video import read_frames, sequential_frames
+from tdsclip.data.synth import SynthSpec, load_synthetic, write_synthetic
+from tdsclip.data.video import read_frames
 
 SMALL = ["--classes", "6", "--videos-per-class", "3", "--frames", "12", "--size", "64x48"]
 
@@ -43,8 +43,9 @@ def test_python_m_runs_synth_then_check_for_every_format(tmp_path, monkeypatch):
         made = subprocess.run([*command, "synth", "--format", fmt, "--out", str(tmp_path / fmt), *SMALL],
                               capture_output=True, text=True, cwd=REPO, timeout=120)
         assert made.returncode == 0, made.stderr
-        data = json.loads(made.stdout)
-        argv = _check_args(type("D", (), {**data})(), "val", "--json")
+        data = load_synthetic(tmp_path / fmt)
+        assert json.loads(made.stdout)["root"] == data.root
+        argv = _check_args(data, "val", "--json")
         checked = subprocess.run([*command, *argv], capture_output=True, text=True, cwd=REPO, timeout=120)
         assert checked.returncode == 0, checked.stderr
         report = json.loads(checked.stdout)
@@ -55,8 +56,7 @@ def test_python_m_runs_synth_then_check_for_every_format(tmp_path, monkeypatch):
 
 
 def test_check_names_missing_and_unreadable_samples_and_judges_usability(tmp_path, ssv2, capsys):
-    shutil.copytree(Path(ssv2.root).parent, tmp_path / "copy")
-    data = type(ssv2)(**{k: v.replace(str(Path(ssv2.root).parent), str(tmp_path / "copy")) for k, v in vars(ssv2).items()})
+    data = copy_dataset(ssv2, tmp_path / "copy")
     entries = read_split("ssv2", data.train, data.labels).entries
     root = Path(data.root)
     (root / f"{entries[0].id}.webm").unlink()
@@ -87,7 +87,7 @@ def test_extract_is_resumable_and_records_provenance(tmp_path, capsys):
     assert provenance["decoder"].startswith("PyAV ") and provenance["jpeg_quality"] == 95
     for video in videos:
         folder = out / video.relative_to(source).with_suffix("")
-        decoded = np.stack([f.to_ndarray(format="rgb24") for f in sequential_frames(video)]).astype(int)
+        decoded = pyav_decode(video).astype(int)
         assert provenance["videos"][folder.relative_to(out).as_posix()] == len(decoded) == len(list(folder.glob("*.jpg")))
         frames = read_frames(folder, True, lambda n: np.arange(n)).astype(int)
         distance = np.abs(frames[:, None] - decoded[None]).mean(axis=(2, 3, 4))

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import tdsclip.data.manifest as manifest_module
+from data_helpers import copy_dataset
 from tdsclip.config import DataConfig, RunConfig, apply_overrides
 from tdsclip.data.dataset import FailureLog, build_dataset, guarded, make_loader
 from tdsclip.data.errors import DataError
-from tdsclip.data.synth import SynthSpec, write_synthetic
+from tdsclip.data.synth import SynthSpec, load_synthetic, write_synthetic
 
 SPEC = dict(classes=6, videos_per_class=3, frames=16, width=64, height=48)
 
@@ -30,12 +31,6 @@ def _config(data, tmp_path: Path, **overrides) -> DataConfig:
               "data.resize": "40,48", "data.frames": 4, "data.cache_dir": str(tmp_path / "cache"),
               "data.num_workers": 0, **{f"data.{k}": v for k, v in overrides.items()}}
     return apply_overrides(RunConfig(), values).data
-
-
-def _copy(data, tmp_path: Path):
-    """A private copy of a synthetic dataset, to damage."""
-    shutil.copytree(Path(data.root).parent, tmp_path / "copy")
-    return type(data)(**{k: v.replace(str(Path(data.root).parent), str(tmp_path / "copy")) for k, v in vars(data).items()})
 
 
 @pytest.mark.parametrize("fmt", ["ssv1", "ssv2", "k400"])
@@ -77,7 +72,7 @@ def test_test_views_are_k_clips_by_three_crops_all_distinct(datasets, tmp_path):
 
 
 def test_unreadable_training_samples_are_replaced_counted_and_stop_the_run_past_the_fraction(datasets, tmp_path):
-    data = _copy(datasets["ssv2"], tmp_path)
+    data = copy_dataset(datasets["ssv2"], tmp_path / "copy")
     train = build_dataset(_config(data, tmp_path), "train", local_frames=3)
     bad = [Path(data.root) / train.samples[i].path for i in (1, 6)]
     bad[0].write_bytes(b"not a video at all" * 10)
@@ -97,7 +92,7 @@ def test_unreadable_training_samples_are_replaced_counted_and_stop_the_run_past_
 
 
 def test_evaluation_skips_and_counts_unreadable_samples(datasets, tmp_path):
-    data = _copy(datasets["k400"], tmp_path)
+    data = copy_dataset(datasets["k400"], tmp_path / "copy")
     val = build_dataset(_config(data, tmp_path), "val", local_frames=1)
     victim = val.samples[2]
     (Path(data.root) / victim.path).write_bytes(b"\x00" * 100)
@@ -107,7 +102,7 @@ def test_evaluation_skips_and_counts_unreadable_samples(datasets, tmp_path):
 
 
 def test_missing_samples_are_left_out_and_recorded(datasets, tmp_path):
-    data = _copy(datasets["ssv1"], tmp_path)
+    data = copy_dataset(datasets["ssv1"], tmp_path / "copy")
     val = build_dataset(_config(data, tmp_path), "val", local_frames=1)
     shutil.rmtree(Path(data.root) / val.samples[0].path)
     again = build_dataset(_config(data, tmp_path), "val", local_frames=1)
@@ -116,7 +111,7 @@ def test_missing_samples_are_left_out_and_recorded(datasets, tmp_path):
 
 
 def test_manifest_is_cached_and_changes_with_what_the_run_would_see(datasets, tmp_path, monkeypatch):
-    data = _copy(datasets["ssv2"], tmp_path)
+    data = copy_dataset(datasets["ssv2"], tmp_path / "copy")
     cfg = _config(data, tmp_path)
     counted = []
     real = manifest_module.frame_count
@@ -124,9 +119,8 @@ def test_manifest_is_cached_and_changes_with_what_the_run_would_see(datasets, tm
     first = build_dataset(cfg, "val", local_frames=1).info.manifest
     assert len(counted) == 6 and list((tmp_path / "cache" / "manifests").glob("*.json"))
     assert build_dataset(cfg, "val", local_frames=1).info.manifest == first and len(counted) == 6, "cached"
-    moved = tmp_path / "moved"
-    shutil.move(str(tmp_path / "copy"), moved)
-    relocated = _config(type(data)(**{k: v.replace(str(tmp_path / "copy"), str(moved)) for k, v in vars(data).items()}), tmp_path)
+    shutil.move(str(tmp_path / "copy"), tmp_path / "moved")
+    relocated = _config(load_synthetic(tmp_path / "moved"), tmp_path)
     assert build_dataset(relocated, "val", local_frames=1).info.manifest == first, "same data elsewhere, same hash"
     records = json.loads(Path(relocated.val_annotations).read_text())
     records[0]["template"], records[1]["template"] = records[1]["template"], records[0]["template"]

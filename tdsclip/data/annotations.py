@@ -195,13 +195,12 @@ _K400_COLUMNS = ("youtube_id", "time_start", "time_end")
 
 
 def _k400(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tuple[str, ...]]:
-    text = _read_text(path).lstrip("\ufeff")
-    rows = list(csv.DictReader(text.splitlines()))
-    header = text.splitlines()[0] if text.strip() else ""
-    missing = [c for c in _K400_COLUMNS if c not in (rows[0] if rows else {})]
-    if missing:
-        raise DataError(f"{path}: expected the header 'label,youtube_id,time_start,time_end,split', got {header!r}")
-    labelled = "label" in rows[0]
+    reader = csv.DictReader(_read_text(path).lstrip("\ufeff").splitlines())
+    columns = reader.fieldnames or []
+    if any(c not in columns for c in _K400_COLUMNS):
+        raise DataError(f"{path}: expected the header 'label,youtube_id,time_start,time_end,split', got {','.join(columns)!r}")
+    rows = list(reader)
+    labelled = "label" in columns
     if classes is None:
         classes = tuple(sorted({row["label"] for row in rows})) if labelled else ()
     index = {name: i for i, name in enumerate(classes)}

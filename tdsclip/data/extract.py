@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +27,7 @@ from PIL import Image
 
 from tdsclip.data.annotations import VIDEO_EXTENSIONS
 from tdsclip.data.errors import DataError, UnreadableError
-from tdsclip.data.files import write_json
+from tdsclip.data.files import new_folder, write_json
 from tdsclip.data.manifest import PROVENANCE, provenance_header
 from tdsclip.data.video import frame_names, sequential_frames
 
@@ -83,19 +81,15 @@ def extract(root: str | os.PathLike, out: str | os.PathLike, workers: int = 1, q
 def _extract_one(job: tuple[str, str, int]) -> str:
     """Write one video's frames; '' on success, else why not (nothing is left behind)."""
     video, folder, quality = job
-    Path(folder).parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{Path(folder).name}.", suffix=".tmp", dir=Path(folder).parent)
     try:
-        count = 0
-        for count, frame in enumerate(sequential_frames(video, strict=True), 1):
-            Image.fromarray(frame.to_ndarray(format="rgb24")).save(os.path.join(tmp, f"{count:05d}.jpg"), quality=quality)
-        if count == 0:
-            return "no video frames"
-        os.chmod(tmp, 0o755)
-        os.rename(tmp, folder)
+        with new_folder(folder) as tmp:
+            count = 0
+            for count, frame in enumerate(sequential_frames(video, strict=True), 1):
+                Image.fromarray(frame.to_ndarray(format="rgb24")).save(tmp / f"{count:05d}.jpg", quality=quality)
+            if count == 0:
+                raise UnreadableError(video, "no video frames")
         return ""
-    except UnreadableError as error:
-        log.warning("cannot extract %s: %s", video, error.reason)
-        return error.reason
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except (UnreadableError, DataError) as error:
+        reason = error.reason if isinstance(error, UnreadableError) else str(error)
+        log.warning("cannot extract %s: %s", video, reason)
+        return reason

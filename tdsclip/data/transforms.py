@@ -17,6 +17,7 @@ Input: uint8 frames (F, H, W, 3). Output: float32 (3, F, S, S), or (crops, 3, F,
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -50,7 +51,9 @@ def normalise(frames: torch.Tensor) -> torch.Tensor:
 def _to_tensor(frames: np.ndarray) -> torch.Tensor:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise DataError(f"frames: expected uint8 (frames, height, width, 3), got {frames.dtype} {frames.shape}")
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    with warnings.catch_warnings():  # read_frames may hand over decord's read-only buffer; nothing here writes to it
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
 
 
 class TrainTransform:

@@ -76,7 +76,8 @@ def decord() -> Any:
 
 def decode_errors() -> tuple[type[BaseException], ...]:
     """What decord raises on a bad file: RuntimeError (open), DECORDError (a damaged GOP, a frame
-    past the real end), IndexError (an index past the reported end)."""
+    past the real end), IndexError (an index past the reported end), StopIteration (next() at
+    the end)."""
     return (RuntimeError, decord().DECORDError, IndexError, StopIteration)
 
 
@@ -116,7 +117,10 @@ def frame_count(path: str | os.PathLike, is_folder: bool) -> int:
 
 
 def read_frames(path: str | os.PathLike, is_folder: bool, pick: Pick) -> np.ndarray:
-    """Frames `pick(num_frames)` of a sample, shaped indices.shape + (H, W, 3), uint8 RGB."""
+    """Frames `pick(num_frames)` of a sample, shaped indices.shape + (H, W, 3), uint8 RGB.
+
+    The array may be read-only: when the frames come out of the decoder in the requested order,
+    decord's buffer is handed over as it is, saving a copy of the clip."""
     return (_read_folder if is_folder else _read_video)(Path(path), pick)
 
 
@@ -132,7 +136,7 @@ def _read_folder(folder: Path, pick: Pick) -> np.ndarray:
     for i in unique:
         try:
             with Image.open(folder / names[i]) as image:
-                frames.append(np.asarray(image.convert("RGB")))
+                frames.append(np.asarray(image if image.mode == "RGB" else image.convert("RGB")))
         except (OSError, ValueError, SyntaxError) as error:
             raise UnreadableError(str(folder / names[i]), f"cannot decode: {error}") from None
     if len({f.shape for f in frames}) > 1:
@@ -167,7 +171,7 @@ def _read_video_sequentially(path: Path, pick: Pick, reported: int) -> np.ndarra
     """The fallback after a decord error: PyAV, in order, no seeks (same pixels as decord, and its
     errors surface at the packet that caused them, not later on another thread as decord's do)."""
     decodable = sum(1 for _ in sequential_frames(path))
-    if decodable < reported - max(OVER_REPORT, int(0.05 * reported)) or decodable == 0:
+    if decodable < reported - over_report_allowance(reported) or decodable == 0:
         raise UnreadableError(str(path), f"truncated or damaged: {reported} frames reported, {decodable} decodable")
     indices = np.asarray(pick(decodable))
     unique, inverse = np.unique(indices, return_inverse=True)
@@ -176,6 +180,11 @@ def _read_video_sequentially(path: Path, pick: Pick, reported: int) -> np.ndarra
     if len(frames) != len(unique):
         raise UnreadableError(str(path), f"decodes differently on a second pass: {len(frames)} of {len(unique)} frames")
     return _gather(frames, inverse, indices.shape)
+
+
+def over_report_allowance(reported: int) -> int:
+    """How many of its reported frames a video may lack and still count as whole."""
+    return max(OVER_REPORT, int(0.05 * reported))
 
 
 def sequential_frames(path: str | os.PathLike, limit: int | None = None, strict: bool = False) -> Iterator[Any]:
@@ -219,12 +228,13 @@ def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
     def flush() -> None:
         nonlocal pixels
         if run:
-            pieces.append(reader.get_batch(run).asnumpy())
+            pieces.append(np.from_dlpack(_Shared(reader.get_batch(run))))
             pixels = pieces[-1].shape[1] * pieces[-1].shape[2]
             run.clear()
 
     for index in unique.tolist():
-        keyframe = keys[bisect.bisect_right(keys, index) - 1]
+        before = bisect.bisect_right(keys, index)
+        keyframe = keys[before - 1] if before else 0
         if keyframe > position and (not may_seek or keyframe - position <= walk_limit(pixels)):
             flush()
             for _ in range(keyframe - position):
@@ -233,6 +243,19 @@ def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
         position = index + 1
     flush()
     return _gather(pieces[0] if len(pieces) == 1 else np.concatenate(pieces), inverse, indices.shape)
+
+
+class _Shared:
+    """Hands decord's frame buffer to NumPy without a copy (DLPack); the array is read-only."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def __dlpack__(self, stream: Any = None, **_: Any) -> Any:
+        return self.array.to_dlpack()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)  # kDLCPU
 
 
 def walk_limit(pixels: int) -> float:
