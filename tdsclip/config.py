@@ -185,6 +185,14 @@ class DataConfig:
     """Spatial crops per clip in the test views: 3 (left, centre, right) or 1 (centre)."""
     max_corrupt_fraction: float = 0.01
     """Training stops once more than this fraction of the training videos proved unreadable."""
+    crop_area: tuple[float, float] = (0.08, 1.0)
+    """Area range of the training random resized crop (Table XIII: 0.08-1; ratio 3/4-4/3)."""
+    synthetic_format: Literal["ssv1", "ssv2", "k400"] = "ssv2"
+    """data.dataset=synthetic: the real format the generated dataset is written in."""
+    synthetic_classes: int = 8
+    """data.dataset=synthetic: motion classes (6 to 8)."""
+    synthetic_videos_per_class: int = 12
+    """data.dataset=synthetic: videos per class, a quarter of them for validation."""
     cache_dir: str = ""
     """Where manifests and the synthetic dataset are cached; empty: $TDSCLIP_CACHE or ~/.cache/tdsclip."""
 
@@ -206,6 +214,10 @@ class DataConfig:
         _check(0 <= self.grayscale <= 1, f"data.grayscale: expected a probability in [0, 1], got {self.grayscale}")
         _check(self.test_clips >= 1, f"data.test_clips: expected >= 1, got {self.test_clips}")
         _check(self.test_crops in (1, 3), f"data.test_crops: expected 1 or 3, got {self.test_crops}")
+        _check(0 < self.crop_area[0] <= self.crop_area[1] <= 1,
+               f"data.crop_area: expected min,max with 0 < min <= max <= 1, got {self.crop_area}")
+        _check(self.synthetic_videos_per_class >= 2,
+               f"data.synthetic_videos_per_class: expected >= 2 (train and val), got {self.synthetic_videos_per_class}")
         _check(
             0 <= self.max_corrupt_fraction <= 1,
             f"data.max_corrupt_fraction: expected a fraction in [0, 1], got {self.max_corrupt_fraction}",

@@ -58,12 +58,13 @@ RELEASED_CODE: tuple[Rule, ...] = PAPER + (
 SMOKE: tuple[Rule, ...] = (
     Rule({}, {
         "data.dataset": "synthetic", "model.backbone": "tdsclip-tiny", "model.weights": "", "model.num_classes": 8,
-        "data.input_size": 64, "data.resize": (72, 72), "data.frames": 8, "data.num_sample": 1,
+        "data.input_size": 64, "data.resize": (72, 96), "data.crop_area": (0.5, 1.0), "data.frames": 8, "data.num_sample": 1,
+        "data.synthetic_videos_per_class": 64,
         "data.randaugment": "", "data.flip": 0.5, "data.grayscale": 0.0, "data.num_workers": 0,
         "data.test_clips": 2, "data.test_crops": 1,
-        "model.side_width": 64, "model.td_reduction": 4, "model.sme_window": 3,
-        "optim.lr": 2e-3, "optim.weight_decay": 0.05, "optim.warmup_epochs": 1.0,
-        "train.epochs": 12, "train.batch_size": 16, "train.seed": 1024, "train.label_smoothing": 0.1,
+        "model.side_width": 128, "model.td_reduction": 8, "model.sme_window": 3, "model.sme_beta": 2.0,
+        "optim.lr": 1e-3, "optim.weight_decay": 0.05, "optim.warmup_epochs": 1.0,
+        "train.epochs": 40, "train.batch_size": 16, "train.seed": 1024, "train.label_smoothing": 0.1,
         "train.precision": "fp32",
     }),
 )

@@ -233,7 +233,7 @@ def build_dataset(cfg: DataConfig, split: Literal["train", "val", "test"], local
                     found.missing[:SHOW_IDS], len(listed.classes), digest)
     if split == "train":
         transform: TrainTransform | EvalTransform = TrainTransform(
-            cfg.input_size, cfg.resize, cfg.randaugment, cfg.flip, cfg.grayscale, flip_pairs(listed.classes))
+            cfg.input_size, cfg.resize, cfg.randaugment, cfg.flip, cfg.grayscale, flip_pairs(listed.classes), cfg.crop_area)
     else:
         transform = EvalTransform(cfg.input_size, cfg.resize, cfg.test_crops if split == "test" else 1)
     return VideoDataset(found, split, cfg.frames, local_frames, transform, cfg.num_sample, cfg.test_clips, info)
@@ -242,9 +242,9 @@ def build_dataset(cfg: DataConfig, split: Literal["train", "val", "test"], local
 def _locate(cfg: DataConfig, split: str, cache: Path) -> tuple[str, str, str, str]:
     """(format, root, annotation file, labels file) of a split; the synthetic set is made on first use."""
     if cfg.dataset == "synthetic":
-        from tdsclip.data.synth import ensure_synthetic
+        from tdsclip.data.synth import SynthSpec, ensure_synthetic
 
-        data = ensure_synthetic(cache)
+        data = ensure_synthetic(cache, SynthSpec(cfg.synthetic_format, cfg.synthetic_classes, cfg.synthetic_videos_per_class))
         return data.format, data.root, data.train if split == "train" else data.val, data.labels
     key = "train_annotations" if split == "train" else "val_annotations"
     annotations = getattr(cfg, key)

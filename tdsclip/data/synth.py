@@ -69,6 +69,13 @@ def class_names(classes: int = len(TEMPLATES)) -> tuple[str, ...]:
     return tuple(t.replace("[", "").replace("]", "") for t, _, _ in TEMPLATES[:classes])
 
 
+def opposite_classes(classes: int = len(TEMPLATES)) -> dict[int, int]:
+    """Class -> the class whose motion is its time reversal (same coordinate, other direction):
+    left to right <-> right to left, up <-> down, closer <-> away, appearing <-> disappearing."""
+    kinds = {(coordinate, sign): label for label, (_, coordinate, sign) in enumerate(TEMPLATES[:classes])}
+    return {label: kinds[(c, -s)] for (c, s), label in kinds.items() if (c, -s) in kinds}
+
+
 # ----------------------------------------------------------------------------- motion and pixels
 
 def trajectory(rng: np.random.Generator, label: int, frames: int) -> np.ndarray:

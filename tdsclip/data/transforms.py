@@ -61,8 +61,10 @@ class TrainTransform:
     random draws come from torch's generator (seeded per DataLoader worker)."""
 
     def __init__(self, size: int = 224, resize: Sequence[int] = (256, 320), randaugment: str = "",
-                 flip: float = 0.5, grayscale: float = 0.0, flip_labels: dict[int, int] | None = None) -> None:
+                 flip: float = 0.5, grayscale: float = 0.0, flip_labels: dict[int, int] | None = None,
+                 crop_area: Sequence[float] = CROP_AREA) -> None:
         self.size, self.resize, self.flip, self.grayscale = size, tuple(resize), flip, grayscale
+        self.crop_area = list(crop_area)
         self.flip_labels = dict(flip_labels or {})
         self.randaugment = _randaugment(randaugment, size) if randaugment else None
 
@@ -70,7 +72,7 @@ class TrainTransform:
         clip = _to_tensor(frames)
         height, width = clip.shape[-2:]
         rh, rw = resized_shape(height, width, self.resize)
-        top, left, box_h, box_w = RandomResizedCrop.get_params(torch.empty(0, rh, rw), list(CROP_AREA), list(CROP_RATIO))
+        top, left, box_h, box_w = RandomResizedCrop.get_params(torch.empty(0, rh, rw), self.crop_area, list(CROP_RATIO))
         sy, sx = height / rh, width / rw
         clip = F.resized_crop(clip, round(top * sy), round(left * sx), max(1, round(box_h * sy)),
                               max(1, round(box_w * sx)), [self.size, self.size], antialias=True)
