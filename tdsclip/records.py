@@ -17,11 +17,12 @@ import json
 import numbers
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
+
+from tdsclip.atomic import atomic_write
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -91,28 +92,10 @@ def json_normal(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- writing
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON to a temp file beside `path`, fsync, rename: readers see the old or the new file."""
     text = json.dumps(data, indent=2) + "\n"
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def append_jsonl(path: Path, entry: Mapping[str, Any]) -> None:

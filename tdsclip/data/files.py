@@ -11,25 +11,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from tdsclip.atomic import atomic_write, umask
 from tdsclip.data.errors import DataError
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder, fsynced, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda handle: handle.write(data.encode("utf-8") if isinstance(data, str) else data))
 
 
 def write_json(path: str | os.PathLike, value: Any) -> None:
@@ -50,7 +38,7 @@ def new_folder(final: str | os.PathLike) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700
         yield tmp
         try:
             os.rename(tmp, final)
@@ -58,9 +46,3 @@ def new_folder(final: str | os.PathLike) -> Iterator[Path]:
             raise DataError(f"{final} appeared while it was being written: expected a new folder") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

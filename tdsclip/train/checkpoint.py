@@ -13,15 +13,15 @@ Retention: `latest.pt` (every save) and `best.pt` (when the metric improves) in 
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from tdsclip.atomic import atomic_write
 
 LATEST, BEST = "latest.pt", "best.pt"
 
@@ -31,23 +31,7 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def load(path: Path) -> dict[str, Any]:
