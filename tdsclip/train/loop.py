@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from tdsclip.config import ConfigError, RunConfig, flatten, to_dict
+from tdsclip.config import ConfigError, RunConfig, to_dict
 from tdsclip.train import checkpoint as ckpt
 from tdsclip.train.distributed import DistEnv, all_true, gather_objects, mean_across_ranks
 from tdsclip.train.optim import build_optimizer, build_scheduler
@@ -306,8 +306,3 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
         path = tracker.finish(result)
         return Outcome("finished", Path(path), result)
     return Outcome("finished", run_dir / "result.json", result)
-
-
-def flat_params(cfg: RunConfig) -> dict[str, object]:
-    return {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in flatten(cfg).items()}
-
