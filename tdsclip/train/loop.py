@@ -193,17 +193,17 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if env.distributed else model
 
     step, epoch, batch_in_epoch, best = 0, 0, 0, None
-    partial = {"loss_sum": 0.0, "clips": 0}  # the current epoch's running sums, so resumed epochs report exactly
+    epoch_loss_sum = 0.0  # the current epoch's running sum, checkpointed so a resumed epoch reports exactly
     latest = run_dir / ckpt.LATEST
     if latest.exists():
         position = ckpt.restore_training_state(latest, model=raw_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
         step, epoch, batch_in_epoch, best = position["step"], position["epoch"], position["batch_in_epoch"], position["best_metric"]
-        partial.update(position["extra"].get("partial", {}))
+        epoch_loss_sum = position["extra"].get("epoch_loss_sum", 0.0)
         if env.is_main:
             log.info("resuming %s at step %d (epoch %d, batch %d)", run_id, step, epoch, batch_in_epoch)
 
     def save(is_best: bool = False) -> Path:
-        extra = {"run_id": run_id, "preset": preset, "config": to_dict(cfg), "partial": dict(partial)}
+        extra = {"run_id": run_id, "preset": preset, "config": to_dict(cfg), "epoch_loss_sum": epoch_loss_sum}
         if env.is_main:
             ckpt.save_training_state(run_dir, model=raw_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                      step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, best_metric=best,
@@ -255,8 +255,7 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
                 scheduler.step()
                 step, batch_in_epoch = step + 1, batch_in_epoch + 1
                 step_loss = mean_across_ranks(step_loss, device)
-                partial["loss_sum"] += step_loss
-                partial["clips"] += clips_seen * world
+                epoch_loss_sum += step_loss
                 lr = optimizer.param_groups[0]["lr"]
                 progress.update(step, {"loss": step_loss, "lr": lr, "clips/s": clips_seen * world / max(1e-9, time.monotonic() - tic)})
                 if all_true(stop.requested, device):
@@ -267,10 +266,10 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
                 if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
                     save()
             elapsed = time.monotonic() - tic
-            metrics = {"loss": partial["loss_sum"] / steps_per_epoch, "lr": optimizer.param_groups[0]["lr"],
+            metrics = {"loss": epoch_loss_sum / steps_per_epoch, "lr": optimizer.param_groups[0]["lr"],
                        "clips_per_s": clips_seen * world / max(1e-9, elapsed), "data_time_s": data_time}
             epoch, batch_in_epoch = epoch + 1, 0
-            partial.update(loss_sum=0.0, clips=0)
+            epoch_loss_sum = 0.0
             is_best = False
             if cfg.train.val_every and epoch % cfg.train.val_every == 0:
                 result = evaluate(raw_model, data.val_single, 1, cfg, env, device, data.collate).scores.result()

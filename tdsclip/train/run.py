@@ -28,15 +28,13 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("TDSCLIP_RUNS", "runs"))
 
 
-def finished_result(run_dir: Path) -> Path | None:
-    path = Path(run_dir) / "result.json"
-    if not path.is_file():
-        return None
+def finished_result(run_dir: Path) -> dict | None:
+    """The run's result.json if it finished, else None (missing, unreadable or not finished)."""
     try:
-        status = json.loads(path.read_text()).get("status")
+        result = json.loads((Path(run_dir) / "result.json").read_text())
     except (json.JSONDecodeError, OSError):
         return None
-    return path if status == "FINISHED" else None
+    return result if isinstance(result, dict) and result.get("status") == "FINISHED" else None
 
 
 def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: DataBuilder | None = None,
@@ -55,11 +53,11 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
         run_dir = Path(runs_dir) / rid
         done = finished_result(run_dir)
         if done is not None:
-            return Outcome("finished", done, json.loads(done.read_text()))
+            return Outcome("finished", run_dir / "result.json", done)
         seed_everything(cfg.train.seed)  # the initial weights (side network, random backbones) follow the seed
         model = build_model(cfg.model, device)
         tracker = Tracker(
-            run_dir, rid, params={k: v for k, v in identity(cfg).items()},
+            run_dir, rid, params=identity(cfg),
             tags={"run_id": rid, "preset": preset, "data_manifest": data.manifest, "world_size": str(env.world_size),
                   **(tags or {})},
             enabled=env.is_main,
