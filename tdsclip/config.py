@@ -74,7 +74,8 @@ class ModelConfig:
     td_placement: Literal["stacked", "replace"] = "stacked"
     """stacked: after the 3D conv branch (released code); replace: in place of it (a reading of the paper)."""
     td_layers: str = "all"
-    """Side blocks that carry the TD-Adapter, 1-based: 'all', '1-6', '7-12', '1,3,5' (Table IX);
+    """Side blocks that carry the TD-Adapter, 1-based: 'all', '1-6', '7-12', '1,3,5', or
+    'first-half' / 'second-half' (Table IX's rows at any depth);
     the other blocks keep the plain 3D conv branch."""
 
     # --- SME-Adapter ---
@@ -128,17 +129,27 @@ class ModelConfig:
 
 
 def parse_layer_spec(spec: str, num_layers: int | None = None) -> frozenset[int] | None:
-    """'all' -> None (every layer); '1-6,9' -> {0..5, 8} (0-based). Checked against num_layers if given."""
+    """'all' -> None (every layer); '1-6,9' -> {0..5, 8} (0-based). Checked against num_layers if given.
+
+    'first-half' and 'second-half' name Table IX's rows whatever the depth (on the 12-layer B/16
+    they are 1-6 and 7-12); they resolve once num_layers is known (an empty set before).
+    """
     text = spec.strip().lower()
     if text == "all":
         return None
+    if text in ("first-half", "second-half"):
+        if num_layers is None:
+            return frozenset()
+        half = num_layers // 2
+        return frozenset(range(half) if text == "first-half" else range(half, num_layers))
     layers: set[int] = set()
     for part in text.split(","):
         start, dash, end = part.strip().partition("-")
         try:
             first, last = int(start), int(end) if dash else int(start)
         except ValueError:
-            raise ConfigError(f"model.td_layers: expected 'all' or 1-based layers like '1-6' or '1,3,5', got {spec!r}") from None
+            raise ConfigError(f"model.td_layers: expected 'all', 'first-half', 'second-half' or 1-based layers like "
+                              f"'1-6' or '1,3,5', got {spec!r}") from None
         _check(1 <= first <= last, f"model.td_layers: expected 1-based ascending ranges, got {spec!r}")
         layers.update(range(first - 1, last))
     if num_layers is not None:
@@ -193,6 +204,12 @@ class DataConfig:
     """data.dataset=synthetic: motion classes (6 to 8)."""
     synthetic_videos_per_class: int = 12
     """data.dataset=synthetic: videos per class, a quarter of them for validation."""
+    train_fraction: float = 1.0
+    """Train on this class-balanced fraction of the training split (Fig. 6's data efficiency):
+    in each class, the videos that rank first by sha256(subset_seed, video id), so a smaller
+    fraction is contained in a larger one (tdsclip/data/subsets.py)."""
+    subset_seed: int = 0
+    """Seed of the train_fraction subset's choice (not the training seed)."""
     cache_dir: str = ""
     """Where manifests and the synthetic dataset are cached; empty: $TDSCLIP_CACHE or ~/.cache/tdsclip."""
 
@@ -216,6 +233,7 @@ class DataConfig:
         _check(self.test_crops in (1, 3), f"data.test_crops: expected 1 or 3, got {self.test_crops}")
         _check(0 < self.crop_area[0] <= self.crop_area[1] <= 1,
                f"data.crop_area: expected min,max with 0 < min <= max <= 1, got {self.crop_area}")
+        _check(0 < self.train_fraction <= 1, f"data.train_fraction: expected a fraction in (0, 1], got {self.train_fraction}")
         _check(self.synthetic_videos_per_class >= 2,
                f"data.synthetic_videos_per_class: expected >= 2 (train and val), got {self.synthetic_videos_per_class}")
         _check(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,9 +35,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tdsclip.config import DataConfig
-from tdsclip.data.annotations import SHOW_IDS, Found, find_samples, flip_pairs, read_split
+from tdsclip.data.annotations import SHOW_IDS, Found, flip_pairs
 from tdsclip.data.errors import DataError, UnreadableError
-from tdsclip.data.manifest import default_cache_dir, manifest
+from tdsclip.data.locate import found_samples
 from tdsclip.data.sampling import check_window, eval_indices, train_indices
 from tdsclip.data.transforms import EvalTransform, TrainTransform
 from tdsclip.data.video import read_frames
@@ -222,34 +221,16 @@ def make_loader(dataset: VideoDataset, batch_size: int, shuffle: bool, num_worke
 
 def build_dataset(cfg: DataConfig, split: Literal["train", "val", "test"], local_frames: int,
                   workers: int | None = None) -> VideoDataset:
-    """The dataset of `split` as `cfg` describes it: train (augmented), val (one centre view) or
-    test (cfg.test_clips x cfg.test_crops views, on the validation annotations)."""
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    fmt, root, annotations, labels = _locate(cfg, split, cache)
-    listed = read_split(fmt, annotations, labels)
-    found = find_samples(listed, root)
-    digest = manifest(found, cache, cfg.num_workers if workers is None else workers).digest
-    info = DataInfo(fmt, str(annotations), str(root), len(listed.entries), len(found.samples), len(found.missing),
-                    found.missing[:SHOW_IDS], len(listed.classes), digest)
+    """The dataset of `split` as `cfg` describes it: train (augmented, a data.train_fraction subset
+    where set), val (one centre view) or test (cfg.test_clips x cfg.test_crops views, on the
+    validation annotations)."""
+    found, digest, listed = found_samples(cfg, split, workers)
+    classes = found.split.classes
+    info = DataInfo(found.split.format, str(found.split.annotations), str(found.root), listed, len(found.samples),
+                    len(found.missing), found.missing[:SHOW_IDS], len(classes), digest.digest)
     if split == "train":
         transform: TrainTransform | EvalTransform = TrainTransform(
-            cfg.input_size, cfg.resize, cfg.randaugment, cfg.flip, cfg.grayscale, flip_pairs(listed.classes), cfg.crop_area)
+            cfg.input_size, cfg.resize, cfg.randaugment, cfg.flip, cfg.grayscale, flip_pairs(classes), cfg.crop_area)
     else:
         transform = EvalTransform(cfg.input_size, cfg.resize, cfg.test_crops if split == "test" else 1)
     return VideoDataset(found, split, cfg.frames, local_frames, transform, cfg.num_sample, cfg.test_clips, info)
-
-
-def _locate(cfg: DataConfig, split: str, cache: Path) -> tuple[str, str, str, str]:
-    """(format, root, annotation file, labels file) of a split; the synthetic set is made on first use."""
-    if cfg.dataset == "synthetic":
-        from tdsclip.data.synth import SynthSpec, ensure_synthetic
-
-        data = ensure_synthetic(cache, SynthSpec(cfg.synthetic_format, cfg.synthetic_classes, cfg.synthetic_videos_per_class))
-        return data.format, data.root, data.train if split == "train" else data.val, data.labels
-    key = "train_annotations" if split == "train" else "val_annotations"
-    annotations = getattr(cfg, key)
-    if not cfg.root:
-        raise DataError("data.root is empty: set data.root to the folder holding the videos or frame folders")
-    if not annotations:
-        raise DataError(f"data.{key} is empty: set it to the {'training' if split == 'train' else 'validation'} split file")
-    return cfg.dataset, os.path.expanduser(cfg.root), os.path.expanduser(annotations), os.path.expanduser(cfg.labels)

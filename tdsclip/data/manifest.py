@@ -58,13 +58,22 @@ def provenance_header(root: str | os.PathLike) -> dict:
     return header
 
 
-def manifest(found: Found, cache_dir: str | os.PathLike | None = None, workers: int = 0) -> Manifest:
-    """Hash `found`, counting frames through the cache; `workers` > 0 counts in parallel."""
+def cache_file(cache_dir: str | os.PathLike | None, fmt: str, annotations: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """The frame-count cache of one (format, annotation file, root)."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = hashlib.sha256("\0".join([found.split.format, os.path.abspath(found.split.annotations),
-                                    os.path.abspath(found.root)]).encode()).hexdigest()[:24]
-    cache_file = cache_dir / "manifests" / f"{key}.json"
-    cached = _load(cache_file)
+    key = hashlib.sha256("\0".join([fmt, os.path.abspath(annotations), os.path.abspath(root)]).encode()).hexdigest()[:24]
+    return cache_dir / "manifests" / f"{key}.json"
+
+
+def manifest(found: Found, cache_dir: str | os.PathLike | None = None, workers: int = 0, variant: str = "") -> Manifest:
+    """Hash `found`, counting frames through the cache; `workers` > 0 counts in parallel.
+
+    The digest is remembered in the cache under `variant` (e.g. a subset of the split) with the
+    annotation file's and root's stats, so a planner can read it back without listing the root.
+    """
+    path = cache_file(cache_dir, found.split.format, found.split.annotations, found.root)
+    data = _read(path)
+    cached = data.get("entries", {})
     stats = {s.path: _stat(Path(found.root) / s.path) for s in found.samples}
     frames, todo = {}, []
     for sample in found.samples:
@@ -76,10 +85,30 @@ def manifest(found: Found, cache_dir: str | os.PathLike | None = None, workers: 
     if todo:
         log.info("counting frames of %d samples under %s (cached afterwards)", len(todo), found.root)
         frames.update(zip((s.path for s in todo), _count(found.root, todo, workers)))
-        write_json(cache_file, {"version": CACHE_VERSION, "annotations": os.path.abspath(found.split.annotations),
-                                "root": os.path.abspath(found.root),
-                                "entries": {p: [*stats[p], n] for p, n in frames.items()}})
-    return Manifest(digest(found, frames), frames)
+    result = Manifest(digest(found, frames), frames)
+    digests = data.get("digests", {}) if not todo else {}
+    remembered = {"digest": result.digest, "stats": _split_stats(found.split.annotations, found.root)}
+    if todo or digests.get(variant) != remembered:
+        write_json(path, {"version": CACHE_VERSION, "annotations": os.path.abspath(found.split.annotations),
+                          "root": os.path.abspath(found.root),
+                          "entries": {p: [*stats[p], n] for p, n in frames.items()},
+                          "digests": {**digests, variant: remembered}})
+    return result
+
+
+def remembered_digest(fmt: str, annotations: str | os.PathLike, root: str | os.PathLike,
+                      cache_dir: str | os.PathLike | None = None, variant: str = "") -> str | None:
+    """The digest `manifest` last computed for this split and variant, if the annotation file and
+    the root are unchanged since (by size and modification time); None otherwise. Reads one file."""
+    try:
+        entry = _read(cache_file(cache_dir, fmt, annotations, root)).get("digests", {}).get(variant)
+        return entry["digest"] if entry and entry["stats"] == _split_stats(annotations, root) else None
+    except OSError:
+        return None
+
+
+def _split_stats(annotations: str | os.PathLike, root: str | os.PathLike) -> list[list[int]]:
+    return [_stat(Path(annotations)), _stat(Path(root))]
 
 
 def digest(found: Found, frames: dict[str, int]) -> str:
@@ -112,9 +141,10 @@ def _stat(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def _load(cache_file: Path) -> dict[str, list[int]]:
+def _read(path: Path) -> dict:
+    """The cache file's content, or {} when it is missing, unreadable or of another version."""
     try:
-        data = json.loads(cache_file.read_text())
-        return data["entries"] if data.get("version") == CACHE_VERSION else {}
-    except (OSError, ValueError, KeyError, TypeError):
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {}
+    except (OSError, ValueError):
         return {}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from tdsclip.config import ConfigError, RunConfig
 from tdsclip.data.dataset import FailureLog, build_dataset, collate
+from tdsclip.data.locate import run_manifest
 from tdsclip.train.distributed import DistEnv
 from tdsclip.train.loop import RunData
 
@@ -22,7 +21,7 @@ def build_run_data(cfg: RunConfig, env: DistEnv) -> RunData:
         )
     val = build_dataset(cfg.data, "val", m)
     test = build_dataset(cfg.data, "test", m)
-    manifest = hashlib.sha256(f"{train.info.manifest}:{val.info.manifest}".encode()).hexdigest()[:24]
+    manifest = run_manifest(train.info.manifest, val.info.manifest)
     crops = {1: "centre crop", 3: "left/centre/right crops"}[cfg.data.test_crops]
     return RunData(
         train=train, val_single=val, val_views=test, views=test.views, manifest=manifest, collate=collate,

@@ -1,0 +1,90 @@
+"""Which samples a run's splits hold and the run's data manifest, without torch.
+
+The trainer (through `build_dataset`) and the experiment planner share this: the planner must say
+which run id a row will have in well under a second, so it reads the manifest digest the last
+real build remembered in the data cache (`remembered_digest`) instead of listing the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Literal
+
+from tdsclip.config import DataConfig
+from tdsclip.data.annotations import Found, find_samples, read_split
+from tdsclip.data.errors import DataError
+from tdsclip.data.manifest import Manifest, default_cache_dir, manifest, remembered_digest
+
+Split = Literal["train", "val", "test"]
+
+
+def cache_dir(cfg: DataConfig) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+
+
+def locate(cfg: DataConfig, split: Split, generate: bool = True) -> tuple[str, str, str, str] | None:
+    """(format, root, annotation file, labels file) of a split. The synthetic set is made on first
+    use; with generate=False a synthetic set not made yet gives None."""
+    if cfg.dataset == "synthetic":
+        from tdsclip.data.synth import SynthSpec, ensure_synthetic, synthetic_folder
+
+        spec = SynthSpec(cfg.synthetic_format, cfg.synthetic_classes, cfg.synthetic_videos_per_class)
+        if not generate and not (synthetic_folder(cache_dir(cfg), spec) / "synthetic.json").exists():
+            return None
+        data = ensure_synthetic(cache_dir(cfg), spec)
+        return data.format, data.root, data.train if split == "train" else data.val, data.labels
+    key = "train_annotations" if split == "train" else "val_annotations"
+    annotations = getattr(cfg, key)
+    if not cfg.root:
+        raise DataError("data.root is empty: set data.root to the folder holding the videos or frame folders")
+    if not annotations:
+        raise DataError(f"data.{key} is empty: set it to the {'training' if split == 'train' else 'validation'} split file")
+    return cfg.dataset, os.path.expanduser(cfg.root), os.path.expanduser(annotations), os.path.expanduser(cfg.labels)
+
+
+def variant(cfg: DataConfig, split: Split) -> str:
+    """The part of the split a run uses: '' for all of it, 'fraction=0.05,seed=0' for a subset."""
+    if split == "train" and cfg.train_fraction < 1:
+        return f"fraction={cfg.train_fraction:g},seed={cfg.subset_seed}"
+    return ""
+
+
+def found_samples(cfg: DataConfig, split: Split, workers: int | None = None) -> tuple[Found, Manifest, int]:
+    """The samples of `split` the run uses (a train_fraction subset applied), their manifest, and
+    how many entries the annotation file lists."""
+    from tdsclip.data.subsets import choose
+
+    fmt, root, annotations, labels = locate(cfg, split)  # type: ignore[misc]  # generate=True never gives None
+    listed = read_split(fmt, annotations, labels)
+    found = find_samples(listed, root)
+    if variant(cfg, split):
+        found = Found(found.split, found.root, tuple(choose(found.samples, cfg.train_fraction, cfg.subset_seed)),
+                      found.missing)
+    digest = manifest(found, cache_dir(cfg), cfg.num_workers if workers is None else workers, variant(cfg, split))
+    return found, digest, len(listed.entries)
+
+
+def run_manifest(train_digest: str, val_digest: str) -> str:
+    """One hash for the data a run trains and validates on."""
+    return hashlib.sha256(f"{train_digest}:{val_digest}".encode()).hexdigest()[:24]
+
+
+def planned_manifest(cfg: DataConfig) -> str | None:
+    """The run manifest as the last real build of these splits computed it, or None when the data
+    is not there or has not been read yet (then a planner can only give a provisional run id)."""
+    digests = []
+    for split in ("train", "val"):
+        try:
+            where = locate(cfg, split, generate=False)  # type: ignore[arg-type]
+        except DataError:
+            return None
+        if where is None:
+            return None
+        fmt, root, annotations, _ = where
+        digest = remembered_digest(fmt, annotations, root, cache_dir(cfg), variant(cfg, split))  # type: ignore[arg-type]
+        if digest is None:
+            return None
+        digests.append(digest)
+    return run_manifest(*digests)
