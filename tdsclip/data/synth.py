@@ -261,11 +261,16 @@ def load_synthetic(folder: str | os.PathLike) -> Synthetic:
                      boxes=str(folder / "boxes.json"))
 
 
+def synthetic_folder(cache_dir: str | os.PathLike, spec: SynthSpec = SynthSpec()) -> Path:
+    """Where the dataset for `spec` lives under `cache_dir` (complete once synthetic.json exists)."""
+    key = hashlib.sha256(json.dumps([GENERATOR_VERSION, asdict(spec)], sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cache_dir) / "synthetic" / f"{spec.format}-{key}"
+
+
 def ensure_synthetic(cache_dir: str | os.PathLike, spec: SynthSpec = SynthSpec()) -> Synthetic:
     """The synthetic dataset for `spec` under `cache_dir`, generated on first use (idempotent; two
     processes racing both end up with the same complete folder)."""
-    key = hashlib.sha256(json.dumps([GENERATOR_VERSION, asdict(spec)], sort_keys=True).encode()).hexdigest()[:12]
-    folder = Path(cache_dir) / "synthetic" / f"{spec.format}-{key}"
+    folder = synthetic_folder(cache_dir, spec)
     if not (folder / "synthetic.json").exists():
         try:
             write_synthetic(spec, folder)
