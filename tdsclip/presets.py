@@ -71,6 +71,17 @@ SMOKE: tuple[Rule, ...] = (
 
 PRESETS: dict[str, tuple[Rule, ...]] = {"paper": PAPER, "released-code": RELEASED_CODE, "smoke": SMOKE}
 
+OWNS: dict[str, tuple[str, ...]] = {
+    "paper": (), "released-code": (),
+    "smoke": ("data.dataset", "model.backbone", "model.weights", "model.num_classes", "data.input_size"),
+}
+"""Keys a preset decides over a table's rows: smoke replaces the paper's dataset and backbone with
+the synthetic set and the tiny ViT, so a table row asking for ssv1 or ViT-L-14 runs on those
+(a user's own command-line override still wins)."""
+
+GPUS_PER_RUN: dict[str, int] = {"paper": 8, "released-code": 8, "smoke": 0}
+"""The paper's 8 A100s per run (Section IV-C); smoke runs on the CPU."""
+
 
 def _value(cfg: RunConfig, key: str) -> Any:
     node: Any = cfg

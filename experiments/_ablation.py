@@ -1,0 +1,16 @@
+"""What the ablation tables share (Section IV-C: ViT-B/16, 8 frames, Something-Something V1,
+single-view validation top-1), and the full model's overrides that several tables reuse."""
+
+from experiments.spec import Column, SINGLE_VIEW
+
+SETTING = ("data.dataset=ssv1", "model.backbone=ViT-B-16", "data.frames=8")
+TOP1 = (Column("top1", "Top-1 (%)", "val_top1_best"),)
+PROTOCOL = SINGLE_VIEW
+SOURCE = "Section IV-C: ViT-B/16, 8 frames, SSv1; the paper's ablations read as single-view validation top-1"
+
+BASELINE = "model.temporal=conv3d model.sme_window=1"
+"""Table III's baseline: the side network with the plain 3D conv branch (Side4Video's design)."""
+TD_ONLY = "model.temporal=td model.sme_window=1"
+FULL = "model.temporal=td model.sme_window=5"
+"""TDS-CLIP: TD-Adapter and SME-Adapter (m=5), the preset's defaults; one run shared by
+Tables III-IX and XI."""

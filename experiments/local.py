@@ -1,0 +1,175 @@
+"""Run a plan on this machine: train rows one after another, measure rows, compute Fig. 5's maps,
+and tag the runs in MLflow with the tables they belong to."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from experiments.plan import Planned
+from experiments.spec import Spec
+from tdsclip.atomic import atomic_write
+
+log = logging.getLogger("experiments")
+
+
+@dataclass
+class Outcome:
+    """What became of one planned row."""
+
+    planned: Planned
+    run_id: str
+    result: dict = field(default_factory=dict)
+    path: Path | None = None
+    error: str = ""
+    stopped: bool = False
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def train_rows(spec: Spec, preset: str, runs: list[Planned], runs_dir: Path) -> list[Outcome]:
+    """Train each pending run once (shared rows reuse it), finished ones are read back. A row that
+    fails is reported and the others still run; a stop request (signal) ends the loop."""
+    from tdsclip.train.run import run_config
+
+    done: dict[str, Outcome] = {}
+    outcomes: list[Outcome] = []
+    for number, planned in enumerate(runs, 1):
+        if planned.run_id in done:
+            earlier = done[planned.run_id]
+            outcomes.append(Outcome(planned, earlier.run_id, earlier.result, earlier.path, earlier.error, earlier.stopped))
+            continue
+        if planned.status == "done":
+            path = runs_dir / planned.run_id / "result.json"
+            done[planned.run_id] = Outcome(planned, planned.run_id, json.loads(path.read_text()), path)
+            outcomes.append(done[planned.run_id])
+            continue
+        log.info("%s [%d/%d] %s (seed %d): training", spec.name, number, len(runs), planned.row.name, planned.seed)
+        try:
+            outcome = run_config(planned.cfg, preset=preset, runs_dir=runs_dir,
+                                 tags={f"table.{spec.name}": planned.row.name})
+            result = outcome.result if outcome.status == "finished" else {}
+            done[planned.run_id] = Outcome(planned, outcome.path.parent.name, result, outcome.path,
+                                           stopped=outcome.status != "finished")
+        except Exception as error:  # noqa: BLE001 - one row's failure is reported, the others run
+            log.error("%s row %r failed: %s", spec.name, planned.row.name, _one_line(error))
+            done[planned.run_id] = Outcome(planned, planned.run_id, error=_one_line(error))
+        outcomes.append(done[planned.run_id])
+        if done[planned.run_id].stopped:
+            log.warning("stop requested: %s saved its checkpoint; run the same command again to resume", planned.row.name)
+            break
+    return outcomes
+
+
+def measure_rows(spec: Spec, runs: list[Planned], runs_dir: Path) -> list[Outcome]:
+    """Measure each row's model (Table XII): peak CUDA memory of inference on a GPU, otherwise the
+    bytes saved for backward in one training forward, labelled. Written to runs/measurements/."""
+    from tdsclip import measure_cache
+    from tdsclip.measure import measure
+
+    outcomes = []
+    for planned in runs:
+        key = measure_cache.key(planned.cfg)
+        try:
+            m = measure(planned.cfg, batch=1)
+        except Exception as error:  # noqa: BLE001 - reported per row
+            outcomes.append(Outcome(planned, f"m-{key}", error=_one_line(error)))
+            continue
+        cuda = m["cuda_peak_inference_bytes"] is not None
+        result = {
+            "run_id": f"m-{key}", "kind": "measurement", "row": planned.row.name,
+            "memory_bytes": m["cuda_peak_inference_bytes"] if cuda else m["saved_activation_bytes"],
+            "memory_kind": (f"CUDA peak of one inference forward ({m['cuda_device']}, batch 1, {planned.cfg.train.precision})"
+                            if cuda else "bytes saved for backward in one training forward (CPU; batch 1, fp32)"),
+            "measurement": m,
+        }
+        path = runs_dir / "measurements" / f"{key}.json"
+        atomic_write(path, lambda handle, r=result: handle.write(json.dumps(r, indent=1).encode()))
+        outcomes.append(Outcome(planned, f"m-{key}", result, path))
+    base = outcomes[0].result.get("memory_bytes") if outcomes and not outcomes[0].error else None
+    for outcome in outcomes:
+        if base and outcome.result:
+            outcome.result["memory_ratio"] = outcome.result["memory_bytes"] / base
+    return outcomes
+
+
+def activation_maps(spec: Spec, preset: str, runs: list[Planned], trained: list[Outcome], runs_dir: Path) -> list[Outcome]:
+    """Fig. 5: maps of each trained row's side network on the same clips, saved with the clips'
+    frames and (synthetic data) the object's boxes; each row's result gains its box mass."""
+    import numpy as np
+    import torch
+
+    from tdsclip import maps
+    from tdsclip.model.build import build_model
+    from tdsclip.train import checkpoint as ckpt
+
+    if any(o.error or o.stopped for o in trained):
+        return trained
+    cfg = trained[0].planned.cfg
+    if cfg.data.dataset != "synthetic":
+        raise ValueError(f"fig5: activation maps are computed on the synthetic dataset's rendered clips (known boxes); "
+                         f"got data.dataset={cfg.data.dataset}")
+    clips, frames, boxes, labels = maps.synthetic_clips(cfg, int(spec.extra.get("clips", 8)))
+    arrays: dict[str, np.ndarray] = {"frames": frames, "boxes": boxes, "labels": np.asarray(labels)}
+    summary: dict[str, object] = {"method": maps.METHOD, "rows": {}}
+    for number, outcome in enumerate(trained):
+        row_cfg = outcome.planned.cfg
+        torch.manual_seed(row_cfg.train.seed)  # the run's initial weights: its random frozen backbone, if any
+        model = build_model(row_cfg.model)
+        ckpt.load_model_state(model, ckpt.load(outcome.path.parent / ckpt.LATEST)["model"], outcome.run_id)
+        window = clips if row_cfg.model.sme_window == cfg.model.sme_window else _rewindow(clips, row_cfg.model.sme_window)
+        row_maps = maps.side_activation_maps(model, window).numpy()
+        arrays[f"maps_{number}"] = row_maps
+        mass = maps.box_mass(row_maps, boxes)
+        outcome.result = {**outcome.result, "box_mass": mass}
+        summary["rows"][outcome.planned.row.name] = {"run_id": outcome.run_id, "box_mass": mass, "array": f"maps_{number}"}
+    key = hashlib.sha256(":".join(o.run_id for o in trained).encode()).hexdigest()[:12]
+    folder = runs_dir / "figures" / f"{spec.name}-{preset}-{key}"
+    atomic_write(folder / "maps.npz", lambda handle: np.savez_compressed(handle, **arrays))
+    atomic_write(folder / "summary.json", lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
+    for outcome in trained:
+        outcome.result["maps"] = str(folder / "maps.npz")
+    return trained
+
+
+def _rewindow(clips, m: int):
+    """Clips of another SME window: the centre m of the local frames (m=1: the sparse frame alone)."""
+    centre, half = clips.shape[3] // 2, m // 2
+    return clips[:, :, :, centre - half:centre + half + 1]
+
+
+def track_table(spec: Spec, preset: str, outcomes: list[Outcome]) -> None:
+    """Tag each run's MLflow run with the (table, row) it belongs to and keep one parent run per
+    (table, preset) listing them. A tracking outage is logged, never fatal."""
+    from tdsclip.mirror import Mirror, MirrorError, RetryPolicy
+
+    trained = [o for o in outcomes if o.result and o.result.get("kind") != "measurement"]
+    if not trained:
+        return
+    try:
+        mirror = Mirror(None, "tdsclip", RetryPolicy(tries=2))
+        parent_tag = f"{spec.name}:{preset}"
+        found = mirror.call("search runs", mirror.client.search_runs, [mirror.experiment_id()],
+                            filter_string=f"tags.table_run = '{parent_tag}'", max_results=1)
+        parent = found[0].info.run_id if found else mirror.call(
+            "create run", mirror.client.create_run, mirror.experiment_id(), run_name=parent_tag,
+            tags={"table_run": parent_tag, "table": spec.name, "preset": preset}).info.run_id
+        rows: dict[str, str] = {}
+        for number, outcome in enumerate(trained):
+            run = mirror.find_run(outcome.run_id)
+            if run is None:
+                continue
+            tags = {f"table.{spec.name}": outcome.planned.row.name}
+            if "mlflow.parentRunId" not in run.data.tags:
+                tags["mlflow.parentRunId"] = parent  # a run shared by several tables hangs under the first
+            mirror.log_batch(run.info.run_id, tags=tags)
+            rows[f"row.{number:02d}"] = f"{outcome.planned.row.name} (seed {outcome.planned.seed}): {outcome.run_id}"
+        mirror.log_batch(parent, tags=rows)
+    except (MirrorError, OSError) as error:
+        log.warning("MLflow: could not tag %s's runs (%s); the run records are complete", spec.name, error)

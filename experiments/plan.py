@@ -1,0 +1,146 @@
+"""Expand a spec into the runs it needs: config, run id, status and cost per row and seed (no torch).
+
+    spec rows x seeds --(preset + spec base + row overrides + command line)--> RunConfig
+          --(identity + the data manifest remembered in the data cache)--> run_id
+
+Rows whose resolved configs are equal share a run id and are trained and counted once. Without the
+data (or with it never read on this machine) the id is provisional: the config part is exact, the
+manifest part unknown, and the plan names what to set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS, Cost, estimate
+from experiments.spec import Row, Spec, SpecError, select_rows
+from tdsclip import locations, measure_cache
+from tdsclip.config import ConfigError, RunConfig, apply_overrides, parse_override
+from tdsclip.data.locate import planned_manifest
+from tdsclip.identity import run_id
+from tdsclip.presets import GPUS_PER_RUN, OWNS, PRESETS, resolve
+
+FLOPS_CACHE = Path(__file__).with_name("flops.json")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One run a table needs."""
+
+    row: Row
+    seed: int
+    cfg: RunConfig
+    run_id: str
+    provisional: str
+    """Why the run id is not final yet ('' when it is): the data or weights location to set."""
+    status: str
+    """done | partial (a checkpoint to resume) | failed | not started."""
+    gpus: int
+    cost: Cost | None
+    cost_note: str
+    shared_with: str = ""
+    """The earlier row of this plan with the same run (trained and counted once)."""
+    replaced: tuple[str, ...] = ()
+    """Spec overrides the preset decides instead (smoke: dataset, backbone, ...)."""
+
+
+def spec_overrides(spec: Spec, row: Row, preset: str) -> tuple[list[str], tuple[str, ...]]:
+    """The row's overrides (spec base first) minus those the preset owns, and the dropped ones."""
+    owned = set(OWNS[preset])
+    kept, dropped = [], []
+    for text in (*spec.base, *row.overrides):
+        (dropped if parse_override(text)[0] in owned else kept).append(text)
+    return kept, tuple(dropped)
+
+
+def row_config(spec: Spec, row: Row, preset: str, overrides: Sequence[str] = (), seed_offset: int = 0) -> tuple[RunConfig, tuple[str, ...]]:
+    kept, dropped = spec_overrides(spec, row, preset)
+    try:
+        cfg = resolve(preset, [*kept, *overrides])
+    except ConfigError as error:
+        raise ConfigError(f"{spec.name} row {row.name!r}: {error}") from None
+    if seed_offset:
+        cfg = apply_overrides(cfg, {"train.seed": cfg.train.seed + seed_offset})
+    return cfg, dropped
+
+
+def run_status(run_dir: Path) -> str:
+    result = run_dir / "result.json"
+    if result.exists():
+        try:
+            return "done" if json.loads(result.read_text()).get("status", "FINISHED") == "FINISHED" else "failed"
+        except (OSError, ValueError):
+            return "failed"
+    if (run_dir / "latest.pt").exists():
+        return "partial"
+    return "not started"
+
+
+def _located(cfg: RunConfig, preset: str) -> tuple[RunConfig, str]:
+    """The config with data and weight locations filled where known, and what is still missing."""
+    try:
+        return locations.fill(cfg, require_weights=preset != "smoke"), ""
+    except ConfigError as error:
+        try:
+            return locations.fill(cfg, require_weights=False), str(error)
+        except ConfigError:
+            return cfg, str(error)
+
+
+def plan(spec: Spec, preset: str, *, rows: str | None = None, seeds: int = 1, overrides: Sequence[str] = (),
+         runs_dir: Path = Path("runs"), tflops: float | None = None, flops_cache: Path = FLOPS_CACHE) -> list[Planned]:
+    """Every run `spec` needs under `preset`, in row order then seed order."""
+    if preset not in PRESETS:
+        raise SpecError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    if seeds < 1:
+        raise SpecError(f"--seeds: expected >= 1, got {seeds}")
+    if spec.kind in ("static", "presets"):
+        return []
+    flops = measure_cache.load(flops_cache)
+    gpus = GPUS_PER_RUN[preset]
+    throughput = tflops or (A100_SUSTAINED_TFLOPS if gpus else CPU_SUSTAINED_TFLOPS)
+    planned: list[Planned] = []
+    seen: dict[str, str] = {}
+    for row in select_rows(spec, rows):
+        for offset in range(seeds):
+            cfg, dropped = row_config(spec, row, preset, overrides, offset)
+            cfg, missing = _located(cfg, preset)
+            manifest = None if missing else planned_manifest(cfg.data)
+            provisional = missing or ("" if manifest else
+                                      f"data of {cfg.data.dataset} not read on this machine yet (the first run reads it)")
+            rid = run_id(cfg, manifest or "unknown")
+            entry = flops.get(measure_cache.key(cfg))
+            cost = estimate(cfg, entry, gpus, throughput) if entry else None
+            note = ("" if cost else "no FLOPs measured for this model config: run python -m experiments.flops"
+                    if not entry else "video count unknown before the data is read")
+            status = "not started" if provisional else run_status(runs_dir / rid)
+            shared = seen.get(rid, "")
+            seen.setdefault(rid, row.name if seeds == 1 else f"{row.name} (seed {cfg.train.seed})")
+            planned.append(Planned(row, cfg.train.seed, cfg, rid, provisional, status, gpus, cost, note, shared, dropped))
+    return planned
+
+
+def measured(runs: Sequence[Planned], flops_cache: Path = FLOPS_CACHE) -> list[dict[str, object]]:
+    """Per run, what the FLOPs cache says of its model: GFLOPs per view, TFLOPs x views as the
+    paper prints them, GFLOPs over the plan's first row, parameters."""
+    flops = measure_cache.load(flops_cache)
+    first = flops.get(measure_cache.key(runs[0].cfg), {}) if runs else {}
+    out = []
+    for p in runs:
+        entry = flops.get(measure_cache.key(p.cfg))
+        if not entry:
+            out.append({})
+            continue
+        views = p.cfg.data.test_crops * p.cfg.data.test_clips
+        out.append({"gflops_per_view": entry["gflops_per_view"], "tflops_x_views": f"{entry['gflops_per_view'] / 1000:.2f}x{views}",
+                    "gflops_over_first_row": entry["gflops_per_view"] - first.get("gflops_per_view", entry["gflops_per_view"]),
+                    "trainable_params": entry["trainable_params"], "total_params": entry["total_params"]})
+    return out
+
+
+def with_status(runs: Sequence[Planned], runs_dir: Path) -> list[Planned]:
+    """The same plan with each run's status read again (after some of them ran)."""
+    return [replace(p, status=run_status(runs_dir / p.run_id)) for p in runs]

@@ -1,0 +1,116 @@
+"""One paper table or figure: plan, run, track, report.
+
+    python -m experiments.run --list
+    python -m experiments.run table3 --dry-run                 # the plan: run ids, status, GPU-hours
+    python -m experiments.run table3 --preset smoke            # run the pending rows here, one by one
+    python -m experiments.run table3 --rows "Baseline,+ TD-Adapter" --seeds 3 train.epochs=20
+
+Finished rows are skipped (--force trains them again into a fresh run folder); interrupted ones
+resume from their checkpoints. `key=value` overrides apply to every row, after the preset and the
+spec. The dry run imports neither torch nor MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from experiments import plan as planning
+from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS
+from experiments.render import format_plan, format_static, format_summary
+from experiments.spec import NAMES, Spec, SpecError, load
+from tdsclip.config import ConfigError
+from tdsclip.presets import PRESETS
+
+log = logging.getLogger("experiments")
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("TDSCLIP_RUNS", "runs"))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        self.exit(2, f"experiments.run: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m experiments.run", description=__doc__.splitlines()[0])
+    p.add_argument("name", nargs="?", help=f"one of {', '.join(NAMES)}")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every row")
+    p.add_argument("--list", action="store_true", help="list the tables and figures")
+    p.add_argument("--preset", default="paper", help=f"{', '.join(PRESETS)} (default paper)")
+    p.add_argument("--rows", help="comma-separated row names (default: all rows)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per row: the preset's seed, +1, +2, ... (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its cost, run nothing")
+    p.add_argument("--force", action="store_true", help="train finished rows again")
+    p.add_argument("--runs-dir", type=Path, default=None, help="run folders (default runs/ or $TDSCLIP_RUNS)")
+    p.add_argument("--a100-tflops", type=float, default=None,
+                   help=f"sustained throughput per GPU for the estimate (default {A100_SUSTAINED_TFLOPS:g}; "
+                        f"CPU presets {CPU_SUSTAINED_TFLOPS:g})")
+    return p
+
+
+def list_specs() -> str:
+    lines = []
+    for name in NAMES:
+        spec = load(name)
+        lines.append(f"{name:8s} {spec.kind:8s} {len(spec.rows):2d} rows  {spec.title}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.list:
+        print(list_specs())
+        return 0
+    if not args.name:
+        print("experiments.run: name a table or figure (or --list): " + ", ".join(NAMES), file=sys.stderr)
+        return 2
+    runs_dir = args.runs_dir or default_runs_dir()
+    try:
+        spec = load(args.name)
+        runs = planning.plan(spec, args.preset, rows=args.rows, seeds=args.seeds, overrides=args.overrides,
+                             runs_dir=runs_dir, tflops=args.a100_tflops)
+        if args.dry_run:
+            print(format_plan(spec, args.preset, runs, args.a100_tflops) if runs else format_static(spec))
+            return 0
+        return execute(spec, args.preset, runs, runs_dir, force=args.force)
+    except (SpecError, ConfigError, ValueError) as error:
+        print(f"experiments.run: {error}", file=sys.stderr)
+        return 2
+
+
+def execute(spec: Spec, preset: str, runs: list[planning.Planned], runs_dir: Path, *, force: bool) -> int:
+    """Run what the plan still needs on this machine, then print the table and where it is."""
+    from experiments import local
+
+    if spec.kind in ("static", "presets"):
+        print(format_static(spec))
+        return 0
+    if force:
+        for run in runs:
+            if run.status == "done" and not run.shared_with and (runs_dir / run.run_id).exists():
+                shutil.rmtree(runs_dir / run.run_id)
+    if spec.kind == "measure":
+        outcomes = local.measure_rows(spec, runs, runs_dir)
+    else:
+        outcomes = local.train_rows(spec, preset, runs, runs_dir)
+        if spec.kind == "maps":
+            outcomes = local.activation_maps(spec, preset, runs, outcomes, runs_dir)
+    for outcome, values in zip(outcomes, planning.measured([o.planned for o in outcomes])):
+        outcome.result = {**outcome.result, **values} if outcome.result else outcome.result
+    print(format_summary(spec, preset, outcomes))
+    local.track_table(spec, preset, outcomes)
+    failed = [o for o in outcomes if o.error]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""What a paper table or figure is, as data: rows of config overrides beside the paper's numbers.
+
+A spec module (experiments/table3.py, ...) defines one `SPEC`. Adding an ablation row is one line:
+
+    row("+ SME-Adapter", "model.sme_window=5", top1=59.4)
+
+The row's overrides apply on top of the preset and the spec's `base`; the keyword numbers are the
+paper's values for the spec's columns, as printed. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+Kind = Literal["runs", "measure", "static", "presets", "maps"]
+"""runs: each row is a training run; measure: each row is a model measured (no training);
+static: a reference table with nothing to run; presets: rendered from the presets themselves;
+maps: activation maps computed from other specs' trained rows."""
+
+SINGLE_VIEW = "single-view validation (best epoch, 1 centre clip x 1 centre crop)"
+MULTI_VIEW = "multi-view test protocol on the validation split (crops x clips, softmax averaged)"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the table: the key of a row's paper value, its header, and the run-record
+    metric it compares with ('' for columns only the paper has)."""
+
+    key: str
+    header: str
+    metric: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    overrides: tuple[str, ...]
+    paper: Mapping[str, float | str | None]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Another method's row, printed from the paper and never run."""
+
+    name: str
+    values: Mapping[str, float | str | None]
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    title: str
+    kind: Kind
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...] = ()
+    base: tuple[str, ...] = ()
+    """Overrides every row shares (on top of the preset)."""
+    protocol: str = SINGLE_VIEW
+    references: tuple[Reference, ...] = ()
+    notes: tuple[str, ...] = ()
+    source: str = ""
+    """Where the paper's numbers come from (table, section), shown under the table."""
+    extra: Mapping[str, object] = field(default_factory=dict)
+    """Kind-specific settings (e.g. the rows a figure draws from)."""
+
+    def row(self, name: str) -> Row:
+        for candidate in self.rows:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+
+def row(name: str, overrides: str = "", note: str = "", **paper: float | str | None) -> Row:
+    """One table row: a name, space-separated `key=value` overrides, and the paper's values."""
+    return Row(name, tuple(overrides.split()), paper, note)
+
+
+def reference(name: str, group: str = "", **values: float | str | None) -> Reference:
+    return Reference(name, values, group)
+
+
+NAMES: tuple[str, ...] = (
+    "table1", "table2", "table3", "table4", "table5", "table6", "table7", "table8", "table9",
+    "table10", "table11", "table12", "table13", "fig5", "fig6",
+)
+
+
+class SpecError(ValueError):
+    """An unknown table, row or key; the message is one line listing the valid names."""
+
+
+def load(name: str) -> Spec:
+    """The spec called `name` (table1 ... table13, fig5, fig6)."""
+    if name not in NAMES:
+        raise SpecError(f"unknown table {name!r}; expected one of {', '.join(NAMES)}")
+    return importlib.import_module(f"experiments.{name}").SPEC
+
+
+def select_rows(spec: Spec, names: str | None) -> tuple[Row, ...]:
+    """The rows named in a comma-separated list (all rows for None)."""
+    if not names:
+        return spec.rows
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    valid = [r.name for r in spec.rows]
+    unknown = [n for n in wanted if n not in valid]
+    if unknown:
+        raise SpecError(f"{spec.name} has no row {unknown[0]!r}; expected one of: {', '.join(valid) or '(no rows)'}")
+    return tuple(spec.row(n) for n in wanted)
