@@ -12,7 +12,7 @@ from experiments.spec import SINGLE_VIEW, Column, Spec, reference, row
 
 FRACTIONS = (5, 10, 25, 50, 100)
 MODELS = (
-    ("TDS-CLIP-B/16", "model.temporal=td model.sme_window=5"),
+    ("TDS-CLIP-B/16", "model.temporal=td"),
     ("Side4Video-B/16 (ours)", "model.temporal=conv3d model.sme_window=1 model.stem_padding=0"),
 )
 

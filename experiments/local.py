@@ -111,7 +111,7 @@ def activation_maps(spec: Spec, preset: str, runs: list[Planned], trained: list[
 
     if any(o.error or o.stopped for o in trained):
         return trained
-    cfg = trained[0].planned.cfg
+    cfg = max((o.planned.cfg for o in trained), key=lambda c: c.model.sme_window)  # the widest window serves all
     if cfg.data.dataset != "synthetic":
         raise ValueError(f"fig5: activation maps are computed on the synthetic dataset's rendered clips (known boxes); "
                          f"got data.dataset={cfg.data.dataset}")
