@@ -3,7 +3,7 @@
     python -m experiments.flops [--check]
 
 Measures, on the meta device, each model configuration any spec row resolves to under any preset
-and is not in the cache yet (--check only lists the missing ones and exits 1 if there are).
+and is not in the cache yet, and drops entries no row needs any more (--check only lists the missing ones and exits 1 if there are).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.flops", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report missing entries")
     args = parser.parse_args(argv)
-    entries = measure_cache.load(FLOPS_CACHE)
-    missing = {k: cfg for k, cfg in needed().items() if k not in entries}
+    wanted = needed()
+    entries = {k: v for k, v in measure_cache.load(FLOPS_CACHE).items() if k in wanted}  # no stale entries
+    missing = {k: cfg for k, cfg in wanted.items() if k not in entries}
     if args.check:
         for k, cfg in missing.items():
             print(f"missing {k}: {cfg.model.backbone} {cfg.data.frames} frames")
