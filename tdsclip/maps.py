@@ -49,13 +49,28 @@ def synthetic_clips(cfg: RunConfig, count: int, seed: int = 0) -> tuple[torch.Te
         label = number % data.synthetic_classes
         video, box, _ = render(rng, label, spec.frames, spec.width, spec.height)
         index = eval_indices(len(video), data.frames, cfg.model.sme_window, 1)[0]  # (T, m)
-        clip = transform(video[index.reshape(-1)])[0]  # (T*m, 3, S, S) after the single crop
-        clips.append(clip.reshape(data.frames, cfg.model.sme_window, 3, data.input_size, data.input_size).permute(2, 0, 1, 3, 4))
+        clip = transform(video[index.reshape(-1)])[0]  # the single crop: (3, T*m, S, S)
+        clips.append(clip.reshape(3, data.frames, cfg.model.sme_window, data.input_size, data.input_size))
         centre = index[:, index.shape[1] // 2]
         frames.append(_crop(video[centre], data.input_size, data.resize))
         boxes.append([_box_in_crop(box[i], spec.width, spec.height, data.input_size, data.resize) for i in centre])
         labels.append(label)
     return torch.stack(clips), np.stack(frames), np.asarray(boxes, dtype=np.float64), labels
+
+
+def dataset_clips(cfg: RunConfig, count: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[int]]:
+    """The first `count` validation clips of a real dataset (centre view), their centre frames
+    (N, T, S, S, 3) uint8 recovered from the normalised input, no boxes (NaN) and the labels."""
+    from tdsclip.data.dataset import build_dataset
+    from tdsclip.data.transforms import MEAN, STD
+
+    val = build_dataset(cfg.data, "val", cfg.model.sme_window)
+    items = [val[i] for i in range(min(count, len(val)))]
+    clips = torch.stack([item.clips[0] for item in items])  # (N, 3, T, m, S, S)
+    centre = clips[:, :, :, clips.shape[3] // 2].permute(0, 2, 1, 3, 4)  # (N, T, 3, S, S)
+    frames = ((centre * STD + MEAN) * 255).round().clamp(0, 255).byte().permute(0, 1, 3, 4, 2).numpy()
+    boxes = np.full((len(items), cfg.data.frames, 4), np.nan)
+    return clips, frames, boxes, [int(item.labels[0]) for item in items]
 
 
 def _geometry(width: int, height: int, size: int, resize: tuple[int, ...]) -> tuple[float, float, int, int]:
