@@ -3,11 +3,12 @@ the Markdown, LaTeX and HTML tables)."""
 
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING, Sequence
 
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS
 from experiments.plan import Planned
-from experiments.spec import Spec
+from experiments.spec import Column, Spec
 
 if TYPE_CHECKING:
     from experiments.local import Outcome
@@ -70,16 +71,36 @@ def format_static(spec: Spec) -> str:
     return f"{spec.title}\n\n{grid(header, rows)}\n\nsource: {spec.source}"
 
 
+def _raw(outcome: "Outcome", metric: str) -> object:
+    """The row's value for a column's metric: a run metric, or a measured value ('measured:...')."""
+    key = metric.removeprefix("measured:")
+    if key == "memory" and "memory_bytes" in outcome.result:
+        return outcome.result["memory_bytes"] / 2**30
+    return outcome.result.get("metrics", {}).get(key, outcome.result.get(key))
+
+
 def _value(outcome: "Outcome", metric: str) -> object:
     if outcome.error:
         return "failed"
     if outcome.stopped:
         return "stopped"
-    key = metric.removeprefix("measured:")
-    value = outcome.result.get("metrics", {}).get(key, outcome.result.get(key))
-    if key == "memory" and "memory_bytes" in outcome.result:
-        value = outcome.result["memory_bytes"] / 2**30
+    value = _raw(outcome, metric)
     return f"{value:.4g}" if isinstance(value, float) else value
+
+
+def seed_spread(columns: Sequence[Column], outcomes: Sequence["Outcome"]) -> list[str]:
+    """'row: metric mean +- std over N seeds' for rows that ran with several seeds."""
+    lines = []
+    for name in dict.fromkeys(o.planned.row.name for o in outcomes):
+        runs = [o for o in outcomes if o.planned.row.name == name and o.result and not o.error]
+        if len({o.planned.seed for o in runs}) < 2:
+            continue
+        for column in columns:
+            numbers = [float(v) for v in (_raw(o, column.metric) for o in runs) if isinstance(v, (int, float))]
+            if len(numbers) >= 2:
+                lines.append(f"{name}: {column.header} {statistics.mean(numbers):.4g} +- {statistics.stdev(numbers):.2g} "
+                             f"over {len(numbers)} seeds")
+    return [""] + lines if lines else []
 
 
 def format_summary(spec: Spec, preset: str, outcomes: Sequence["Outcome"]) -> str:
@@ -90,6 +111,7 @@ def format_summary(spec: Spec, preset: str, outcomes: Sequence["Outcome"]) -> st
         cells = [f"{_value(o, c.metric)} | {o.planned.row.paper.get(c.key, '-')}" for c in compared]
         rows.append([o.planned.row.name, o.planned.seed, o.run_id, *cells])
     lines = [f"{spec.title} -- preset {preset}", "", grid(header, rows)]
+    lines += seed_spread(compared, outcomes)
     if preset == "smoke":
         lines.append("\nsmoke runs are synthetic-data checks of the machinery: not comparable with the paper's numbers")
     lines += [f"{o.planned.row.name}: {o.error}" for o in outcomes if o.error]

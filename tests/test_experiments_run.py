@@ -84,3 +84,11 @@ def test_fig5_maps_put_more_mass_on_the_moving_object_with_sme(smoke):
     rows = summary["rows"]
     assert "L2 norm" in summary["method"]
     assert rows["with SME"]["box_mass"] > rows["without SME"]["box_mass"], rows
+
+
+def test_seeds_give_mean_and_spread(smoke, capsys):
+    root, _ = smoke
+    args = ["table8", "--preset", "smoke", "--rows", "128", "--seeds", "2", "--runs-dir", str(root / "runs"), *MINIMAL]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "128: Top-1 (%)" in out and "over 2 seeds" in out
