@@ -47,7 +47,7 @@ def synthetic_clips(cfg: RunConfig, count: int, seed: int = 0) -> tuple[torch.Te
     clips, frames, boxes, labels = [], [], [], []
     for number in range(count):
         label = number % data.synthetic_classes
-        video, box, _ = render(rng, label, spec.frames, spec.width, spec.height)
+        video, box, _ = render(rng, label, spec.frames, spec.width, spec.height, data.synthetic_classes)
         index = eval_indices(len(video), data.frames, cfg.model.sme_window, 1)[0]  # (T, m)
         clip = transform(video[index.reshape(-1)])[0]  # the single crop: (3, T*m, S, S)
         clips.append(clip.reshape(3, data.frames, cfg.model.sme_window, data.input_size, data.input_size))

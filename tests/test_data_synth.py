@@ -79,3 +79,11 @@ def test_ensure_synthetic_generates_once_and_refuses_to_overwrite(tmp_path):
         write_synthetic(spec, os.path.dirname(first.train))
     with pytest.raises(DataError, match="synthetic classes: expected 6 to 8, got 5"):
         SynthSpec(classes=5)
+
+
+def test_a_coordinate_no_class_moves_rests_visible():
+    rng = np.random.default_rng(1)
+    six = [trajectory(rng, label, 12, classes=6) for label in range(6) for _ in range(50)]
+    assert all(((s[:, 3] >= 0.85) & (s[:, 3] <= 1.0)).all() for s in six), "no fading class: the object stays visible"
+    eight = np.concatenate([trajectory(rng, 0, 12, classes=8)[:, 3] for _ in range(200)])
+    assert eight.min() < 0.3, "with the fading classes present, opacity follows their law in every class"

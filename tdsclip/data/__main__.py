@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="new folder to write")
     synth.add_argument("--classes", type=int, default=8)
     synth.add_argument("--videos-per-class", type=int, default=12)
-    synth.add_argument("--frames", type=int, default=24, help="frames per video, +-25%%")
+    synth.add_argument("--frames", type=int, default=12, help="frames per video, +-25%%")
     synth.add_argument("--size", type=_size, default=(128, 96), help="WIDTHxHEIGHT (default 128x96)")
     synth.add_argument("--seed", type=int, default=0)
 

@@ -12,7 +12,10 @@ Any single frame is uninformative: the object's state (x, y, scale, opacity) mov
 coordinate from a to b, and every coordinate that does not move is drawn as a + (b - a) * u with
 fresh a, b and uniform u, the law of a moving coordinate at a random time. So in every class a
 frame taken at random shows the same distribution of positions, sizes and opacities; only the
-direction of change across frames tells the classes apart.
+direction of change across frames tells the classes apart. A coordinate that no class of the
+dataset moves (opacity, when the fading classes are left out) rests in a fixed range, so the
+object stays clearly visible. Videos are short (12 frames, +-25%), so that the motion between
+neighbouring frames, which the SME-Adapter's differences see, is a few pixels.
 
 Written per format, as the owners distribute theirs: ssv1 JPEG folders + labels csv + `;` split
 files (+ an unlabelled test split); ssv2 VP9 webm + labels json + split jsons (+ test json with
@@ -40,7 +43,7 @@ from PIL import Image
 from tdsclip.data.errors import DataError
 from tdsclip.data.files import new_folder, write_atomic, write_json
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bump when the generated data changes, so cached synthetic datasets are rebuilt."""
 
 # (template, moving coordinate: 0 x, 1 y, 2 scale, 3 opacity; +1 increasing, -1 decreasing)
@@ -62,6 +65,8 @@ TEXTURES = ("solid", "stripes", "checker", "dots")
 COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40),
            "purple": (150, 60, 190), "orange": (240, 140, 30), "white": (240, 240, 240), "black": (20, 20, 20)}
 FORMATS = ("ssv1", "ssv2", "k400")
+RESTING = ((0.45, 0.55), (0.45, 0.55), (0.9, 1.1), (0.85, 1.0))
+"""Where a coordinate no class of the dataset moves stays (x, y, scale, opacity)."""
 
 
 def class_names(classes: int = len(TEMPLATES)) -> tuple[str, ...]:
@@ -78,17 +83,24 @@ def opposite_classes(classes: int = len(TEMPLATES)) -> dict[int, int]:
 
 # ----------------------------------------------------------------------------- motion and pixels
 
-def trajectory(rng: np.random.Generator, label: int, frames: int) -> np.ndarray:
-    """(frames, 4): x, y (fractions of the frame), scale and opacity of the object in each frame."""
+def trajectory(rng: np.random.Generator, label: int, frames: int, classes: int = len(TEMPLATES)) -> np.ndarray:
+    """(frames, 4): x, y (fractions of the frame), scale and opacity of the object in each frame.
+
+    A coordinate that none of the dataset's `classes` moves (opacity, below 7 classes) rests in
+    RESTING instead: no class can tell it apart, and the object stays clearly visible.
+    """
     _, axis, direction = TEMPLATES[label]
+    moved = {coordinate for _, coordinate, _ in TEMPLATES[:classes]}
     time = np.linspace(0.0, 1.0, frames)
     state = np.empty((frames, 4))
     for k, (low, high) in enumerate(RANGES):
         a, b = rng.uniform(*low), rng.uniform(*high)
         if k == axis:
             state[:, k] = a + (b - a) * (time if direction > 0 else 1 - time)
-        else:
+        elif k in moved:
             state[:, k] = a + (b - a) * rng.random()
+        else:
+            state[:, k] = rng.uniform(*RESTING[k])
     return state
 
 
@@ -106,11 +118,12 @@ def random_look(rng: np.random.Generator) -> Look:
     return Look(str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS))), str(rng.choice(TEXTURES)), rng.uniform(0.12, 0.2))
 
 
-def render(rng: np.random.Generator, label: int, frames: int, width: int, height: int) -> tuple[np.ndarray, list, Look]:
+def render(rng: np.random.Generator, label: int, frames: int, width: int, height: int,
+           classes: int = len(TEMPLATES)) -> tuple[np.ndarray, list, Look]:
     """A video (frames, height, width, 3) uint8, the object's box per frame ([x0, y0, x1, y1] in
-    pixels, None when off-frame) and its look."""
+    pixels, None when off-frame) and its look, for a dataset of `classes` classes."""
     look = random_look(rng)
-    state = trajectory(rng, label, frames)
+    state = trajectory(rng, label, frames, classes)
     background = _background(rng, width, height)
     colour = np.array(COLOURS[look.colour], dtype=np.float32)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -201,7 +214,7 @@ class SynthSpec:
     format: str = "ssv2"
     classes: int = 8
     videos_per_class: int = 12
-    frames: int = 24
+    frames: int = 12
     width: int = 128
     height: int = 96
     seed: int = 0
@@ -289,7 +302,7 @@ def _generate(spec: SynthSpec, out: Path) -> None:
     for number, (split, label) in enumerate(plan):
         rng = np.random.default_rng([spec.seed, number])
         frames = int(rng.integers(spec.frames - spec.frames // 4, spec.frames + spec.frames // 4 + 1))
-        video, box, look = render(rng, label, frames, spec.width, spec.height)
+        video, box, look = render(rng, label, frames, spec.width, spec.height, spec.classes)
         sample_id = _sample_id(spec, rng, number)
         _write_sample(spec, root, split, names[label], sample_id, video)
         boxes[sample_id] = {"split": split, "class": names[label], "size": [spec.width, spec.height], "boxes": box,
