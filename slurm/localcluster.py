@@ -163,7 +163,7 @@ MailProg=/bin/true
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 SlurmctldParameters=preempt_send_user_signal
-KillWait=10
+KillWait=5
 {node}
 PartitionName={LOW} Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=20
 PartitionName={HIGH} Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
