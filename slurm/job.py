@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+# Light imports only (torch and tdsclip inside __call__): the job unpickles this module before
+# submitit installs its signal handlers, and a signal in that window would kill the task.
 from submitit.helpers import Checkpointable
-
-from tdsclip.train.distributed import DistEnv
 
 _PORTS = (20000, 60000)
 
@@ -87,6 +87,17 @@ def _hand_over_to_submitit() -> None:
         handler(sig, None)
 
 
+def _log_to_stderr(name: str) -> None:
+    """The trainer's records (resuming at step N, ...) in the job's log, as the CLI prints them;
+    not through the root logger, which would print submitit's lines twice."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 @dataclass
 class TrainJob(Checkpointable):
     """Train one run in a Slurm job; returns its result.json content (or a "stopped" marker on
@@ -108,10 +119,10 @@ class TrainJob(Checkpointable):
         import torch
 
         from tdsclip.config import from_dict
+        from tdsclip.train.distributed import DistEnv
         from tdsclip.train.run import run_config
 
-        # The trainer's records (resuming at step N, ...) go to the job's log, as with the CLI.
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _log_to_stderr("tdsclip")
         os.environ.update(self.environ)
         if self.code_dir:
             _check_code_origin(Path(self.code_dir))
