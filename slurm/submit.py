@@ -76,39 +76,47 @@ def _executor(profile: Profile, nodes: int, resources: Resources, folder: Path, 
     return executor
 
 
+def _train_job(run: RunSpec, profile: Profile, runs_dir: Path, code: Snapshot | None, environ: dict[str, str]) -> TrainJob:
+    # The trainer stops on the profile's signal (train.stop_signal is not part of the run's identity).
+    cfg = dataclasses.replace(run.config, train=dataclasses.replace(run.config.train, stop_signal=profile.stop_signal))
+    return TrainJob(config=to_dict(cfg), preset=run.preset, runs_dir=str(runs_dir.resolve()),
+                    tags={**run.tags, **(code.tags() if code else {}), "slurm_profile": profile.name},
+                    environ=environ, code_dir=str(code.path) if code else None)
+
+
 def submit_runs(groups: Sequence[RunGroup], profile: Profile, nodes: int, folder: Path, *, runs_dir: Path,
-                snapshot: bool = True) -> list[str]:
+                snapshot: bool | Snapshot = True) -> list[str]:
     """Submit every run; return their Slurm job ids ("<array>_<index>", or "<id>" for a group of
-    one), in the order of the groups and their runs."""
+    one), in the order of the groups and their runs. snapshot: True copies the code now into
+    folder/code (slurm/snapshot.py), a Snapshot reuses one, False runs the working tree as it is
+    when each job starts."""
     folder = Path(folder).resolve()
-    code = take_snapshot(folder / "code") if snapshot else None
+    code = take_snapshot(folder / "code") if snapshot is True else (snapshot or None)
     environ = {"MLFLOW_TRACKING_URI": _tracking_uri()}
     ids: list[str] = []
     for group in groups:
         if not group.runs:
             continue
         executor = _executor(profile, nodes, group.resources, folder, code)
-        jobs = [TrainJob(config=to_dict(dataclasses.replace(run.config, train=dataclasses.replace(
-                             run.config.train, stop_signal=profile.stop_signal))),
-                         preset=run.preset, runs_dir=str(Path(runs_dir).resolve()),
-                         tags={**run.tags, **(code.tags() if code else {}), "slurm_profile": profile.name},
-                         environ=environ, code_dir=str(code.path) if code else None)
-                for run in group.runs]
         with executor.batch():
-            submitted = [executor.submit(job) for job in jobs]
+            submitted = [executor.submit(_train_job(run, profile, Path(runs_dir), code, environ)) for run in group.runs]
         ids.extend(job.job_id for job in submitted)
     return ids
 
 
 def submit_after(function: Callable[..., Any], *args: Any, after: Sequence[str], profile: Profile, folder: Path,
-                 name: str = "report", timeout_min: int = 60) -> str:
-    """Submit `function(*args)` as a one-task CPU job that starts once every job in `after` has
-    ended, whatever its state (afterany), e.g. the report of a table. Returns its job id."""
-    executor = submitit.SlurmExecutor(Path(folder).resolve(), max_num_timeout=0)
+                 name: str = "report", timeout_min: int = 60, snapshot: Snapshot | None = None) -> str:
+    """Submit `function(*args)` as a one-task job without GPUs that starts once every job in
+    `after` has ended, whatever its state (afterany), e.g. the report of a table. It takes the
+    profile's partition, account, QOS and one task's CPUs and memory: pass a CPU profile where the
+    GPU partition refuses jobs without GPUs. `function` must be importable in the job (from
+    `snapshot` if given). Returns its job id."""
+    folder = Path(folder).resolve()
+    executor = submitit.SlurmExecutor(folder, max_num_timeout=0)
     params = {k: v for k, v in sbatch_parameters(profile, 1, Resources(name, timeout_min)).items()
               if k not in ("gpus_per_node", "array_parallelism", "exclusive")}
     params.update(ntasks_per_node=1, mem=f"{round(profile.mem_per_task_gb * 1024)}M", signal_delay_s=0,
-                  additional_parameters={})
+                  additional_parameters={}, setup=[*params["setup"], *job_setup(snapshot)])
     if after:
         params["dependency"] = "afterany:" + ":".join(after)
     executor.update_parameters(**params)

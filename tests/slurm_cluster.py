@@ -23,6 +23,7 @@ from slurm.profiles import Resources, load_profile
 from slurm.submit import JobState, RunGroup, RunSpec, job_states, submit_after, submit_runs
 from tdsclip import presets
 from tdsclip.config import RunConfig
+from tdsclip.train import checkpoint as ckpt
 
 # A run that trains ~30-50 s on one CPU here: 16 epochs of 4 steps (72 training videos, batch 16
 # cut into two micro-batches of 8), a checkpoint every step.
@@ -77,6 +78,21 @@ def wait(job_ids: list[str], timeout: float = 300) -> dict[str, JobState]:
             return states
         time.sleep(1)
     raise TimeoutError(f"jobs {job_ids} still not done after {timeout:.0f} s: {job_states(job_ids)}")
+
+
+def wait_for_step(runs: Path, step: int, timeout: float = 180) -> int:
+    """The run's checkpointed step once it reaches `step` (the job is then training)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for latest in runs.glob(f"*/{ckpt.LATEST}"):
+            try:
+                at = ckpt.load(latest)["step"]
+            except ckpt.CheckpointError:  # replaced by the next one between glob and load
+                continue
+            if at >= step:
+                return at
+        time.sleep(0.2)
+    raise TimeoutError(f"no checkpoint at step {step} under {runs} after {timeout:.0f} s")
 
 
 def only_run(runs: Path) -> Path:

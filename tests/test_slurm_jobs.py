@@ -1,5 +1,5 @@
 """Runs on a real single-node Slurm: an array of runs, a failing run beside them, the report job
-after them, DDP over two tasks, cancelling."""
+after them, DDP over two tasks (signalled and requeued midway), cancelling."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ import torch
 
 from slurm.profiles import Resources, load_profile
 from slurm.submit import RunGroup, RunSpec, cancel, failure_reason, job_states, submit_runs
-from slurm_cluster import mlflow_runs, only_run, result, smoke, wait
+from slurm_cluster import epochs_logged, mlflow_runs, only_run, result, smoke, wait, wait_for_step
 from tdsclip.train import checkpoint as ckpt
 from helpers import REPO
 
@@ -44,15 +44,22 @@ def test_a_failing_run_is_reported_failed_with_the_reason_from_its_log(reference
     assert set(reference.runs) == {"long", "mid", "short"}, "its siblings finished, nothing else was touched"
 
 
-def test_two_tasks_train_ddp_on_gloo_like_one_process_accumulating_two_micro_batches(reference, slurm_cluster):
+def test_two_tasks_train_ddp_on_gloo_like_one_process_and_resume_together_after_a_signal(reference, slurm_cluster):
+    # Both ranks get USR2 (what a preemption sends); only rank 0 has submitit's requeue handler,
+    # so both must stop at the same step boundary and rank 0 requeue the job.
     s = slurm_cluster
     runs = s.root / "ddp-runs"
-    (job,) = submit_runs([RunGroup(Resources("ddp"), [RunSpec(smoke(s.cache, "train.epochs=2"), "smoke")])],
+    (job,) = submit_runs([RunGroup(Resources("ddp"), [RunSpec(smoke(s.cache, "train.epochs=8"), "smoke")])],
                          load_profile("local", ["tasks_per_node=2"]), 1, s.jobs, runs_dir=runs)
-    assert wait([job])[job].state == "COMPLETED", failure_reason(s.jobs, job)
-    ddp, single = only_run(runs), reference.runs["short"]
+    wait_for_step(runs, 6)
+    s.cluster.run("scancel", "--signal=USR2", job)
+    state = wait([job])[job]
+    assert (state.state, state.attempts) == ("COMPLETED", 2), failure_reason(s.jobs, job)
+    assert "this job is preempted" in (s.jobs / f"{job}_0_log.err").read_text()
+    ddp, single = only_run(runs), reference.runs["mid"]
     assert ddp.name == single.name, "the same run id: the process layout is not part of a run's identity"
     assert result(ddp)["world_size"] == 2 and result(single)["world_size"] == 1
+    assert epochs_logged(ddp) == list(range(1, 9)), "no epoch trained twice"
     two, one = ckpt.load(ddp / ckpt.LATEST)["model"], ckpt.load(single / ckpt.LATEST)["model"]
     weights = [k for k in one if "running_" not in k and "num_batches_tracked" not in k]
     assert len(weights) > 50

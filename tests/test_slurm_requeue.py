@@ -11,7 +11,7 @@ import torch
 
 from slurm.profiles import Profile, Resources, load_profile
 from slurm.submit import RunGroup, RunSpec, failure_reason, job_states, submit_after, submit_runs
-from slurm_cluster import epochs_logged, mlflow_runs, only_run, result, smoke, wait
+from slurm_cluster import epochs_logged, mlflow_runs, only_run, result, smoke, wait, wait_for_step
 from tdsclip.train import checkpoint as ckpt
 
 
@@ -20,21 +20,6 @@ def submit(session, name: str, profile: Profile, resources: Resources, *override
     (job,) = submit_runs([RunGroup(resources, [RunSpec(smoke(session.cache, *overrides), "smoke")])], profile, 1,
                          session.jobs, runs_dir=runs)
     return job, runs
-
-
-def wait_for_step(runs: Path, step: int, timeout: float = 180) -> int:
-    """The run's checkpointed step once it reaches `step` (the job is then training)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for latest in runs.glob(f"*/{ckpt.LATEST}"):
-            try:
-                at = ckpt.load(latest)["step"]
-            except Exception:  # noqa: BLE001 - renamed into place between glob and load
-                continue
-            if at >= step:
-                return at
-        time.sleep(0.2)
-    raise TimeoutError(f"no checkpoint at step {step} under {runs} after {timeout:.0f} s")
 
 
 def wait_for_attempt(job: str, attempt: int, timeout: float = 180) -> float:
