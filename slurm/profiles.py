@@ -60,7 +60,7 @@ class Profile:
     timeout_min: int = 1440
     """The job's time limit (sbatch --time); a run that needs longer is requeued and resumes."""
     signal: str = "USR2"
-    """Signal Slurm sends before the time limit and on preemption; the trainer checkpoints on it."""
+    """Signal Slurm sends before the time limit and on preemption (USR2 or USR1); the trainer checkpoints on it."""
     signal_delay_s: int = 300
     """How long before the time limit the signal comes: enough for one training step and a checkpoint."""
     max_num_timeout: int = 20
@@ -84,8 +84,8 @@ class Profile:
         check(self.cpus_per_task >= 1, f"cpus_per_task: expected >= 1, got {self.cpus_per_task}")
         check(self.mem_per_task_gb > 0, f"mem_per_task_gb: expected > 0, got {self.mem_per_task_gb}")
         check(self.timeout_min >= 1, f"timeout_min: expected >= 1, got {self.timeout_min}")
-        check(self.signal in ("USR1", "USR2", "TERM", "INT", "HUP"),
-              f"signal: expected a name without SIG such as USR2, got {self.signal!r}")
+        # Not TERM: Slurm sends it on scancel too, and the job would requeue itself.
+        check(self.signal in ("USR1", "USR2"), f"signal: expected USR2 or USR1, got {self.signal!r}")
         check(0 <= self.signal_delay_s < self.timeout_min * 60,
               f"signal_delay_s={self.signal_delay_s}: expected between 0 and the time limit ({self.timeout_min * 60} s)")
         check(self.max_num_timeout >= 0, f"max_num_timeout: expected >= 0, got {self.max_num_timeout}")

@@ -8,9 +8,9 @@ import pytest
 
 from helpers import REPO, run_python
 from slurm.job import dist_environ, master_port
-from slurm.profiles import ProfileError, Resources, load_profile, sbatch_parameters
+from slurm.profiles import ProfileError, Resources, gpus_per_job, load_profile, sbatch_parameters
 from slurm.snapshot import RECORD, job_setup, take_snapshot
-from slurm.submit import _expand, sbatch_script
+from slurm.submit import _expand, _gpus, sbatch_script
 
 
 def test_profiles_are_selected_by_name_and_overridden_by_key_value():
@@ -27,7 +27,8 @@ def test_profiles_are_selected_by_name_and_overridden_by_key_value():
     (["gpus_per_node=eight"], "profile a100: gpus_per_node: expected int, got 'eight'"),
     (["exclusive=maybe"], "profile a100: exclusive: expected bool, got 'maybe'"),
     (["tasks_per_node=4"], "profile a100: tasks_per_node=4: expected one task per GPU, i.e. 8"),
-    (["signal=SIGUSR2"], "profile a100: signal: expected a name without SIG such as USR2, got 'SIGUSR2'"),
+    (["signal=SIGUSR2"], "profile a100: signal: expected USR2 or USR1, got 'SIGUSR2'"),
+    (["signal=TERM"], "profile a100: signal: expected USR2 or USR1, got 'TERM'"),
     (["timeout_min=4"], "profile a100: signal_delay_s=300: expected between 0 and the time limit (240 s)"),
 ])
 def test_a_bad_override_is_a_one_line_error_naming_it(overrides, message):
@@ -69,6 +70,7 @@ def test_sbatch_parameters_ask_for_whole_a100_nodes_and_the_signal_before_the_li
                  "--signal=USR2@300", "--time=2880", "--partition=gpu", "--account=proj42", "--constraint=a100_80gb"):
         assert f"#SBATCH {line}\n" in script, line
     assert "tdsclip-ViT-B-16" in str(sbatch_parameters(profile, 1, Resources("ViT-B-16")))
+    assert gpus_per_job(profile, 2) == 16 and gpus_per_job(load_profile("local"), 1) == 0
     with pytest.raises(ProfileError, match="nodes: expected >= 1, got 0"):
         sbatch_parameters(profile, 0, Resources("x"))
     with pytest.raises(ProfileError, match=r"^x: time limit 5 min leaves no time before the signal \(300 s before the limit\)$"):
@@ -99,9 +101,10 @@ def test_rank_and_world_of_every_task_of_a_two_node_job():
         dist_environ({k: v for k, v in slurm_task(0).items() if k != "SLURM_PROCID"})
 
 
-def test_pending_array_members_are_expanded():
+def test_sacct_fields_pending_array_members_and_gpus():
     assert _expand("12_[3-5,8%2]") == ["12_3", "12_4", "12_5", "12_8"]
     assert _expand("12_7") == ["12_7"] and _expand("13") == ["13"]
+    assert _gpus("billing=128,cpu=128,gres/gpu=8,mem=800G,node=1") == 8 and _gpus("cpu=1,mem=2G,node=1") == 0
 
 
 def test_the_snapshot_holds_the_tree_and_jobs_import_it_not_the_working_directory(tmp_path):
