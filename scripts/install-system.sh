@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # System packages the project needs on Debian 12 (idempotent; needs root or sudo for apt-get).
-# Today: only Python's venv module. Later issues add ffmpeg, Slurm, MariaDB, Chromium here.
+#   python3-venv                      the venv (scripts/setup.sh)
+#   slurmctld slurmd slurm-client     a real single-node Slurm for the tests (slurm/localcluster.py)
+#   munge                             Slurm's authentication
+#   slurmdbd mariadb-server           accounting: without it sacct fails and submitit sees no job states
+# Packages already installed are skipped; nothing is removed or upgraded.
 set -euo pipefail
 python=${PYTHON:-python3}
 packages=()
 "$python" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
+for package in slurmctld slurmd slurm-client munge slurmdbd mariadb-server; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || packages+=("$package")
+done
 if ((${#packages[@]})); then
     sudo=""; [[ $(id -u) == 0 ]] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}"
+    # Without systemd the packages' start scripts do nothing; slurm/localcluster.py starts the daemons.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
