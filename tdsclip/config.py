@@ -76,6 +76,9 @@ class ModelConfig:
     td_layers: str = "all"
     """Side blocks that carry the TD-Adapter, 1-based: 'all', '1-6', '7-12', '1,3,5' (Table IX);
     the other blocks keep the plain 3D conv branch."""
+    td_recompute: bool = True
+    """Recompute the TD-Adapter's intermediate tensors in backward instead of keeping them (same
+    maths, less activation memory, a little more compute); off: the plain path."""
 
     # --- SME-Adapter ---
     sme_window: int = 5

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdsclip.model.adapters import TDAdapter, TemporalConv
+from tdsclip.model.recompute import recompute
 
 
 def shift_cls(cls: torch.Tensor, frames: int) -> torch.Tensor:
@@ -98,17 +99,32 @@ class TemporalBranch(nn.Module):
     kind 'conv3d':       TemporalConv(x)                        (Side4Video's branch)
     kind 'td' stacked:   TDAdapter(TemporalConv(x))             (released TDS-CLIP code)
     kind 'td' replace:   TDAdapter(BN(x))                       (the adapter in the conv's place)
+
+    With `recompute` (model.td_recompute) the TD-Adapter and the layer that feeds it (the
+    branch's last 1x1x1 conv, or the BN) run again in backward instead of keeping their outputs:
+    that layer's input is all backward keeps, and the plain path keeps it too. The adapter's
+    full-width tensors (its input, the restored BN's input, the sigmoid and the gate) are not
+    kept; recomputing costs one d x d 1x1x1 conv and the adapter's d/r-wide layers. Same maths,
+    same running statistics (tested).
     """
 
-    def __init__(self, width: int, kind: str, td: dict | None = None, placement: str = "stacked") -> None:
+    def __init__(self, width: int, kind: str, td: dict | None = None, placement: str = "stacked",
+                 recompute: bool = False) -> None:
         super().__init__()
         self.conv = TemporalConv(width) if kind == "conv3d" or placement == "stacked" else None
         self.norm = nn.BatchNorm3d(width) if self.conv is None else None
         self.td = TDAdapter(width, **td) if kind == "td" else None
+        self.recompute = recompute
+
+    def _adapted(self, y: torch.Tensor) -> torch.Tensor:
+        """The TD-Adapter with the layer before it, from that layer's input."""
+        return self.td(self.conv.convs[2](y) if self.conv is not None else self.norm(y))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x) if self.conv is not None else self.norm(x)
-        return self.td(y) if self.td is not None else y
+        if self.td is None:
+            return self.conv(x)
+        y = self.conv.features(x) if self.conv is not None else x
+        return recompute(self._adapted, y, norms=self) if self.recompute else self._adapted(y)
 
 
 class TDSBlock(nn.Module):
