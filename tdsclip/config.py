@@ -76,9 +76,6 @@ class ModelConfig:
     td_layers: str = "all"
     """Side blocks that carry the TD-Adapter, 1-based: 'all', '1-6', '7-12', '1,3,5' (Table IX);
     the other blocks keep the plain 3D conv branch."""
-    td_recompute: bool = True
-    """Recompute the TD-Adapter's intermediate tensors in backward instead of keeping them (same
-    maths, less activation memory, a little more compute); off: the plain path."""
 
     # --- SME-Adapter ---
     sme_window: int = 5
@@ -89,6 +86,14 @@ class ModelConfig:
     """Weight of the SME stem (Table V); the released code uses 0.5."""
     sme_placement: Literal["temporal", "spatial", "spatial_temporal", "cross", "additional"] = "temporal"
     """Where SME features enter (Table XI); formulas in tdsclip/model/build.py."""
+
+    # --- recomputation in backward: less activation memory, the same maths (not part of a run's identity) ---
+    td_recompute: bool = True
+    """Recompute the TD-Adapter's intermediate tensors in backward instead of keeping them (a
+    little more compute); off: the plain path."""
+    proj_recompute: bool = True
+    """Recompute the LayerNorm output of each frozen block's projection to the side width in
+    backward instead of keeping it (a CLIP-wide tensor per block); off: the plain path."""
 
     # --- how the CLIP backbone is tuned (memory comparison, Table XII) ---
     backbone_tuning: Literal["frozen", "st_adapter", "full"] = "frozen"

@@ -1,4 +1,4 @@
-"""TD-Adapter recomputation (model.td_recompute): the same maths and statistics, less kept for backward."""
+"""Recomputation knobs (model.td_recompute, model.proj_recompute): the same maths and statistics, less kept for backward."""
 
 import pytest
 import torch
@@ -27,8 +27,8 @@ def train_step(overrides: list[str], checkpoint_blocks: bool) -> tuple[torch.Ten
 @pytest.mark.parametrize("overrides", [[], ["model.td_placement=replace"], ["model.td_mode=conv", "model.td_layers=1"]])
 @pytest.mark.parametrize("checkpoint_blocks", [False, True])
 def test_recompute_gives_the_same_outputs_gradients_and_running_statistics(overrides, checkpoint_blocks):
-    plain = train_step(overrides + ["model.td_recompute=false"], checkpoint_blocks)
-    recomputed = train_step(overrides + ["model.td_recompute=true"], checkpoint_blocks)
+    plain = train_step(overrides + ["model.td_recompute=false", "model.proj_recompute=false"], checkpoint_blocks)
+    recomputed = train_step(overrides + ["model.td_recompute=true", "model.proj_recompute=true"], checkpoint_blocks)
     torch.testing.assert_close(recomputed[0], plain[0], rtol=0, atol=0)
     assert recomputed[1].keys() == plain[1].keys()
     for name in plain[1]:
@@ -47,3 +47,5 @@ def test_recompute_keeps_no_more_than_the_3d_conv_branch_for_backward():
     assert recomputed < plain
     assert recomputed == conv3d, "only the last 1x1x1 conv's input is kept, as in the 3D conv branch"
     assert saved("model.td_placement=replace") < saved("model.td_placement=replace", "model.td_recompute=false")
+    # per block, the CLIP-wide LayerNorm output (8 x 197 x 768 floats) and its mean and 1/std are no longer kept
+    assert saved("model.proj_recompute=false") - recomputed == 12 * 8 * 197 * (768 + 2) * 4

@@ -21,6 +21,8 @@ make gradients flow through the frozen CLIP blocks (their parameters stay frozen
 
 Side network: for each frozen block i, with z_i its output (B*T, 1 + h*w, W):
     c, p = split(Linear_i(LN_i(z_i)));  x = 0.5 * x + 0.5 * p;  x = TDSBlock_i(x, c)
+model.td_recompute and model.proj_recompute (both on by default) recompute the TD-Adapter's and
+the projection LayerNorm's outputs in backward instead of keeping them: same maths, less memory.
 Head: logits = Linear_{d -> K}(mean over T, h, w of BN3d(x_L)).
 """
 
@@ -111,6 +113,12 @@ class TDSCLIP(nn.Module):
         nn.init.trunc_normal_(self.fc.weight, std=0.02)
         nn.init.zeros_(self.fc.bias)
 
+    def _project(self, i: int, frozen: torch.Tensor) -> torch.Tensor:
+        """Linear_i(LN_i(z_i)). With model.proj_recompute, backward keeps z_i only and recomputes
+        the LayerNorm's output (as wide as CLIP, W) instead of keeping it beside z_i."""
+        region = lambda z: self.projs[i](self.proj_norms[i](z))  # noqa: E731
+        return recompute(region, frozen) if self.cfg.proj_recompute else region(frozen)
+
     def _windows(self, clips: torch.Tensor) -> torch.Tensor:
         m = self.cfg.sme_window
         if clips.ndim == 5 and m == 1:
@@ -149,7 +157,7 @@ class TDSCLIP(nn.Module):
         inputs = self.side_inputs(clips)
         x, sme_tokens, t, grid, beta = inputs.side, inputs.sme_tokens, inputs.frames_per_clip, inputs.grid, self.cfg.sme_beta
         for i, frozen in enumerate(self.backbone.iter_blocks(inputs.frames, inputs.patch_bias, t)):
-            projected = self.projs[i](self.proj_norms[i](frozen))
+            projected = self._project(i, frozen)
             x = 0.5 * x + 0.5 * projected[:, 1:]
             if sme_tokens is not None:
                 x = x + beta * sme_tokens

@@ -37,14 +37,14 @@ def frozen_norm_statistics(module: nn.Module) -> Iterator[None]:
                 norm.num_batches_tracked.copy_(tracked)
 
 
-def _contexts(module: nn.Module) -> tuple[object, object]:
-    return nullcontext(), frozen_norm_statistics(module)
+def _contexts(module: nn.Module | None) -> tuple[object, object]:
+    return nullcontext(), frozen_norm_statistics(module) if module is not None else nullcontext()
 
 
-def recompute(region: Callable[..., torch.Tensor], *args: object, norms: nn.Module) -> torch.Tensor:
+def recompute(region: Callable[..., torch.Tensor], *args: object, norms: nn.Module | None = None) -> torch.Tensor:
     """region(*args), its activations recomputed in backward; `norms` holds the region's
-    BatchNorm layers (their statistics are updated once, in the first run). Without grad, a
-    plain call."""
+    BatchNorm layers, if any (their statistics are updated once, in the first run). Without
+    grad, a plain call."""
     if not torch.is_grad_enabled():
         return region(*args)
     return checkpoint(region, *args, use_reentrant=False, preserve_rng_state=False,

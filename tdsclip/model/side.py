@@ -66,14 +66,18 @@ class SideAttention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (N, 1 + n, d), already normalised -> (N, n, d) for the n patch queries."""
+        """tokens (N, 1 + n, d), already normalised -> (N, n, d) for the n patch queries.
+
+        One projection of all 1 + n tokens, the extra token's query dropped: projecting the
+        patch tokens' queries apart would make backward keep a copy of the sliced tokens beside
+        the normalised tokens it keeps anyway (one (N, n, d) tensor per block) to save 1/(1 + n)
+        of one projection. q, k and v stay views of that one tensor, which fused attention keeps
+        with its output and log-sum-exp, never an (n x 1+n) attention matrix.
+        """
         n_batch, n_tokens, d = tokens.shape
-        w_q, w_kv = self.in_proj.weight.split([d, 2 * d])
-        b_q, b_kv = self.in_proj.bias.split([d, 2 * d])
-        q = F.linear(tokens[:, 1:], w_q, b_q)
-        k, v = F.linear(tokens, w_kv, b_kv).chunk(2, dim=-1)
+        q, k, v = self.in_proj(tokens).chunk(3, dim=-1)
         split = lambda t: t.reshape(n_batch, t.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+        out = F.scaled_dot_product_attention(split(q[:, 1:]), split(k), split(v))
         return self.out_proj(out.transpose(1, 2).reshape(n_batch, n_tokens - 1, d))
 
 
