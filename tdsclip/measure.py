@@ -219,6 +219,15 @@ def _backbone_parts(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, CLIPBackbone)]
 
 
+def model_saved_activations(cfg: RunConfig, batch: int = 1, model: nn.Module | None = None) -> SavedActivations:
+    """Bytes one training forward of the model `cfg` describes keeps for backward at `batch`
+    clips, computed on the meta device (`model`: one already built there by `_build`)."""
+    model = (model if model is not None else _build(cfg, "meta")).train()
+    clips = _clips(cfg, batch, "meta")
+    with fused_attention_on_meta():
+        return saved_activation_bytes(lambda: model(clips), model, _backbone_parts(model))
+
+
 def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_only: bool = False) -> dict[str, object]:
     """Every measurement of the model `cfg` describes, as one flat dict (the --json output).
 
@@ -231,10 +240,7 @@ def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_o
     view = _clips(cfg, 1, "meta")
     with torch.no_grad():
         macs = count_macs(lambda: model(view))
-    model.train()
-    clips = _clips(cfg, batch, "meta")
-    with fused_attention_on_meta():
-        saved = saved_activation_bytes(lambda: model(clips), model, _backbone_parts(model))
+    saved = model_saved_activations(cfg, batch, model)
     result: dict[str, object] = {
         "backbone": cfg.model.backbone,
         "model": f"{cfg.model.backbone} backbone alone ({cfg.model.backbone_tuning})" if backbone_only else describe(cfg.model),
