@@ -31,6 +31,8 @@ def saved_bytes(frames: int, batch: int) -> dict[str, dict[str, dict[str, int]]]
     for knob in ("td_recompute", "proj_recompute"):
         saved = model_saved_activations(config("tds_clip", frames, extra=(f"model.{knob}=false",)), batch)
         out["tds_clip"][f"without_{knob}"] = {"total": saved.total, "frozen": saved.frozen}
+    saved = model_saved_activations(config("st_adapter", frames), batch, fused_attention=False)
+    out["st_adapter"]["unfused_attention"] = {"total": saved.total, "frozen": saved.frozen}
     return out
 
 
@@ -42,6 +44,7 @@ def ratios(saved: dict[str, dict[str, dict[str, int]]]) -> dict[str, float]:
             keys[f"activation_ratio_vs_{key}{suffix}"] = total("tds_clip", mode) / total(other, mode)
         keys[f"activation_ratio_td_vs_conv_baseline{suffix}"] = total("td", mode) / total("conv3d", mode)
         keys[f"activation_ratio_td_replace_vs_conv_baseline{suffix}"] = total("td_replace", mode) / total("conv3d", mode)
+    keys["activation_ratio_vs_st_adapter_unfused"] = total("tds_clip") / total("st_adapter", "unfused_attention")
     for other, key in (("st_adapter", "st_adapter"), ("full_ft", "full_ft")):  # the CLIP model alone, no side network
         keys[f"activation_ratio_vs_{key}_clip_alone"] = total("tds_clip") / saved[other]["recompute"]["frozen"]
     keys["tds_clip_saved_bytes"] = total("tds_clip")
@@ -61,6 +64,9 @@ def report(saved: dict[str, dict[str, dict[str, int]]], keys: dict[str, float], 
     tds = saved["tds_clip"]
     for knob in ("td_recompute", "proj_recompute"):
         lines.append(f"  model.{knob} saves TDS-CLIP {(tds[f'without_{knob}']['total'] - tds['recompute']['total']) / MIB:.1f} MiB")
+    unfused = saved["st_adapter"]["unfused_attention"]["total"] - saved["st_adapter"]["recompute"]["total"]
+    lines.append(f"  ST-Adapter with unfused attention in CLIP (attention matrices kept) keeps {unfused / MIB:.1f} MiB more: "
+                 f"TDS-CLIP / ST-Adapter {keys['activation_ratio_vs_st_adapter_unfused']:.3f}x")
     lines.append(f"  frozen CLIP keeps {keys['backbone_saved_bytes']:.0f} bytes in the side-network variants")
     for key, label in (("conv_baseline", "3D-conv baseline"), ("st_adapter", "ST-Adapter"), ("full_ft", "full fine-tuning")):
         alone = f", {label} as the CLIP model alone {keys[f'activation_ratio_vs_{key}_clip_alone']:.3f}x" if key != "conv_baseline" else ""

@@ -61,7 +61,7 @@ def gpu(options: Options) -> Result:
     inference_peak = {name: peak_bytes(name, batch, device, train=False) for name in TABLE_XII}
 
     times = interleaved(step_tasks(STEP_VARIANTS, FRAMES, batch, device, precision="bf16"), repeats, warmup=3,
-                        sync=torch.cuda.synchronize)
+                        sync=torch.cuda.synchronize).wall
     ratios = step_ratios(times)
     keys = {f"gpu_{key}": value for key, value in ratios.items()}
     for name, seconds in times.items():

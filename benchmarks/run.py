@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run["sections"][name] = _record(name, result, seconds)  # type: ignore[index]
         print("\n".join(result.report))
         for target in result.targets:
-            print(f"  target {target.key} {target.op} {target.limit:g}: {target.value:.4g} "
+            print(f"  target {target.key} {target.op} {target.limit:g}: {target.value:.4f} "
                   f"{'PASS' if target.passed else 'FAIL'}  ({target.claim})")
             if not target.passed:
                 failed.append(target.key)

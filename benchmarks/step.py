@@ -4,7 +4,9 @@ A training step is forward, label-smoothed cross-entropy, backward and the train
 at ViT-B/16 real size, random weights; the reference is the frozen backbone's forward (no grad)
 on the same clips' centre frames, the least any CLIP-based model must spend. All tasks are timed
 in turn, round after round (benchmarks/timing.py), and each ratio is the median over rounds of
-the ratio within a round, so load from other processes cancels out as far as it can.
+the ratio within a round, so load from other processes cancels out as far as it can. The keys
+are ratios of process CPU time, steadier than wall time on a shared machine (run with
+--threads 1 there); the wall-clock ratios are kept beside them (keys ending in _wall).
 
 The side network's multiply-adds put TDS-CLIP's ideal near 1.9x (its forward is 1.29x CLIP's
 multiply-adds, backward about twice the forward, CLIP's part of it absent).
@@ -102,13 +104,20 @@ def step_targets(keys: dict[str, float], where: str) -> list[Target]:
     ]
 
 
-def step_report(times: dict[str, list[float]], keys: dict[str, float], header: str) -> list[str]:
+def step_report(times: dict[str, list[float]], keys: dict[str, float], header: str,
+                wall: dict[str, list[float]] | None = None) -> list[str]:
+    """The table of median seconds and ratios over the frozen forward; `wall` adds wall-clock columns
+    beside `times` (then CPU time)."""
     ratios = {name: paired_median(t, times[FROZEN]) for name, t in times.items()}
-    lines = [header, f"  {'task':<48}{'median s':>10}{'/ frozen fwd':>14}"]
+    clock = "CPU s" if wall is not None else "s"
+    lines = [header, f"  {'task':<46}{'median ' + clock:>13}{'/ frozen fwd':>14}" + (f"{'wall s':>9}{'/ frozen':>10}" if wall else "")]
     for name, t in times.items():
         label = "frozen CLIP forward (reference)" if name == FROZEN else (
             "TD + SME, nothing recomputed (plain path)" if name == PLAIN else VARIANTS[name].label)
-        lines.append(f"  {label:<48}{statistics.median(t):>10.3f}{ratios[name]:>13.3f}x")
+        line = f"  {label:<46}{statistics.median(t):>13.3f}{ratios[name]:>13.3f}x"
+        if wall is not None:
+            line += f"{statistics.median(wall[name]):>9.3f}{paired_median(wall[name], wall[FROZEN]):>9.3f}x"
+        lines.append(line)
     lines.append(f"  TDS-CLIP / 3D-conv baseline step: {keys['step_ratio_vs_conv_baseline']:.3f}x")
     if "step_recompute_cost" in keys:
         lines.append(f"  recomputation costs TDS-CLIP {100 * (keys['step_recompute_cost'] - 1):+.1f}% step time")
@@ -120,8 +129,10 @@ def step(options: Options) -> Result:
     frames, repeats = options.pick("frames", 2, 8), options.pick("repeats", 3, 4)
     tasks = step_tasks(STEP_VARIANTS, frames, options.batch, torch.device("cpu"), plain=not options.quick)
     times = interleaved(tasks, repeats)
-    keys = step_ratios(times)
+    keys = step_ratios(times.cpu)
+    keys.update({f"{key}_wall": value for key, value in step_ratios(times.wall).items()})
     header = (f"step: ViT-B/16, {frames} frames, {options.batch} clip(s), fp32, {torch.get_num_threads()} threads, "
-              f"median of {repeats} interleaved rounds")
-    return Result(keys=keys, targets=step_targets(keys, "CPU"), report=step_report(times, keys, header),
-                  details={"frames": frames, "batch": options.batch, "repeats": repeats, "seconds": times})
+              f"median of {repeats} interleaved rounds; ratios of process CPU time (wall clock beside)")
+    return Result(keys=keys, targets=step_targets(keys, "CPU"), report=step_report(times.cpu, keys, header, times.wall),
+                  details={"frames": frames, "batch": options.batch, "repeats": repeats, "clock": "process CPU time",
+                           "cpu_seconds": times.cpu, "wall_seconds": times.wall})

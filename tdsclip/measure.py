@@ -219,12 +219,14 @@ def _backbone_parts(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, CLIPBackbone)]
 
 
-def model_saved_activations(cfg: RunConfig, batch: int = 1, model: nn.Module | None = None) -> SavedActivations:
+def model_saved_activations(cfg: RunConfig, batch: int = 1, model: nn.Module | None = None,
+                            fused_attention: bool = True) -> SavedActivations:
     """Bytes one training forward of the model `cfg` describes keeps for backward at `batch`
-    clips, computed on the meta device (`model`: one already built there by `_build`)."""
+    clips, computed on the meta device (`model`: one already built there by `_build`).
+    fused_attention=False counts attention as unfused maths that keeps its attention matrices."""
     model = (model if model is not None else _build(cfg, "meta")).train()
     clips = _clips(cfg, batch, "meta")
-    with fused_attention_on_meta():
+    with fused_attention_on_meta() if fused_attention else nullcontext():
         return saved_activation_bytes(lambda: model(clips), model, _backbone_parts(model))
 
 
