@@ -79,9 +79,9 @@ def gpu(options: Options) -> Result:
     for variant in STEP_VARIANTS:
         report.append(f"  {VARIANTS[variant].label:<48}{keys[f'gpu_train_clips_per_s_{variant}']:>9.1f}"
                       f"{train_peak[variant] / GIB:>16.2f}")
-    report.append(f"  Table XII, inference peak, {batch} clips   {'ours GiB':>10}{'paper GiB':>11}")
+    report.append(f"  {f'Table XII row, inference peak, {batch} clips':<48}{'ours GiB':>10}{'paper GiB':>11}")
     for variant in TABLE_XII:
-        report.append(f"  {VARIANTS[variant].label:<40}{inference_peak[variant] / GIB:>10.3f}{VARIANTS[variant].paper_gib:>11.3f}")
+        report.append(f"  {VARIANTS[variant].label:<48}{inference_peak[variant] / GIB:>10.3f}{VARIANTS[variant].paper_gib:>11.3f}")
     report.append(f"  TDS-CLIP / ST-Adapter inference peak: {keys['gpu_inference_ratio_sme_vs_st_adapter']:.3f} "
                   f"(paper 8.799 / 23.671 = {PAPER_SME_VS_ST:.3f})")
     targets = [Target(f"gpu_{t.key}", t.value, t.op, t.limit, t.claim) for t in step_targets(ratios, "GPU")]

@@ -96,8 +96,12 @@ class TemporalConv(nn.Module):
         """The branch up to its last 1x1x1 conv (whose input backward keeps anyway)."""
         return self.convs[1](self.convs[0](self.norm(x)))
 
+    def last(self, features: torch.Tensor) -> torch.Tensor:
+        """The last 1x1x1 conv: forward(x) = last(features(x))."""
+        return self.convs[2](features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convs[2](self.features(x))
+        return self.last(self.features(x))
 
 
 class STAdapter(nn.Module):

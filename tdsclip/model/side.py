@@ -122,7 +122,7 @@ class TemporalBranch(nn.Module):
 
     def _adapted(self, y: torch.Tensor) -> torch.Tensor:
         """The TD-Adapter with the layer before it, from that layer's input."""
-        return self.td(self.conv.convs[2](y) if self.conv is not None else self.norm(y))
+        return self.td(self.conv.last(y) if self.conv is not None else self.norm(y))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.td is None:
