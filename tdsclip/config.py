@@ -87,7 +87,8 @@ class ModelConfig:
     sme_placement: Literal["temporal", "spatial", "spatial_temporal", "cross", "additional"] = "temporal"
     """Where SME features enter (Table XI); formulas in tdsclip/model/build.py."""
 
-    # --- recomputation in backward: less activation memory, the same maths (not part of a run's identity) ---
+    # --- recomputation in backward: less activation memory, the same maths (not part of a run's
+    # identity); under torch.compile (train.compile) the plain path runs ---
     td_recompute: bool = True
     """Recompute the TD-Adapter's intermediate tensors in backward instead of keeping them (a
     little more compute); off: the plain path."""

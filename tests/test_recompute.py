@@ -49,3 +49,20 @@ def test_recompute_keeps_no_more_than_the_3d_conv_branch_for_backward():
     assert saved("model.td_placement=replace") < saved("model.td_placement=replace", "model.td_recompute=false")
     # per block, the CLIP-wide LayerNorm output (8 x 197 x 768 floats) and its mean and 1/std are no longer kept
     assert saved("model.proj_recompute=false") - recomputed == 12 * 8 * 197 * (768 + 2) * 4
+
+
+def test_torch_compile_runs_the_plain_path_with_the_same_result():
+    """torch.compile rejects the checkpoint context that keeps BatchNorm statistics exact, so
+    compiled code takes the plain path (train.compile with the default knobs and checkpoint_blocks)."""
+    eager = train_step([], checkpoint_blocks=True)
+    cfg = apply_overrides(RunConfig(), TINY)
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    model.checkpoint_blocks = True
+    clips = torch.randn(2, 3, 4, 5, 64, 64, generator=torch.Generator().manual_seed(1))
+    logits = torch.compile(model, backend="eager")(clips)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([1, 4])).backward()
+    torch.testing.assert_close(logits.detach(), eager[0], rtol=1e-6, atol=1e-6)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(param.grad, eager[1][name], rtol=1e-5, atol=1e-6, msg=name)

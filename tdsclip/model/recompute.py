@@ -43,9 +43,11 @@ def _contexts(module: nn.Module | None) -> tuple[object, object]:
 
 def recompute(region: Callable[..., torch.Tensor], *args: object, norms: nn.Module | None = None) -> torch.Tensor:
     """region(*args), its activations recomputed in backward; `norms` holds the region's
-    BatchNorm layers, if any (their statistics are updated once, in the first run). Without
-    grad, a plain call."""
-    if not torch.is_grad_enabled():
+    BatchNorm layers, if any (their statistics are updated once, in the first run).
+
+    A plain call without grad, and under torch.compile, which rejects the context that keeps
+    BatchNorm statistics exact (compiled code keeps the region's activations instead)."""
+    if not torch.is_grad_enabled() or torch.compiler.is_compiling():
         return region(*args)
     return checkpoint(region, *args, use_reentrant=False, preserve_rng_state=False,
                       context_fn=partial(_contexts, norms))
