@@ -88,6 +88,15 @@ class ModelConfig:
     sme_placement: Literal["temporal", "spatial", "spatial_temporal", "cross", "additional"] = "temporal"
     """Where SME features enter (Table XI); formulas in tdsclip/model/build.py."""
 
+    # --- recomputation in backward: less activation memory, the same maths (not part of a run's
+    # identity); under torch.compile (train.compile) the plain path runs ---
+    td_recompute: bool = True
+    """Recompute the TD-Adapter's intermediate tensors in backward instead of keeping them (a
+    little more compute); off: the plain path."""
+    proj_recompute: bool = True
+    """Recompute the LayerNorm output of each frozen block's projection to the side width in
+    backward instead of keeping it (a CLIP-wide tensor per block); off: the plain path."""
+
     # --- how the CLIP backbone is tuned (memory comparison, Table XII) ---
     backbone_tuning: Literal["frozen", "st_adapter", "full"] = "frozen"
     """frozen (TDS-CLIP), ST-Adapters inside the frozen blocks, or full fine-tuning."""

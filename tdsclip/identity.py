@@ -3,7 +3,7 @@
 What a run computes decides its id; where files live and how it is babysat do not:
 - left out: dataset locations (the data manifest hash identifies the data itself), the cache
   folder, the number of data workers (sampling does not depend on it), logging and checkpoint
-  cadence, the stop signal, activation checkpointing (recomputation is exact);
+  cadence, the stop signal, activation checkpointing and the model's recompute knobs (all exact);
 - model.weights is replaced by a fingerprint: file name and size, or the pretrained tag.
 RECIPE_VERSION is bumped deliberately when a change to the code changes what a config trains
 (new defaults, a fixed bug in the model or the recipe). The git SHA is recorded with each run as a
@@ -22,6 +22,7 @@ RECIPE_VERSION = 1
 NOT_IDENTITY = (
     "data.root", "data.train_annotations", "data.val_annotations", "data.labels", "data.cache_dir",
     "data.num_workers", "train.log_every", "train.checkpoint_every", "train.stop_signal", "train.checkpoint_blocks",
+    "model.td_recompute", "model.proj_recompute",
 )
 
 

@@ -11,7 +11,9 @@ Conventions (printed with every measurement):
 - Saved activations are the bytes autograd keeps for backward in one training forward
   (saved-tensor hooks, each storage counted once, parameters excluded), split into those saved
   inside the CLIP backbone (zero whenever it is frozen and no SME placement feeds it) and those
-  saved by the trainable side network.
+  saved by the trainable side network. On the meta device attention is counted as the fused
+  kernel the CPU and CUDA devices run (it keeps q, k, v, the output and the log-sum-exp, no
+  attention matrix), not as the unfused maths PyTorch would otherwise dispatch there.
 - On a CUDA device, peak allocated memory of one training step (forward, backward, AdamW step)
   and of one inference forward at `--batch` clips, with the run's precision.
 
@@ -25,11 +27,12 @@ import argparse
 import dataclasses
 import json
 import sys
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -66,6 +69,32 @@ def _storage_key(tensor: torch.Tensor) -> int:
     # The StorageImpl address identifies a storage on every device, the meta device included
     # (where data_ptr() is always 0). Saved storages stay alive until the graph is freed.
     return tensor.untyped_storage()._cdata
+
+
+@contextmanager
+def fused_attention_on_meta() -> Iterator[None]:
+    """Count attention on the meta device as the fused kernel real devices run.
+
+    On meta tensors PyTorch dispatches `F.scaled_dot_product_attention` to the unfused maths,
+    which keeps the (L x L) attention matrices for backward; the CPU (flash kernel) and CUDA
+    (flash or memory-efficient kernels) keep q, k, v, the output and the log-sum-exp only. Inside
+    this context, meta calls without mask or dropout run the CPU flash kernel's meta function, so
+    meta measurements equal a real CPU step's (tested). The module attribute is replaced rather
+    than a TorchFunctionMode used, because a mode cannot see the call nested inside
+    `F.multi_head_attention_forward` (CLIP's attention), which it handles itself.
+    """
+    plain = F.scaled_dot_product_attention
+
+    def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if query.device.type == "meta" and query.ndim == 4 and attn_mask is None and not dropout_p and not enable_gqa:
+            return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, is_causal=is_causal, scale=scale)[0]
+        return plain(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+
+    F.scaled_dot_product_attention = fused
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = plain
 
 
 def saved_activation_bytes(
@@ -190,6 +219,17 @@ def _backbone_parts(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, CLIPBackbone)]
 
 
+def model_saved_activations(cfg: RunConfig, batch: int = 1, model: nn.Module | None = None,
+                            fused_attention: bool = True) -> SavedActivations:
+    """Bytes one training forward of the model `cfg` describes keeps for backward at `batch`
+    clips, computed on the meta device (`model`: one already built there by `_build`).
+    fused_attention=False counts attention as unfused maths that keeps its attention matrices."""
+    model = (model if model is not None else _build(cfg, "meta")).train()
+    clips = _clips(cfg, batch, "meta")
+    with fused_attention_on_meta() if fused_attention else nullcontext():
+        return saved_activation_bytes(lambda: model(clips), model, _backbone_parts(model))
+
+
 def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_only: bool = False) -> dict[str, object]:
     """Every measurement of the model `cfg` describes, as one flat dict (the --json output).
 
@@ -202,9 +242,7 @@ def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_o
     view = _clips(cfg, 1, "meta")
     with torch.no_grad():
         macs = count_macs(lambda: model(view))
-    model.train()
-    clips = _clips(cfg, batch, "meta")
-    saved = saved_activation_bytes(lambda: model(clips), model, _backbone_parts(model))
+    saved = model_saved_activations(cfg, batch, model)
     result: dict[str, object] = {
         "backbone": cfg.model.backbone,
         "model": f"{cfg.model.backbone} backbone alone ({cfg.model.backbone_tuning})" if backbone_only else describe(cfg.model),

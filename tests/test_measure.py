@@ -98,3 +98,20 @@ def test_cli_json_and_errors():
     assert bad.stderr.strip() == "error: data.input_size=224 but tdsclip-tiny takes 64 px frames; set data.input_size=64"
     typo = run_python("import sys; from tdsclip.measure import main; sys.exit(main(['data.frame=8']))")
     assert typo.returncode == 2 and "did you mean 'data.frames'?" in typo.stderr
+
+
+@pytest.mark.parametrize("overrides", [[], ["model.backbone_tuning=st_adapter", "model.temporal=none", "model.sme_window=1"]])
+def test_meta_saved_bytes_equal_a_real_cpu_forward(overrides):
+    """On meta, attention is counted as the fused kernel the CPU runs: no attention matrix."""
+    from tdsclip.measure import fused_attention_on_meta
+    from tdsclip.model.build import build_model
+
+    config = cfg("model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64", "model.td_reduction=4", *overrides)
+    saved = {}
+    for device in ("cpu", "meta"):
+        model = build_model(config.model, device).train()
+        clips = torch.randn(2, 3, 4, config.model.sme_window, 64, 64, device=device)
+        with fused_attention_on_meta():
+            saved[device] = saved_activation_bytes(lambda: model(clips), model, [model.backbone])
+    assert saved["meta"] == saved["cpu"]
+    assert (saved["cpu"].frozen > 0) == bool(overrides)

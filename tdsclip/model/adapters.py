@@ -92,8 +92,16 @@ class TemporalConv(nn.Module):
             nn.Conv3d(width, width, 1),
         )
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The branch up to its last 1x1x1 conv (whose input backward keeps anyway)."""
+        return self.convs[1](self.convs[0](self.norm(x)))
+
+    def last(self, features: torch.Tensor) -> torch.Tensor:
+        """The last 1x1x1 conv: forward(x) = last(features(x))."""
+        return self.convs[2](features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convs(self.norm(x))
+        return self.last(self.features(x))
 
 
 class STAdapter(nn.Module):

@@ -21,44 +21,23 @@ make gradients flow through the frozen CLIP blocks (their parameters stay frozen
 
 Side network: for each frozen block i, with z_i its output (B*T, 1 + h*w, W):
     c, p = split(Linear_i(LN_i(z_i)));  x = 0.5 * x + 0.5 * p;  x = TDSBlock_i(x, c)
+model.td_recompute and model.proj_recompute (both on by default) recompute the TD-Adapter's and
+the projection LayerNorm's outputs in backward instead of keeping them: same maths, less memory.
 Head: logits = Linear_{d -> K}(mean over T, h, w of BN3d(x_L)).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
-from functools import partial
 from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from tdsclip.config import ModelConfig, parse_layer_spec
 from tdsclip.model.adapters import PatchStem, TemporalConv, sme_differences
 from tdsclip.model.backbone import CLIPBackbone, build_backbone
+from tdsclip.model.recompute import recompute
 from tdsclip.model.side import TDSBlock, TemporalBranch, tokens_to_video, video_to_tokens
-
-
-@contextmanager
-def _frozen_norm_statistics(module: nn.Module):
-    """During a checkpointed block's recomputation, BatchNorm must not update its running
-    statistics a second time: momentum 0 keeps them, and the batch counter is put back."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
-    for norm in norms:
-        norm.momentum = 0.0
-    try:
-        yield
-    finally:
-        for norm, (momentum, tracked) in zip(norms, saved):
-            norm.momentum = momentum
-            if tracked is not None:
-                norm.num_batches_tracked.copy_(tracked)
-
-
-def _recompute_contexts(block: nn.Module):
-    return nullcontext(), _frozen_norm_statistics(block)
 
 
 class SideInputs(NamedTuple):
@@ -124,7 +103,7 @@ class TDSCLIP(nn.Module):
             if cfg.temporal == "none":
                 return None
             kind = "td" if cfg.temporal == "td" and (td_layers is None or i in td_layers) else "conv3d"
-            return TemporalBranch(d, kind, td, cfg.td_placement)
+            return TemporalBranch(d, kind, td, cfg.td_placement, cfg.td_recompute)
 
         self.blocks = nn.ModuleList(TDSBlock(d, layers, temporal(i), cfg.cls_shift) for i in range(layers))
         self.checkpoint_blocks = False
@@ -133,6 +112,12 @@ class TDSCLIP(nn.Module):
         self.fc = nn.Linear(d, cfg.num_classes)
         nn.init.trunc_normal_(self.fc.weight, std=0.02)
         nn.init.zeros_(self.fc.bias)
+
+    def _project(self, i: int, frozen: torch.Tensor) -> torch.Tensor:
+        """Linear_i(LN_i(z_i)). With model.proj_recompute, backward keeps z_i only and recomputes
+        the LayerNorm's output (as wide as CLIP, W) instead of keeping it beside z_i."""
+        region = lambda z: self.projs[i](self.proj_norms[i](z))  # noqa: E731
+        return recompute(region, frozen) if self.cfg.proj_recompute else region(frozen)
 
     def _windows(self, clips: torch.Tensor) -> torch.Tensor:
         m = self.cfg.sme_window
@@ -172,13 +157,12 @@ class TDSCLIP(nn.Module):
         inputs = self.side_inputs(clips)
         x, sme_tokens, t, grid, beta = inputs.side, inputs.sme_tokens, inputs.frames_per_clip, inputs.grid, self.cfg.sme_beta
         for i, frozen in enumerate(self.backbone.iter_blocks(inputs.frames, inputs.patch_bias, t)):
-            projected = self.projs[i](self.proj_norms[i](frozen))
+            projected = self._project(i, frozen)
             x = 0.5 * x + 0.5 * projected[:, 1:]
             if sme_tokens is not None:
                 x = x + beta * sme_tokens
-            if self.checkpoint_blocks and self.training and torch.is_grad_enabled():
-                x = checkpoint(self.blocks[i], x, projected[:, :1], self.pos, t, grid, use_reentrant=False,
-                               context_fn=partial(_recompute_contexts, self.blocks[i]))
+            if self.checkpoint_blocks and self.training:
+                x = recompute(self.blocks[i], x, projected[:, :1], self.pos, t, grid, norms=self.blocks[i])
             else:
                 x = self.blocks[i](x, projected[:, :1], self.pos, t, grid)
             if sme_tokens is not None and i < len(self.cross):

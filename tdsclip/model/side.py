@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdsclip.model.adapters import TDAdapter, TemporalConv
+from tdsclip.model.recompute import recompute
 
 
 def shift_cls(cls: torch.Tensor, frames: int) -> torch.Tensor:
@@ -65,14 +66,18 @@ class SideAttention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (N, 1 + n, d), already normalised -> (N, n, d) for the n patch queries."""
+        """tokens (N, 1 + n, d), already normalised -> (N, n, d) for the n patch queries.
+
+        One projection of all 1 + n tokens, the extra token's query dropped: projecting the
+        patch tokens' queries apart would make backward keep a copy of the sliced tokens beside
+        the normalised tokens it keeps anyway (one (N, n, d) tensor per block) to save 1/(1 + n)
+        of one projection. q, k and v stay views of that one tensor, which fused attention keeps
+        with its output and log-sum-exp, never an (n x 1+n) attention matrix.
+        """
         n_batch, n_tokens, d = tokens.shape
-        w_q, w_kv = self.in_proj.weight.split([d, 2 * d])
-        b_q, b_kv = self.in_proj.bias.split([d, 2 * d])
-        q = F.linear(tokens[:, 1:], w_q, b_q)
-        k, v = F.linear(tokens, w_kv, b_kv).chunk(2, dim=-1)
+        q, k, v = self.in_proj(tokens).chunk(3, dim=-1)
         split = lambda t: t.reshape(n_batch, t.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+        out = F.scaled_dot_product_attention(split(q[:, 1:]), split(k), split(v))
         return self.out_proj(out.transpose(1, 2).reshape(n_batch, n_tokens - 1, d))
 
 
@@ -98,17 +103,32 @@ class TemporalBranch(nn.Module):
     kind 'conv3d':       TemporalConv(x)                        (Side4Video's branch)
     kind 'td' stacked:   TDAdapter(TemporalConv(x))             (released TDS-CLIP code)
     kind 'td' replace:   TDAdapter(BN(x))                       (the adapter in the conv's place)
+
+    With `recompute` (model.td_recompute) the TD-Adapter and the layer that feeds it (the
+    branch's last 1x1x1 conv, or the BN) run again in backward instead of keeping their outputs:
+    that layer's input is all backward keeps, and the plain path keeps it too. The adapter's
+    full-width tensors (its input, the restored BN's input, the sigmoid and the gate) are not
+    kept; recomputing costs one d x d 1x1x1 conv and the adapter's d/r-wide layers. Same maths,
+    same running statistics (tested).
     """
 
-    def __init__(self, width: int, kind: str, td: dict | None = None, placement: str = "stacked") -> None:
+    def __init__(self, width: int, kind: str, td: dict | None = None, placement: str = "stacked",
+                 recompute: bool = False) -> None:
         super().__init__()
         self.conv = TemporalConv(width) if kind == "conv3d" or placement == "stacked" else None
         self.norm = nn.BatchNorm3d(width) if self.conv is None else None
         self.td = TDAdapter(width, **td) if kind == "td" else None
+        self.recompute = recompute
+
+    def _adapted(self, y: torch.Tensor) -> torch.Tensor:
+        """The TD-Adapter with the layer before it, from that layer's input."""
+        return self.td(self.conv.last(y) if self.conv is not None else self.norm(y))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x) if self.conv is not None else self.norm(x)
-        return self.td(y) if self.td is not None else y
+        if self.td is None:
+            return self.conv(x)
+        y = self.conv.features(x) if self.conv is not None else x
+        return recompute(self._adapted, y, norms=self) if self.recompute else self._adapted(y)
 
 
 class TDSBlock(nn.Module):

@@ -1,0 +1,19 @@
+"""Data section: benchmarks/data.py's loading speed, ours over the better plain loader per video type."""
+
+from __future__ import annotations
+
+from benchmarks.data import LABELS, TARGET_TYPES, speeds, table
+from benchmarks.sections import Options, Result, Target, register
+from tdsclip.data.manifest import default_cache_dir
+
+
+@register("data", "clips/s of our video reader over decord get_batch and a sequential decode (benchmarks/data.py)")
+def data(options: Options) -> Result:
+    videos, repeats = options.pick("videos", 3, 12), options.pick("repeats", 3, 9)
+    results = speeds(default_cache_dir() / "benchmark-data", videos, repeats)
+    keys = {"decode_speedup": min(results[name]["ratio"] for name in TARGET_TYPES)}
+    keys.update({f"decode_speedup_{name.replace('-', '_')}": row["ratio"] for name, row in results.items()})
+    targets = [Target(f"decode_speedup_{name}", results[name]["ratio"], ">=", 0.95,
+                      f"ours at least 0.95x the better plain loader on {LABELS[name]}") for name in TARGET_TYPES]
+    report = ["data: " + line if i == 0 else "  " + line for i, line in enumerate(table(results, videos, repeats))]
+    return Result(keys=keys, targets=targets, report=report, details={"videos": videos, "repeats": repeats, "clips_per_s": results})

@@ -1,0 +1,53 @@
+"""Recompute a region's activations in backward instead of keeping them, exactly.
+
+    y = recompute(region, x)        # region(x), keeping only x for backward
+
+torch.utils.checkpoint (non-reentrant) runs the region without saving its intermediate tensors
+and runs it again in backward. Two things make the second run differ from the first unless
+handled: BatchNorm in training mode would update its running statistics a second time (momentum
+0 keeps them, and the batch counter is put back), and random draws would differ (the regions used
+here draw none, so the RNG state is not saved, which also spares its copy on every call).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from functools import partial
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+@contextmanager
+def frozen_norm_statistics(module: nn.Module) -> Iterator[None]:
+    """While active, BatchNorm layers in `module` normalise with batch statistics as usual but
+    leave their running statistics and batch counter as they were."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
+    for norm in norms:
+        norm.momentum = 0.0
+    try:
+        yield
+    finally:
+        for norm, (momentum, tracked) in zip(norms, saved):
+            norm.momentum = momentum
+            if tracked is not None:
+                norm.num_batches_tracked.copy_(tracked)
+
+
+def _contexts(module: nn.Module | None) -> tuple[object, object]:
+    return nullcontext(), frozen_norm_statistics(module) if module is not None else nullcontext()
+
+
+def recompute(region: Callable[..., torch.Tensor], *args: object, norms: nn.Module | None = None) -> torch.Tensor:
+    """region(*args), its activations recomputed in backward; `norms` holds the region's
+    BatchNorm layers, if any (their statistics are updated once, in the first run).
+
+    A plain call without grad, and under torch.compile, which rejects the context that keeps
+    BatchNorm statistics exact (compiled code keeps the region's activations instead)."""
+    if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return region(*args)
+    return checkpoint(region, *args, use_reentrant=False, preserve_rng_state=False,
+                      context_fn=partial(_contexts, norms))

@@ -1,0 +1,47 @@
+"""benchmarks.run, reduced to one round of one frame and one video per type: the JSON's contract.
+
+No timing thresholds here: the targets are the benchmark's to print, not the tests' to assert.
+"""
+
+import json
+import math
+
+from helpers import run_python
+
+REQUIRED = ("step_ratio", "step_ratio_vs_conv_baseline", "step_ratio_st_adapter", "step_ratio_full_ft",
+            "backbone_saved_bytes", "activation_ratio_vs_conv_baseline", "activation_ratio_vs_st_adapter",
+            "activation_ratio_vs_full_ft", "decode_speedup")
+
+
+def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
+    from benchmarks.run import main
+
+    monkeypatch.setenv("TDSCLIP_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run.json"
+    assert main(["--quick", "--threads", "1", "--repeats", "1", "--frames", "1", "--videos", "1",
+                 "--json", str(out), "--results-dir", str(tmp_path / "results")]) == 0
+    result = json.loads(out.read_text())
+    for key in REQUIRED:
+        assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
+    assert all(result[key] > 0 for key in REQUIRED if key.startswith(("step", "decode")))
+    assert result["backbone_saved_bytes"] == 0, "the frozen CLIP keeps nothing for backward"
+    assert 1.0 <= result["activation_ratio_vs_conv_baseline"] < 1.5
+    assert result["activation_ratio_vs_conv_baseline_plain"] > result["activation_ratio_vs_conv_baseline"]
+    assert 0 < result["activation_ratio_vs_full_ft"] < result["activation_ratio_vs_st_adapter"] < 1
+    assert set(result["sections"]) == {"step", "activation", "data"}
+    assert result["machine"]["threads"] == 1 and result["machine"]["torch"]
+
+    machine_file = next((tmp_path / "results").glob("*.json"))
+    assert json.loads(machine_file.read_text())["step_ratio"] == result["step_ratio"]
+    assert main(["--sections", "activation", "--results-dir", str(tmp_path / "results")]) == 0
+    merged = json.loads(machine_file.read_text())
+    assert set(merged["sections"]) == {"step", "activation", "data"}, "a rerun of one section keeps the others"
+    assert merged["step_ratio"] == result["step_ratio"] and not merged["quick"]
+
+
+def test_gpu_without_cuda_and_bad_arguments_are_one_line_errors():
+    gpu = run_python("import sys; from benchmarks.run import main; sys.exit(main(['--gpu']))")
+    assert gpu.returncode == 2
+    assert gpu.stderr.startswith("error: --gpu: CUDA is not available here") and gpu.stderr.count("\n") == 1
+    bad = run_python("import sys; from benchmarks.run import main; sys.exit(main(['--sections', 'stpe']))")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: unknown section 'stpe'; expected one of step, activation, data, gpu"
