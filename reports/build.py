@@ -19,20 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from experiments.run import default_runs_dir
 from experiments.spec import NAMES, Spec, SpecError, load
 from reports import html, index, latex, markdown
 from reports.grid import FigureRef, summary_text
 from reports.sources import SOURCES, Source, open_source
 from reports.tables import TableView, build_table
 from tdsclip.config import ConfigError
+from tdsclip.mirror import MirrorError
 from tdsclip.presets import PRESETS
 
 FORMATS = ("md", "tex", "html")
 ABLATION_CHARTS = ("table3", "table4", "table5", "table6", "table7", "table8", "table9", "table11")
-
-
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("TDSCLIP_RUNS", "runs"))
 
 
 def default_out() -> Path:
@@ -155,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, ConfigError, ValueError) as error:
         print(f"reports.build: {error}", file=sys.stderr)
         return 2
+    except MirrorError as error:  # --source mlflow and MLflow cannot be reached
+        print(f"reports.build: {error}", file=sys.stderr)
+        return 1
     for b in built:
         print(f"{b.view.name:8s} {summary_text(b.view)}")
     print(out / "index.html" if "html" in formats else out)

@@ -180,33 +180,42 @@ def _mean(values: Sequence[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _difference(ours: float | None, paper: float | None, places: int) -> float | None:
+    """Ours as printed minus the paper's, rounded the same way."""
+    return None if ours is None or paper is None else round(round(ours, places) - paper, places)
+
+
 def compared_value(column: ColumnView, paper: object, found: Sequence[float], state: str, spec: Spec,
                    incomparable: str) -> Value:
     """ours vs the paper for one compared cell; `found` holds the value of each finished seed."""
     places = st.decimals(column.metric)
     ours, spread = _mean(found)
-    paper_number = float(paper) if isinstance(paper, (int, float)) and not isinstance(paper, bool) else None
-    diff = round(round(ours, places) - paper_number, places) if ours is not None and paper_number is not None else None
+    target = _number(paper)
+    diff = _difference(ours, target, places)
     if state != "done":
         status = state
     elif ours is None:
         status = st.MISSING
-    elif paper_number is None:
+    elif diff is None:
         status = st.NO_PAPER
     elif incomparable:
         status = st.NOT_COMPARABLE
     else:
-        status = st.verdict(diff, st.tolerance(spec.name, column.metric))  # type: ignore[arg-type]
-    return Value(ours, paper_number if paper_number is not None else paper, diff, status, spread, len(found), places)  # type: ignore[arg-type]
+        status = st.verdict(diff, st.tolerance(spec.name, column.metric))
+    return Value(ours, paper if target is None else target, diff, status, spread, len(found), places)  # type: ignore[arg-type]
 
 
 def measured_value(column: ColumnView, paper: object, ours: object) -> Value:
+    """A measured cell: ours beside the paper's, no verdict."""
     places = 2 if column.key == "params" else st.decimals(column.metric)
-    number = isinstance(ours, (int, float)) and isinstance(paper, (int, float)) and column.metric not in NO_DIFFERENCE
-    diff = round(round(float(ours), places) - float(paper), places) if number else None  # type: ignore[arg-type]
-    ours = float(ours) if isinstance(ours, (int, float)) else ours
-    paper = float(paper) if isinstance(paper, (int, float)) else paper
-    return Value(ours, paper, diff, "", None, 1 if ours is not None else 0, places)  # type: ignore[arg-type]
+    mine, target = _number(ours), _number(paper)
+    diff = None if column.metric in NO_DIFFERENCE else _difference(mine, target, places)
+    return Value(ours if mine is None else mine, paper if target is None else target, diff,  # type: ignore[arg-type]
+                 n=int(ours is not None), places=places)
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -364,7 +373,7 @@ def build_table(spec: Spec, preset: str, source: Source, runs_dir: Path, *, seed
     return TableView(
         spec.name, spec.title, spec.kind, preset, spec.protocol if spec.kind != "measure" else memory_kind or spec.protocol,
         spec.source, cols, tuple(rows), references_grid(spec), None, notes(spec, preset, runs), incomparable,
-        tolerance_text(spec), getattr(source, "description", ""), extra)
+        tolerance_text(spec), source.description, extra)
 
 
 def tolerance_text(spec: Spec) -> str:
