@@ -7,6 +7,7 @@ tab:<name>-provenance and tab:<name>-others.
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from reports.grid import Group, flat_header, main_grid, provenance_grid, summary_text
@@ -24,7 +25,10 @@ def escape(text: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return escape(text) if text else BLANK
+    """A cell's text; a negative number gets a true minus sign."""
+    if not text:
+        return BLANK
+    return "$-$" + escape(text[1:]) if re.match(r"-\d", text) else escape(text)
 
 
 def _float(body: list[str], caption: str, label: str, small: bool = False) -> str:
