@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reports.tables import ColumnView, Grid, TableView
+from reports.tables import NO_DIFFERENCE, ColumnView, Grid, TableView
 
 DELTA = "Δ"
 
@@ -41,8 +41,8 @@ def _has_paper(view: TableView, column: ColumnView) -> bool:
 def _subs(view: TableView, column: ColumnView) -> tuple[str, ...]:
     if column.kind == "compared":
         return ("ours", "paper", DELTA, "status")
-    if column.kind == "measured":
-        return ("ours", "paper", DELTA) if _has_paper(view, column) else ()
+    if column.kind == "measured" and _has_paper(view, column):
+        return ("ours", "paper") if column.metric in NO_DIFFERENCE else ("ours", "paper", DELTA)
     return ()
 
 
@@ -59,10 +59,9 @@ def main_grid(view: TableView) -> tuple[list[Group], list[list[Cell]]]:
             elif not group.subs:
                 cells.append(Cell(value.ours_text, role="ours"))
             else:
-                cells += [Cell(value.ours_text, role="ours"), Cell(value.paper_text, role="paper"),
-                          Cell(value.diff_text, role="diff")]
-                if column.kind == "compared":
-                    cells.append(Cell(value.status, value.status, "status"))
+                by_sub = {"ours": Cell(value.ours_text, role="ours"), "paper": Cell(value.paper_text, role="paper"),
+                          DELTA: Cell(value.diff_text, role="diff"), "status": Cell(value.status, value.status, "status")}
+                cells += [by_sub[sub] for sub in group.subs]
         cells.append(Cell(row.status, row.status, "status"))
         rows.append(cells)
     return groups, rows

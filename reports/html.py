@@ -41,6 +41,7 @@ figure { margin: 12px 0 20px; } figure img { max-width: 100%; border: 1px solid 
 figcaption { color: #57606a; font-size: 13px; max-width: 1000px; }
 ul.notes { color: #57606a; font-size: 13px; } a { color: #0969da; }
 nav.files { font-size: 12px; color: #57606a; }
+details { margin: 10px 0; } details summary { cursor: pointer; color: #444; font-weight: 600; font-size: 14px; }
 """
 
 
@@ -88,14 +89,15 @@ def section(view: TableView, figures: Sequence[FigureRef] = (), files: Sequence[
     else:
         groups, rows = main_grid(view)
         parts += [f'<p class="headline">{escape(headline(view))}</p>', f'<p class="summary">{escape(summary_text(view))}</p>']
-        if view.incomparable:
+        if view.incomparable and any(r.state == "done" for r in view.rows):
             parts.append(f'<p class="warning">{escape(view.incomparable)}</p>')
         parts.append(grouped_table(groups, rows))
     parts.append(figures_html(figures))
     if view.static is None:
         parts += ["<h3>Provenance</h3>", plain_table(provenance_grid(view), "provenance")]
-    if view.references:
-        parts += ["<h3>Other methods (the paper's numbers)</h3>", plain_table(view.references, "others")]
+    if view.references:  # the paper's own rows: at hand, folded so that ours stay in view
+        parts.append(f"<details><summary>Other methods: {len(view.references[1])} rows, the paper's numbers</summary>"
+                     f"{plain_table(view.references, 'others')}</details>")
     if view.notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in view.notes) + "</ul>")
     if view.paper_source:

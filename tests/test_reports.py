@@ -225,3 +225,13 @@ def test_experiments_run_ends_with_the_tables_report(argv, tmp_path, capsys, mon
         view_md = (tmp_path / "out" / "table12.md").read_text()
         assert "**5 rows: 2 not comparable, 3 not run**" in view_md
         assert (tmp_path / "out" / "figures" / "table12.png").is_file()
+
+
+def test_the_command_line_takes_names_and_overrides_in_any_order(records, tmp_path, capsys):
+    _, runs = records
+    argv = ["table3", "--preset", "paper", "train.epochs=3", "--runs-dir", str(runs), "table4", "--format", "md",
+            "--out", str(tmp_path), "--no-figures"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == str(tmp_path) and out[0].startswith("table3   3 rows: 3 not run")  # other epochs, other runs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table3.md", "table4.md"]
