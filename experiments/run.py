@@ -7,7 +7,8 @@
 
 Finished rows are skipped (--force trains them again into a fresh run folder); interrupted ones
 resume from their checkpoints. `key=value` overrides apply to every row, after the preset and the
-spec. The dry run imports neither torch nor MLflow.
+spec. The dry run imports neither torch nor MLflow. A run ends by building the table's report
+(reports/out/<name>.html, or under $TDSCLIP_REPORTS) and prints its path as the last line.
 """
 
 from __future__ import annotations
@@ -81,10 +82,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             print(format_plan(spec, args.preset, runs, args.a100_tflops) if runs else format_static(spec))
             return 0
-        return execute(spec, args.preset, runs, runs_dir, force=args.force)
+        code = execute(spec, args.preset, runs, runs_dir, force=args.force)
     except (SpecError, ConfigError, ValueError) as error:
         print(f"experiments.run: {error}", file=sys.stderr)
         return 2
+    return report(spec, args.preset, runs_dir, args.overrides, args.seeds) or code
+
+
+def report(spec: Spec, preset: str, runs_dir: Path, overrides: Sequence[str], seeds: int) -> int:
+    """Build the table's report from the records and print its path (last line). Imported here, not
+    at module level, since reports imports experiments."""
+    from reports.build import report_for_run
+
+    try:
+        print(report_for_run(spec.name, preset, runs_dir, overrides, seeds))
+    except Exception as error:  # noqa: BLE001 - the runs are done and recorded; say why the report is not
+        print(f"experiments.run: the report of {spec.name} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def execute(spec: Spec, preset: str, runs: list[planning.Planned], runs_dir: Path, *, force: bool) -> int:

@@ -1,0 +1,166 @@
+"""The paper's tables and figures regenerated from the run records, the paper's numbers beside ours.
+
+    python -m reports.build                                     # every table and figure, preset paper
+    python -m reports.build table3 table4 --preset smoke --out /tmp/report
+    python -m reports.build table1 --source mlflow --format md,tex
+    python -m reports.build table3 --preset smoke train.epochs=2   # the overrides the runs were made with
+
+Writes <out>/<name>.md, .tex and .html per table, figures/<name>.png and .pdf where the table has a
+chart, and index.html with everything on one page. Reads the records only: nothing is trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from experiments.run import default_runs_dir
+from experiments.spec import NAMES, Spec, SpecError, load
+from reports import html, index, latex, markdown
+from reports.grid import FigureRef, summary_text
+from reports.sources import SOURCES, Source, open_source
+from reports.tables import TableView, build_table
+from tdsclip.config import ConfigError
+from tdsclip.mirror import MirrorError
+from tdsclip.presets import PRESETS
+
+FORMATS = ("md", "tex", "html")
+ABLATION_CHARTS = ("table3", "table4", "table5", "table6", "table7", "table8", "table9", "table11")
+
+
+def default_out() -> Path:
+    """reports/out, or $TDSCLIP_REPORTS (the test suite points it at a temporary folder)."""
+    return Path(os.environ.get("TDSCLIP_REPORTS", "reports/out"))
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    wanted = tuple(f.strip() for f in text.split(",") if f.strip())
+    bad = [f for f in wanted if f not in FORMATS]
+    if bad or not wanted:
+        raise ValueError(f"--format: expected a comma-separated subset of {','.join(FORMATS)}, got {text!r}")
+    return wanted
+
+
+@dataclass
+class Built:
+    """One table's report: its view, figures and files (paths relative to the output folder)."""
+
+    view: TableView
+    figures: list[FigureRef]
+    files: list[str]
+
+
+def draw(spec: Spec, view: TableView, out: Path) -> list[FigureRef]:
+    """The table's figures (matplotlib is imported only when there is one to draw)."""
+    if view.static is not None:
+        return []
+    from reports import charts
+
+    if spec.name in ABLATION_CHARTS:
+        return [charts.ablation(view, out)]
+    if spec.name == "table12":
+        return [charts.memory(view, out)]
+    if spec.name == "fig6":
+        return [charts.data_efficiency(spec, view, out)]
+    if spec.name == "fig5":
+        from reports import overlays
+
+        figure = overlays.activation_maps(view, out)
+        return [figure] if figure else []
+    return []
+
+
+def write(view: TableView, figures: Sequence[FigureRef], out: Path, formats: Sequence[str], index: bool = True) -> list[str]:
+    """<name>.md / .tex / .html under `out` (the page links index.html if there is one); returns the
+    files written and the figures, relative to `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = [f"{view.name}.{f}" for f in formats]
+    links = files + [p for f in figures for p in (f.png, f.pdf)]
+    for name in files:
+        fmt = name.rsplit(".", 1)[1]
+        text = (markdown.render(view, figures) if fmt == "md" else latex.render(view) if fmt == "tex"
+                else html.render(view, figures, links, index))
+        (out / name).write_text(text, encoding="utf-8")
+    return links
+
+
+def build(names: Sequence[str] = NAMES, *, preset: str = "paper", out: Path | None = None,
+          formats: Sequence[str] = FORMATS, runs_dir: Path | None = None, source: str | Source = "records",
+          seeds: int | None = None, overrides: Sequence[str] = (), figures: bool = True, with_index: bool = True,
+          tracking_uri: str | None = None) -> list[Built]:
+    """Build each named table's report into `out`, and index.html over them (with html among the formats)."""
+    out = Path(out) if out is not None else default_out()
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    specs = [load(name) for name in dict.fromkeys(names)]  # unknown names fail before anything is written
+    reader = open_source(source, runs_dir, tracking_uri) if isinstance(source, str) else source
+    built = []
+    for spec in specs:
+        view = build_table(spec, preset, reader, runs_dir, seeds=seeds, overrides=overrides)
+        drawn = draw(spec, view, out) if figures else []
+        built.append(Built(view, drawn, write(view, drawn, out, formats, with_index)))
+    if with_index and "html" in formats:
+        text = index.render([b.view for b in built], {b.view.name: b.figures for b in built},
+                            {b.view.name: b.files for b in built}, preset, getattr(reader, "description", str(source)))
+        (out / "index.html").write_text(text, encoding="utf-8")
+    return built
+
+
+def report_for_run(name: str, preset: str, runs_dir: Path, overrides: Sequence[str] = (), seeds: int = 1) -> Path:
+    """What `python -m experiments.run NAME` ends with: that table's report, its page's path."""
+    out = default_out()
+    build([name], preset=preset, out=out, runs_dir=runs_dir, seeds=seeds, overrides=overrides, with_index=False)
+    return out / f"{name}.html"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        self.exit(2, f"reports.build: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m reports.build", description=__doc__.splitlines()[0])
+    p.add_argument("items", nargs="*", metavar="NAME or key=value",
+                   help=f"tables and figures (default: all: {', '.join(NAMES)}), and the config overrides the runs used")
+    p.add_argument("--preset", default="paper", help=f"{', '.join(PRESETS)} (default paper)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default reports/out, or $TDSCLIP_REPORTS)")
+    p.add_argument("--format", default=",".join(FORMATS), help="comma-separated: md, tex, html (default all)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="run folders (default runs/ or $TDSCLIP_RUNS)")
+    p.add_argument("--source", default="records", help="records (runs/<run_id>/result.json, default) or mlflow")
+    p.add_argument("--tracking-uri", default=None, help="with --source mlflow (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per row (default: as many as have records)")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    names = [i for i in args.items if "=" not in i] or list(NAMES)
+    overrides = [i for i in args.items if "=" in i]
+    try:
+        if args.source not in SOURCES:
+            raise ValueError(f"--source: expected one of {', '.join(SOURCES)}, got {args.source!r}")
+        formats = parse_formats(args.format)
+        out = args.out or default_out()
+        built = build(names, preset=args.preset, out=out, formats=formats, runs_dir=args.runs_dir,
+                      source=args.source, seeds=args.seeds, overrides=overrides, figures=not args.no_figures,
+                      tracking_uri=args.tracking_uri)
+    except (SpecError, ConfigError, ValueError) as error:
+        print(f"reports.build: {error}", file=sys.stderr)
+        return 2
+    except MirrorError as error:  # --source mlflow and MLflow cannot be reached
+        print(f"reports.build: {error}", file=sys.stderr)
+        return 1
+    for b in built:
+        print(f"{b.view.name:8s} {summary_text(b.view)}")
+    print(out / "index.html" if "html" in formats else out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

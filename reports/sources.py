@@ -1,0 +1,105 @@
+"""Where a report reads its runs: the local run records (the source of truth) or their MLflow mirror.
+
+Both sources answer the same question, `get(run_id)`: has this run finished, failed, started
+(running or interrupted), or never run, and what are its final metrics and tags. A report built
+from either source is the same table, since `tdsclip.track` mirrors the result's numeric metrics,
+its tags and its status to MLflow (`python -m tdsclip.track sync` fills whatever MLflow missed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Protocol
+
+from tdsclip.records import RESULT_FILE, RUN_FILE, RecordError, final_metrics, read_json
+
+State = Literal["done", "failed", "running"]
+SOURCES = ("records", "mlflow")
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What a report needs of one run: its state, final metrics and tags (git SHA, preset, data manifest)."""
+
+    run_id: str
+    state: State
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    error: str = ""
+    """Why a record could not be read (the run then counts as failed)."""
+
+
+class Source(Protocol):
+    description: str
+
+    def get(self, run_id: str) -> RunView | None:
+        """The run's view, or None when it never started."""
+
+
+class LocalSource:
+    """runs/<run_id>/result.json and run.json; a folder with a checkpoint or run.json but no
+    result is a run that started and has not finished (running, or interrupted and resumable)."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.description = f"run records in {self.runs_dir}"
+
+    def get(self, run_id: str) -> RunView | None:
+        folder = self.runs_dir / run_id
+        try:
+            tags = read_json(folder / RUN_FILE).get("tags", {}) if (folder / RUN_FILE).exists() else {}
+            if (folder / RESULT_FILE).exists():
+                result = read_json(folder / RESULT_FILE)
+                state: State = "done" if result.get("status", "FINISHED") == "FINISHED" else "failed"
+                return RunView(run_id, state, final_metrics(result), tags)
+        except RecordError as error:
+            return RunView(run_id, "failed", error=str(error))
+        if (folder / RUN_FILE).exists() or (folder / "latest.pt").exists():
+            return RunView(run_id, "running", {}, tags)
+        return None
+
+
+class MlflowSource:
+    """The MLflow runs of an experiment, found by their `run_id` tag (the oldest if several, as
+    the tracker does); read with one paginated search, however many runs the tables need."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str = "tdsclip") -> None:
+        from tdsclip.mirror import Mirror, RetryPolicy
+
+        self._mirror = Mirror(tracking_uri, experiment, RetryPolicy(tries=2))
+        self.description = f"MLflow experiment {experiment!r} at {self._mirror.tracking_uri}"
+        self._runs: dict[str, Any] | None = None
+
+    def _index(self) -> dict[str, Any]:
+        if self._runs is None:
+            mirror, runs, token = self._mirror, {}, None
+            experiment = mirror.call("find experiment", mirror.client.get_experiment_by_name, mirror.experiment)
+            while experiment is not None:
+                page = mirror.call("search runs", mirror.client.search_runs, [experiment.experiment_id],
+                                   order_by=["attributes.start_time ASC"], max_results=1000, page_token=token)
+                for run in page:
+                    if "run_id" in run.data.tags:
+                        runs.setdefault(run.data.tags["run_id"], run)
+                token = page.token
+                if not token:
+                    break
+            self._runs = runs
+        return self._runs
+
+    def get(self, run_id: str) -> RunView | None:
+        run = self._index().get(run_id)
+        if run is None:
+            return None
+        status = run.info.status
+        if status not in ("FINISHED", "FAILED"):
+            return RunView(run_id, "running", {}, dict(run.data.tags))
+        return RunView(run_id, "done" if status == "FINISHED" else "failed", dict(run.data.metrics), dict(run.data.tags))
+
+
+def open_source(kind: str, runs_dir: Path, tracking_uri: str | None = None, experiment: str = "tdsclip") -> Source:
+    if kind == "records":
+        return LocalSource(runs_dir)
+    if kind == "mlflow":
+        return MlflowSource(tracking_uri, experiment)
+    raise ValueError(f"--source: expected one of {', '.join(SOURCES)}, got {kind!r}")

@@ -1,0 +1,70 @@
+"""The verdict on each cell and row: reproduced, off, not comparable, ..., and the tolerances.
+
+A compared cell is judged on the difference as printed (ours rounded to the cell's decimals, minus
+the paper's value), so a cell never reads "+0.5" and "off" under a 0.5 tolerance. Smoke runs are
+checks of the machinery on synthetic data and a tiny ViT: "not comparable", never "off".
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER = "reproduced", "off", "not comparable", "no paper value"
+RUNNING, FAILED, NOT_RUN, MISSING = "running", "failed", "not run", "missing"
+ROW_STATUSES = (REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER, RUNNING, FAILED, NOT_RUN)
+"""Summary order: what a reader looks for first."""
+
+MAIN_TABLES = ("table1", "table2")
+TOLERANCE_MAIN, TOLERANCE_ABLATION = 1.0, 0.5
+"""Top-1/top-5 points: Tables I and II (multi-view, different hardware and data copies) are
+judged within 1.0, the single-knob ablations within 0.5."""
+TOLERANCE_RATIO = 0.05
+"""Table XII's memory ratios to the baseline row."""
+
+DECIMALS = {"memory": 3, "memory_ratio": 3, "box_mass": 3, "gflops_over_first_row": 1}
+"""Decimals per metric (accuracies: 1, as the paper prints them)."""
+
+
+def tolerance(spec_name: str, metric: str) -> float:
+    if metric.endswith("memory_ratio"):
+        return TOLERANCE_RATIO
+    return TOLERANCE_MAIN if spec_name in MAIN_TABLES else TOLERANCE_ABLATION
+
+
+def decimals(metric: str) -> int:
+    return DECIMALS.get(metric.removeprefix("measured:"), 1)
+
+
+def incomparable(preset: str) -> str:
+    """Why results of `preset` cannot be judged against the paper ('' when they can)."""
+    if preset == "smoke":
+        return "smoke runs (synthetic data, tiny ViT) check the machinery: not comparable with the paper's numbers"
+    return ""
+
+
+def verdict(diff: float, tol: float) -> str:
+    return REPRODUCED if abs(diff) <= tol + 1e-9 else OFF
+
+
+def row_status(state: str, cells: Iterable[str]) -> str:
+    """A row's status from its run state (not run, running, failed win) and its compared cells:
+    off if any cell is off, reproduced if any cell is (and none off), then not comparable."""
+    if state in (NOT_RUN, RUNNING, FAILED):
+        return state
+    found = set(cells)
+    for status in (OFF, REPRODUCED, NOT_COMPARABLE):
+        if status in found:
+            return status
+    return NO_PAPER
+
+
+def counts(statuses: Iterable[str]) -> dict[str, int]:
+    """How many rows have each status, in summary order (zeros kept)."""
+    found = list(statuses)
+    return {status: found.count(status) for status in ROW_STATUSES}
+
+
+def number(value: float | None, places: int, sign: bool = False) -> str:
+    if value is None:
+        return ""
+    return f"{value:+.{places}f}" if sign else f"{value:.{places}f}"
