@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -319,7 +320,10 @@ class RunConfig:
 
 # ----------------------------------------------------------------------------- introspection
 
+@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
+    """A config class's field types (cached: get_type_hints takes milliseconds, and a planner parses
+    thousands of overrides). Callers only read the dict."""
     return typing.get_type_hints(cls)
 
 

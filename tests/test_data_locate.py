@@ -59,3 +59,10 @@ def test_table_ix_halves_follow_the_depth(layers, expected):
 def test_bad_fraction_is_one_line():
     with pytest.raises(ConfigError, match=r"data.train_fraction: expected a fraction in \(0, 1\], got 0"):
         DataConfig(train_fraction=0)
+
+
+def test_a_subset_built_first_keeps_its_digest_when_the_full_split_is_counted(tmp_path):
+    small = DataConfig(**SYNTH, cache_dir=str(tmp_path), train_fraction=0.2)
+    sub_train, val = build_dataset(small, "train", 1), build_dataset(small, "val", 1)
+    build_dataset(DataConfig(**SYNTH, cache_dir=str(tmp_path)), "train", 1)  # counts the other videos
+    assert planned_manifest(small) == run_manifest(sub_train.info.manifest, val.info.manifest)

@@ -86,12 +86,15 @@ def manifest(found: Found, cache_dir: str | os.PathLike | None = None, workers: 
         log.info("counting frames of %d samples under %s (cached afterwards)", len(todo), found.root)
         frames.update(zip((s.path for s in todo), _count(found.root, todo, workers)))
     result = Manifest(digest(found, frames), frames)
-    digests = data.get("digests", {}) if not todo else {}
+    # Other variants' digests (e.g. other subsets) stay valid while no sample they may hold changed:
+    # samples counted for the first time do not touch them, a changed file forgets them all.
+    changed = any(sample.path in cached for sample in todo)
+    digests = {} if changed else data.get("digests", {})
     remembered = {"digest": result.digest, "stats": _split_stats(found.split.annotations, found.root)}
     if todo or digests.get(variant) != remembered:
+        entries = {**cached, **{p: [*stats[p], n] for p, n in frames.items()}}
         write_json(path, {"version": CACHE_VERSION, "annotations": os.path.abspath(found.split.annotations),
-                          "root": os.path.abspath(found.root),
-                          "entries": {p: [*stats[p], n] for p, n in frames.items()},
+                          "root": os.path.abspath(found.root), "entries": entries,
                           "digests": {**digests, variant: remembered}})
     return result
 
