@@ -141,6 +141,24 @@ def measured(runs: Sequence[Planned], flops_cache: Path = FLOPS_CACHE) -> list[d
     return out
 
 
+def read_data(runs: Sequence[Planned]) -> int:
+    """Read the data of runs whose id is provisional only because their data has not been read on
+    this machine (list the splits, count frames, make the synthetic set), so a re-plan gives final
+    ids: what a submitter needs before jobs elsewhere compute them. Returns how many splits it read."""
+    from tdsclip.data.locate import found_samples
+
+    done: set[str] = set()
+    for p in runs:
+        if not p.provisional.startswith("data of"):
+            continue
+        key = repr(p.cfg.data)
+        if key not in done:
+            for split in ("train", "val"):
+                found_samples(p.cfg.data, split)  # type: ignore[arg-type]
+            done.add(key)
+    return 2 * len(done)
+
+
 def with_status(runs: Sequence[Planned], runs_dir: Path) -> list[Planned]:
     """The same plan with each run's status read again (after some of them ran)."""
     return [replace(p, status=run_status(runs_dir / p.run_id)) for p in runs]

@@ -51,6 +51,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost, run nothing")
     p.add_argument("--force", action="store_true", help="train finished rows again")
     p.add_argument("--runs-dir", type=Path, default=None, help="run folders (default runs/ or $TDSCLIP_RUNS)")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="local: run the rows here, one after another; slurm: submit them as job arrays and return")
+    p.add_argument("--profile", default="a100", help="Slurm cluster profile (slurm/profiles.py; default a100)")
+    p.add_argument("--profile-set", action="append", default=[], metavar="key=value",
+                   help="override a profile field, e.g. --profile-set partition=gpu (repeatable)")
+    p.add_argument("--nodes", type=int, default=1, help="nodes per Slurm job (DDP over nodes x tasks per node)")
+    p.add_argument("--status", action="store_true", help="the table's Slurm jobs: state, progress, GPU-hours, results")
+    p.add_argument("--cancel", action="store_true", help="cancel the table's Slurm jobs")
     p.add_argument("--a100-tflops", type=float, default=None,
                    help=f"sustained throughput per GPU for the estimate (default {A100_SUSTAINED_TFLOPS:g}; "
                         f"CPU presets {CPU_SUSTAINED_TFLOPS:g})")
@@ -79,11 +87,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = load(args.name)
         runs = planning.plan(spec, args.preset, rows=args.rows, seeds=args.seeds, overrides=args.overrides,
                              runs_dir=runs_dir, tflops=args.a100_tflops)
+        if args.status or args.cancel:
+            from experiments import cluster
+
+            print(cluster.status(spec, args.preset, runs, runs_dir) if args.status
+                  else cluster.cancel(spec, args.preset, runs_dir))
+            return 0
         if args.dry_run:
             print(format_plan(spec, args.preset, runs, args.a100_tflops) if runs else format_static(spec))
+            if args.executor == "slurm" and runs:
+                from experiments import cluster
+
+                print("\n" + cluster.dry_run(spec, args.preset, runs, args.profile, args.profile_set, args.nodes, runs_dir))
             return 0
+        if args.executor == "slurm" and spec.kind == "runs":
+            from experiments import cluster
+
+            if planning.read_data(runs):  # jobs compute the same ids; record final ones
+                runs = planning.plan(spec, args.preset, rows=args.rows, seeds=args.seeds, overrides=args.overrides,
+                                     runs_dir=runs_dir, tflops=args.a100_tflops)
+
+            submission = cluster.submit(spec, args.preset, runs, args.overrides, args.profile, args.profile_set,
+                                        args.nodes, runs_dir)
+            for row in submission.rows:
+                print(f"{row['job_id']}  {row['row']} (seed {row['seed']})  run {row['run_id']}")
+            print(f"{submission.report_job}  report (after the runs)")
+            return 0
+        if args.executor == "slurm":
+            raise SpecError(f"{spec.name} is a {spec.kind} table: it runs here (--executor local), not on Slurm")
         code = execute(spec, args.preset, runs, runs_dir, force=args.force)
-    except (SpecError, ConfigError, ValueError) as error:
+    except (SpecError, ConfigError, ValueError, RuntimeError) as error:  # RuntimeError: a Slurm command failed
         print(f"experiments.run: {error}", file=sys.stderr)
         return 2
     return report(spec, args.preset, runs_dir, args.overrides, args.seeds) or code
