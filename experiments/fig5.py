@@ -2,7 +2,9 @@
 
 The maps come from trained checkpoints of Table III's '+ TD-Adapter' (without SME) and
 '+ SME-Adapter' (with SME) rows, which this figure trains if they have not run. Method: the
-per-patch L2 norm of the last side block's output tokens, upsampled bilinearly over the frame.
+per-patch L2 norm of the last side block's output tokens after removing their mean over the
+frame's patches (the raw norm is dominated by a component every patch shares), upsampled
+bilinearly over the frame.
 """
 
 from experiments import _ablation as ab
@@ -16,6 +18,6 @@ SPEC = Spec(
         row("without SME", ab.TD_ONLY, box_mass=None),
         row("with SME", ab.FULL, box_mass=None),
     ),
-    extra={"clips": 8, "caption": "Per-patch L2 norm of the last side block's output, bilinearly upsampled "
-                                  "over the frame; brighter is stronger."},
+    extra={"clips": 24, "caption": "Per-patch L2 norm of the last side block's output minus its mean over "
+                                   "the frame's patches, bilinearly upsampled over the frame; brighter is stronger."},
 )

@@ -1,8 +1,9 @@
 """Activation maps of the side network (the paper's Fig. 5), and how much of a map is on the object.
 
-Method: the per-patch L2 norm of the last side block's output tokens, upsampled bilinearly from
-the patch grid to the frame. On the synthetic dataset the object's box is known in every frame, so
-`box_mass` measures how much of a map's mass falls inside it.
+Method: the per-patch L2 norm of the last side block's output tokens after removing their mean over
+the frame's patches, upsampled bilinearly from the patch grid to the frame. On the synthetic
+dataset the object's box is known in every frame, so `box_mass` measures how much of a map's mass
+falls inside it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from tdsclip.config import RunConfig
 from tdsclip.data.sampling import eval_indices
 from tdsclip.data.transforms import EvalTransform, resized_shape
 
-METHOD = ("per-patch L2 norm of the last side block's output tokens, bilinearly upsampled from the patch "
-          "grid to the frame")
+METHOD = ("per-patch L2 norm of the last side block's output tokens after removing their mean over the frame's "
+          "patches, bilinearly upsampled from the patch grid to the frame")
 
 
 def side_activation_maps(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
@@ -31,7 +32,10 @@ def side_activation_maps(model: torch.nn.Module, clips: torch.Tensor) -> torch.T
     tokens = captured[-1]  # (B*T, h*w, d)
     b, t, size = clips.shape[0], clips.shape[2], clips.shape[-1]
     gh, gw = model.backbone.grid_size
-    norms = tokens.norm(dim=-1).reshape(b * t, 1, gh, gw)
+    # Every patch's output shares a large common component (measured on the trained smoke models, the
+    # raw norm is nearly flat: 13.4% of its mass in the object's box with SME, 13.7% without); what
+    # sets a patch apart from the rest of its frame is its deviation from the frame's mean token.
+    norms = (tokens - tokens.mean(dim=1, keepdim=True)).norm(dim=-1).reshape(b * t, 1, gh, gw)
     return F.interpolate(norms, size=(size, size), mode="bilinear", align_corners=False).reshape(b, t, size, size)
 
 

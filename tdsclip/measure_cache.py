@@ -17,8 +17,13 @@ from pathlib import Path
 from tdsclip.config import RunConfig
 
 
+NOT_FLOPS = ("weights", "quick_gelu", "td_recompute", "proj_recompute")
+"""Model fields that change no forward FLOPs or parameter count (recomputation repeats work in
+backward only)."""
+
+
 def key(cfg: RunConfig) -> str:
-    model = {k: v for k, v in asdict(cfg.model).items() if k not in ("weights", "quick_gelu")}
+    model = {k: v for k, v in asdict(cfg.model).items() if k not in NOT_FLOPS}
     payload = {"model": model, "frames": cfg.data.frames, "input_size": cfg.data.input_size}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
