@@ -21,7 +21,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-SECTION_MODULES = ("benchmarks.step", "benchmarks.activation", "benchmarks.data_section", "benchmarks.gpu")
+SECTION_MODULES = ("benchmarks.step", "benchmarks.activation", "benchmarks.data_section", "benchmarks.suite",
+                   "benchmarks.gpu")
 """Modules that register sections, imported in this order (which is the order sections run in)."""
 
 

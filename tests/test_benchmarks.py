@@ -28,14 +28,15 @@ def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
     assert 1.0 <= result["activation_ratio_vs_conv_baseline"] < 1.5
     assert result["activation_ratio_vs_conv_baseline_plain"] > result["activation_ratio_vs_conv_baseline"]
     assert 0 < result["activation_ratio_vs_full_ft"] < result["activation_ratio_vs_st_adapter"] < 1
-    assert set(result["sections"]) == {"step", "activation", "data"}
+    assert set(result["sections"]) == {"step", "activation", "data", "suite"}
+    assert result["dry_run_max_s"] > 0 and result["report_tables_s"] > 0 and result["report_records"] >= 50
     assert result["machine"]["threads"] == 1 and result["machine"]["torch"]
 
     machine_file = next((tmp_path / "results").glob("*.json"))
     assert json.loads(machine_file.read_text())["step_ratio"] == result["step_ratio"]
     assert main(["--sections", "activation", "--results-dir", str(tmp_path / "results")]) == 0
     merged = json.loads(machine_file.read_text())
-    assert set(merged["sections"]) == {"step", "activation", "data"}, "a rerun of one section keeps the others"
+    assert set(merged["sections"]) == {"step", "activation", "data", "suite"}, "a rerun of one section keeps the others"
     assert merged["step_ratio"] == result["step_ratio"] and not merged["quick"]
 
 
