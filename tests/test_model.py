@@ -245,7 +245,7 @@ def test_sme_stem_gradients_reach_their_path(placement, path):
     ("model.td_channel_mean=2", "model.td_channel_mean: expected bool, got '2'"),
     ("model.td_gate=maybe", "model.td_gate: expected bool, got 'maybe'"),
     ("model.td_placement=before", "model.td_placement: expected one of 'stacked', 'replace', got 'before'"),
-    ("model.td_layers=first", "model.td_layers: expected 'all' or 1-based layers like '1-6' or '1,3,5', got 'first'"),
+    ("model.td_layers=first", "model.td_layers: expected 'all', 'first-half', 'second-half' or 1-based layers like '1-6' or '1,3,5', got 'first'"),
     ("model.td_layers=7-3", "model.td_layers: expected 1-based ascending ranges, got '7-3'"),
     ("model.sme_window=4", "model.sme_window: expected an odd number >= 1 (1, 3, 5), got 4"),
     ("model.sme_alpha=-1", "model.sme_alpha: expected >= 0, got -1.0"),
