@@ -45,4 +45,4 @@ def test_gpu_without_cuda_and_bad_arguments_are_one_line_errors():
     assert gpu.returncode == 2
     assert gpu.stderr.startswith("error: --gpu: CUDA is not available here") and gpu.stderr.count("\n") == 1
     bad = run_python("import sys; from benchmarks.run import main; sys.exit(main(['--sections', 'stpe']))")
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: unknown section 'stpe'; expected one of step, activation, data, gpu"
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: unknown section 'stpe'; expected one of step, activation, data, suite, gpu"
