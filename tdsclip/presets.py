@@ -66,7 +66,7 @@ SMOKE: tuple[Rule, ...] = (
         "model.side_width": 128, "model.td_reduction": 8, "model.sme_window": 3, "model.sme_beta": 2.0,
         "optim.lr": 1e-3, "optim.weight_decay": 0.05, "optim.warmup_epochs": 1.0,
         "train.epochs": 30, "train.batch_size": 16, "train.seed": 1024, "train.label_smoothing": 0.1,
-        "train.precision": "fp32",
+        "train.precision": "fp32", "train.val_every": 2,
     }),
 )
 
