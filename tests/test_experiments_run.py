@@ -8,7 +8,7 @@ import pytest
 from experiments.run import main
 from experiments.spec import NAMES
 
-MINIMAL = ["train.epochs=1", "train.batch_size=4", "train.micro_batch=4", "data.synthetic_videos_per_class=4"]
+MINIMAL = ["train.epochs=1", "train.val_every=1", "train.batch_size=4", "train.micro_batch=4", "data.synthetic_videos_per_class=4"]
 ROWS = {
     "table1": "TDS-CLIP-B/16 8f SSv1", "table2": "TDS-CLIP-B/16 8f", "table3": "+ SME-Adapter", "table4": "3",
     "table5": "1.0 / 1.0", "table6": "Pool", "table7": "k=3", "table8": "128", "table9": "1-12 + SME",
