@@ -79,13 +79,19 @@ def submit(spec: Spec, preset: str, runs: Sequence[Planned], overrides: Sequence
                           profile=profile, folder=where, snapshot=code)
     rows = [{"row": p.row.name, "seed": p.seed, "run_id": p.run_id, "job_id": job}
             for p, job in zip(submitted, ids)]
-    previous = json.loads((where / "jobs.json").read_text())["rows"] if (where / "jobs.json").exists() else []
+    previous = (_submitted(where) or {"rows": []})["rows"]
     kept = [r for r in previous if r["run_id"] not in {row["run_id"] for row in rows}]
     record = {"rows": kept + rows, "report_job": report}
     from tdsclip.atomic import atomic_write
 
     atomic_write(where / "jobs.json", lambda handle: handle.write(json.dumps(record, indent=1).encode()))
     return Submission(rows, report)
+
+
+def _submitted(where: Path) -> dict | None:
+    """What was submitted from `where` (its jobs.json), or None when nothing was."""
+    path = where / "jobs.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def report_job(name: str, preset: str, overrides: list[str], runs_dir: str) -> str:
@@ -113,18 +119,18 @@ def status(spec: Spec, preset: str, runs: Sequence[Planned], runs_dir: Path) -> 
     from tdsclip.track import sync_runs
 
     where = folder(runs_dir, spec, preset)
-    if not (where / "jobs.json").exists():
+    record = _submitted(where)
+    if record is None:
         return f"{spec.name} ({preset}): nothing submitted to Slurm from {runs_dir} (no {where / 'jobs.json'})"
-    record = json.loads((where / "jobs.json").read_text())
     jobs = {r["run_id"]: r for r in record["rows"]}
     states = job_states([r["job_id"] for r in record["rows"]] + [record["report_job"]])
+    metric = next((c.metric for c in spec.columns if c.metric and not c.metric.startswith("measured:")), "")
     table, notes = [], []
     for p in runs:
         job = jobs.get(p.run_id)
         state = states.get(job["job_id"]) if job else None
         result_file = runs_dir / p.run_id / "result.json"
         result = json.loads(result_file.read_text()).get("metrics", {}) if result_file.exists() else {}
-        metric = next((c.metric for c in spec.columns if c.metric and not c.metric.startswith("measured:")), "")
         estimate = f"{p.cost.hours:.3g}" if p.cost else "?"
         used = f"{state.gpu_hours:.3g}" if state else "-"
         table.append((p.row.name, p.seed, p.run_id, job["job_id"] if job else "-", state.state if state else p.status,
@@ -145,9 +151,9 @@ def cancel(spec: Spec, preset: str, runs_dir: Path) -> str:
     from slurm.submit import cancel as scancel
 
     where = folder(runs_dir, spec, preset)
-    if not (where / "jobs.json").exists():
+    record = _submitted(where)
+    if record is None:
         return f"{spec.name} ({preset}): nothing submitted to Slurm from {runs_dir}"
-    record = json.loads((where / "jobs.json").read_text())
     ids = [r["job_id"] for r in record["rows"]] + [record["report_job"]]
     scancel(ids)
     return f"cancelled {len(ids)} job(s): {' '.join(ids)}"
