@@ -9,7 +9,7 @@ from tdsclip.data.manifest import default_cache_dir
 
 @register("data", "clips/s of our video reader over decord get_batch and a sequential decode (benchmarks/data.py)")
 def data(options: Options) -> Result:
-    videos, repeats = options.pick("videos", 3, 12), options.pick("repeats", 3, 9)
+    videos, repeats = options.pick("videos", 6, 12), options.pick("repeats", 5, 9)
     results = speeds(default_cache_dir() / "benchmark-data", videos, repeats)
     keys = {"decode_speedup": min(results[name]["ratio"] for name in TARGET_TYPES)}
     keys.update({f"decode_speedup_{name.replace('-', '_')}": row["ratio"] for name, row in results.items()})

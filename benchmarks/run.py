@@ -50,15 +50,15 @@ def merged(previous: dict[str, object], run: dict[str, object]) -> dict[str, obj
 def main(argv: Sequence[str] | None = None) -> int:
     sections = load_sections()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and videos, no plain-path variants (about two minutes)")
     parser.add_argument("--gpu", action="store_true", help="add the GPU section (needs CUDA)")
     parser.add_argument("--sections", help=f"comma-separated, from: {', '.join(sections)} (default: all but gpu, plus gpu with --gpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--batch", type=int, default=1, help="clips per CPU step and activation count (default 1)")
     parser.add_argument("--gpu-batch", type=int, default=8, help="clips per step in the GPU section (default 8)")
     parser.add_argument("--repeats", type=int, help="timed rounds per section (default: each section's own)")
-    parser.add_argument("--frames", type=int, help="frames per clip of the CPU step (default 8, --quick 2)")
-    parser.add_argument("--videos", type=int, help="videos per type in the data section (default 12, --quick 3)")
+    parser.add_argument("--frames", type=int, help="frames per clip of the CPU step (default 8)")
+    parser.add_argument("--videos", type=int, help="videos per type in the data section (default 12, --quick 6)")
     parser.add_argument("--json", type=Path, help="also write this run's results to FILE")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  [{name}: {seconds:.0f} s]\n", flush=True)
     described["load_average_at_end"] = machine.load_average()
 
-    path = args.results_dir / f"{machine.slug(described)}.json"
+    # A quick run never overwrites the full run's numbers: it has a file of its own.
+    path = args.results_dir / f"{machine.slug(described)}{'-quick' if args.quick else ''}.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     _write_json(path, merged(previous, run))
     if args.json is not None:

@@ -126,7 +126,7 @@ def step_report(times: dict[str, list[float]], keys: dict[str, float], header: s
 
 @register("step", "one training step per variant over the frozen CLIP forward, ViT-B/16, CPU fp32")
 def step(options: Options) -> Result:
-    frames, repeats = options.pick("frames", 2, 8), options.pick("repeats", 3, 4)
+    frames, repeats = options.pick("frames", 8, 8), options.pick("repeats", 3, 4)
     tasks = step_tasks(STEP_VARIANTS, frames, options.batch, torch.device("cpu"), plain=not options.quick)
     times = interleaved(tasks, repeats)
     keys = step_ratios(times.cpu)

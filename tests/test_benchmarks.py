@@ -29,15 +29,19 @@ def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
     assert result["activation_ratio_vs_conv_baseline_plain"] > result["activation_ratio_vs_conv_baseline"]
     assert 0 < result["activation_ratio_vs_full_ft"] < result["activation_ratio_vs_st_adapter"] < 1
     assert set(result["sections"]) == {"step", "activation", "data", "suite"}
-    assert result["dry_run_max_s"] > 0 and result["report_tables_s"] > 0 and result["report_records"] >= 50
+    assert result["dry_run_max_s"] > 0 and result["report_1000_runs_s"] > 0 and result["report_records"] >= 50
     assert result["machine"]["threads"] == 1 and result["machine"]["torch"]
 
-    machine_file = next((tmp_path / "results").glob("*.json"))
-    assert json.loads(machine_file.read_text())["step_ratio"] == result["step_ratio"]
-    assert main(["--sections", "activation", "--results-dir", str(tmp_path / "results")]) == 0
-    merged = json.loads(machine_file.read_text())
+    quick_file = next((tmp_path / "results").glob("*-quick.json"))
+    assert json.loads(quick_file.read_text())["step_ratio"] == result["step_ratio"]
+    assert main(["--quick", "--sections", "activation", "--results-dir", str(tmp_path / "results")]) == 0
+    merged = json.loads(quick_file.read_text())
     assert set(merged["sections"]) == {"step", "activation", "data", "suite"}, "a rerun of one section keeps the others"
-    assert merged["step_ratio"] == result["step_ratio"] and not merged["quick"]
+    assert merged["step_ratio"] == result["step_ratio"] and merged["quick"]
+    assert main(["--sections", "activation", "--results-dir", str(tmp_path / "results")]) == 0
+    assert json.loads(quick_file.read_text()) == merged, "a full run leaves the quick run's file alone"
+    full = json.loads(quick_file.with_name(quick_file.name.replace("-quick", "")).read_text())
+    assert set(full["sections"]) == {"activation"} and not full["quick"]
 
 
 def test_gpu_without_cuda_and_bad_arguments_are_one_line_errors():
