@@ -27,7 +27,7 @@ def script(runs: Path, *overrides: str, env: dict | None = None) -> subprocess.P
 
 def finish(process: subprocess.Popen) -> dict:
     out, err = process.communicate(timeout=600)
-    assert process.returncode in (0, 3), err[-3000:]
+    assert process.returncode in (0, 3, 4), err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -131,6 +131,21 @@ def test_two_gloo_ranks_equal_one_process_accumulating_two_micro_batches(tmp_pat
         assert torch.allclose(one[key], two[key], atol=1e-5, rtol=1e-4), key
     loss = lambda run: [json.loads(l)["metrics"]["loss"] for l in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert loss(only_run(tmp_path / "single")) == pytest.approx(loss(only_run(tmp_path / "ddp")), rel=1e-5)
+
+
+def test_a_prune_decision_of_rank_0_stops_every_rank_after_that_epoch(tmp_path):
+    port = str(free_port())
+    ranks = [script(tmp_path, "train.epochs=3", "train.val_every=1", "--prune-at", "2",
+                    env={"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r), "MASTER_ADDR": "127.0.0.1",
+                         "MASTER_PORT": port}) for r in range(2)]
+    outcomes = [finish(p) for p in ranks]
+    assert [p.returncode for p in ranks] == [4, 4] and all(o["status"] == "pruned" for o in outcomes)
+    calls = (tmp_path / "hook-calls-rank0.txt").read_text().splitlines()
+    assert [int(line.split()[0]) for line in calls] == [1, 2], "called once per validated epoch, on rank 0"
+    assert not (tmp_path / "hook-calls-rank1.txt").exists(), "rank 1 obeys rank 0's decision without deciding"
+    run = only_run(tmp_path)
+    assert ckpt.load(run / ckpt.LATEST)["epoch"] == 2 and not (run / "result.json").exists()
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):

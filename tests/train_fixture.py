@@ -7,6 +7,7 @@ global RNG, which the trainer seeds per (seed, epoch, index): what a real pipeli
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from torch.utils.data import Dataset
 
 from tdsclip.config import RunConfig, apply_overrides
 from tdsclip.data.dataset import FailureLog, Item, collate
-from tdsclip.train.loop import RunData
+from tdsclip.train.loop import Hooks, RunData
 
 TINY = ["model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64", "model.td_reduction=4",
         "model.num_classes=4", "model.sme_window=3", "data.frames=4", "data.num_sample=2", "data.num_workers=0",
@@ -65,11 +66,23 @@ def main() -> None:
         position = args.index("--nan-at")
         nan_at = int(args[position + 1])
         del args[position:position + 2]
+    prune_at = None
+    if "--prune-at" in args:  # the caller's hook asks to stop after this epoch; it records each call
+        position = args.index("--prune-at")
+        prune_at = int(args[position + 1])
+        del args[position:position + 2]
     runs_dir, overrides = Path(args[0]), args[1:]
     cfg = tiny_config(*overrides)
-    outcome = run_config(cfg, preset="test", runs_dir=runs_dir, data_builder=lambda c, e: build(c, e, nan_at))
+
+    def validated(epoch: int, top1: float) -> bool:
+        with open(runs_dir / f"hook-calls-rank{os.environ.get('RANK', '0')}.txt", "a") as calls:
+            calls.write(f"{epoch} {top1}\n")
+        return epoch == prune_at
+
+    hooks = Hooks(validated=validated if prune_at is not None else None)
+    outcome = run_config(cfg, preset="test", runs_dir=runs_dir, data_builder=lambda c, e: build(c, e, nan_at), hooks=hooks)
     print(json.dumps({"status": outcome.status, "path": str(outcome.path)}))
-    sys.exit(3 if outcome.status == "stopped" else 0)
+    sys.exit({"stopped": 3, "pruned": 4}.get(outcome.status, 0))
 
 
 if __name__ == "__main__":

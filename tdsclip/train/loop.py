@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tdsclip.config import ConfigError, RunConfig, to_dict
 from tdsclip.train import checkpoint as ckpt
-from tdsclip.train.distributed import DistEnv, all_true, gather_objects, mean_across_ranks
+from tdsclip.train.distributed import DistEnv, all_true, from_main, gather_objects, mean_across_ranks
 from tdsclip.train.optim import build_optimizer, build_scheduler
 from tdsclip.train.sampling import EpochSeeded, ShardedOrder, StepBatches, seed_everything
 from tdsclip.train.views import ViewScores
@@ -163,13 +163,25 @@ class Progress:
 
 @dataclass
 class Outcome:
-    status: str  # "finished" | "stopped"
-    path: Path  # result.json when finished, the checkpoint when stopped
+    status: str  # "finished" | "stopped" | "pruned"
+    path: Path  # result.json when finished, the checkpoint when stopped or pruned
     result: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """What a caller (a sweep) learns from one run as it goes. Every rank passes the same hooks;
+    only rank 0 calls them, so a decision is taken once and broadcast."""
+
+    started: Callable[[str, Path], None] | None = None
+    """(run_id, run_dir) once the run id is known, before training."""
+    validated: Callable[[int, float], bool] | None = None
+    """(epoch, single-view val top-1) after each validation; True stops the run there ("pruned":
+    its checkpoint is kept, so the same config run again resumes it)."""
+
+
 def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: str, env: DistEnv,
-          device: torch.device, model: nn.Module, tracker: Any) -> Outcome:
+          device: torch.device, model: nn.Module, tracker: Any, hooks: Hooks = Hooks()) -> Outcome:
     """Train `model` (built from cfg.model, on `device`) into run_dir; see the module docstring."""
     run_dir = Path(run_dir)
     seed_everything(cfg.train.seed)
@@ -270,15 +282,21 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
                        "clips_per_s": clips_seen * world / max(1e-9, elapsed), "data_time_s": data_time}
             epoch, batch_in_epoch = epoch + 1, 0
             epoch_loss_sum = 0.0
-            is_best = False
+            is_best, validated = False, None
             if cfg.train.val_every and epoch % cfg.train.val_every == 0:
-                result = evaluate(raw_model, data.val_single, 1, cfg, env, device, data.collate).scores.result()
-                metrics.update(result.metrics("val_"))
-                is_best = best is None or result.top1 > best
-                best = result.top1 if is_best else best
+                validated = evaluate(raw_model, data.val_single, 1, cfg, env, device, data.collate).scores.result()
+                metrics.update(validated.metrics("val_"))
+                is_best = best is None or validated.top1 > best
+                best = validated.top1 if is_best else best
             if env.is_main:
                 tracker.log_metrics(metrics, step=step, epoch=epoch)
             save(is_best)
+            if validated is not None and hooks.validated is not None:
+                if from_main(env.is_main and bool(hooks.validated(epoch, validated.top1)), device):
+                    if env.is_main:
+                        tracker.close(status="KILLED")
+                        log.info("%s stopped after epoch %d by its caller (pruned); its checkpoint is kept", run_id, epoch)
+                    return Outcome("pruned", latest)
     finally:
         stop.restore()
         progress.close()

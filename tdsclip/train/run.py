@@ -14,10 +14,12 @@ import os
 from pathlib import Path
 from typing import Callable
 
+import torch.distributed as dist
+
 from tdsclip.config import RunConfig
 from tdsclip.identity import identity, run_id
 from tdsclip.train.distributed import DistEnv, env_from, setup, teardown
-from tdsclip.train.loop import Outcome, RunData, train
+from tdsclip.train.loop import Hooks, Outcome, RunData, train
 from tdsclip.train.sampling import seed_everything
 
 log = logging.getLogger(__name__)
@@ -38,19 +40,23 @@ def finished_result(run_dir: Path) -> dict | None:
 
 
 def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: DataBuilder | None = None,
-               tags: dict[str, str] | None = None, env: DistEnv | None = None) -> Outcome:
-    """Train and evaluate `cfg` into runs_dir/<run_id>; a finished run returns its result at once."""
+               tags: dict[str, str] | None = None, env: DistEnv | None = None, hooks: Hooks = Hooks()) -> Outcome:
+    """Train and evaluate `cfg` into runs_dir/<run_id>; a finished run returns its result at once.
+    A process group the caller set up (a sweep worker's) is used and left up."""
     from tdsclip.model.build import build_model
     from tdsclip.track import Tracker
 
     if data_builder is None:
         from tdsclip.train.data import build_run_data as data_builder  # noqa: N813 - the default builder
     env = env or env_from()
+    owns_group = not dist.is_initialized()
     device = setup(env)
     try:
         data = data_builder(cfg, env)
         rid = run_id(cfg, data.manifest)
         run_dir = Path(runs_dir) / rid
+        if hooks.started is not None and env.is_main:
+            hooks.started(rid, run_dir)
         done = finished_result(run_dir)
         if done is not None:
             return Outcome("finished", run_dir / "result.json", done)
@@ -63,6 +69,8 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
             enabled=env.is_main,
         )
         with tracker:  # an exception marks the MLflow run FAILED; the local record stays as it was
-            return train(cfg, data, run_dir, run_id=rid, preset=preset, env=env, device=device, model=model, tracker=tracker)
+            return train(cfg, data, run_dir, run_id=rid, preset=preset, env=env, device=device, model=model,
+                         tracker=tracker, hooks=hooks)
     finally:
-        teardown()
+        if owns_group:
+            teardown()
