@@ -6,7 +6,8 @@
     python -m reports.build table3 --preset smoke train.epochs=2   # the overrides the runs were made with
 
 Writes <out>/<name>.md, .tex and .html per table, figures/<name>.png and .pdf where the table has a
-chart, and index.html with everything on one page. Reads the records only: nothing is trained.
+chart, sweep-<study>.html per sweep study started from the runs folder (python -m sweeps.run), and
+index.html with everything on one page. Reads the records only: nothing is trained.
 """
 
 from __future__ import annotations
@@ -104,8 +105,11 @@ def build(names: Sequence[str] = NAMES, *, preset: str = "paper", out: Path | No
         drawn = draw(spec, view, out) if figures else []
         built.append(Built(view, drawn, write(view, drawn, out, formats, with_index)))
     if with_index and "html" in formats:
+        from reports import studies
+
         text = index.render([b.view for b in built], {b.view.name: b.figures for b in built},
-                            {b.view.name: b.files for b in built}, preset, getattr(reader, "description", str(source)))
+                            {b.view.name: b.files for b in built}, preset, getattr(reader, "description", str(source)),
+                            studies.render_all(runs_dir, out) if figures else [])
         (out / "index.html").write_text(text, encoding="utf-8")
     return built
 

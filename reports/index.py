@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Sequence
 
-from reports import html, status as st
+from reports import html, status as st, studies
+from reports.studies import StudyPage
 from reports.grid import FigureRef
 from reports.tables import TableView
 
@@ -50,11 +51,11 @@ def legend() -> str:
 
 
 def render(views: Sequence[TableView], figures: dict[str, list[FigureRef]], files: dict[str, list[str]],
-           preset: str, source: str) -> str:
+           preset: str, source: str, sweeps: Sequence[StudyPage] = ()) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"<h1>TDS-CLIP: the paper's tables, regenerated from our runs</h1>"
               f'<p class="meta">Preset {escape(preset)} · read from {escape(source)} · built {when} by '
               f"<code>python -m reports.build</code></p>")
     sections = "\n".join(html.section(v, figures.get(v.name, ()), files.get(v.name, ())) for v in views)
-    body = f"{header}<h2>Summary</h2>{summary_table(views)}{legend()}\n{sections}"
+    body = f"{header}<h2>Summary</h2>{summary_table(views)}{legend()}{studies.section(list(sweeps))}\n{sections}"
     return html.page("TDS-CLIP reproduction report", body)

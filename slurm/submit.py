@@ -60,14 +60,14 @@ def _run(*command: str, timeout: float = 60, check: bool = True) -> str:
     return done.stdout
 
 
-def _tracking_uri() -> str:
+def tracking_uri_for_jobs() -> str:
     """The MLflow URI the jobs log to: the submitter's, a sqlite file made absolute."""
     uri = resolve_tracking_uri(None)
     path = sqlite_path(uri)
     return f"sqlite:///{path.resolve()}" if path is not None else uri
 
 
-def _executor(profile: Profile, nodes: int, resources: Resources, folder: Path, snapshot: Snapshot | None) -> submitit.SlurmExecutor:
+def array_executor(profile: Profile, nodes: int, resources: Resources, folder: Path, snapshot: Snapshot | None) -> submitit.SlurmExecutor:
     executor = submitit.SlurmExecutor(folder, max_num_timeout=profile.max_num_timeout)
     params = sbatch_parameters(profile, nodes, resources)
     # The job's own signal handling follows the profile's signal (submitit reads this at import).
@@ -92,12 +92,12 @@ def submit_runs(groups: Sequence[RunGroup], profile: Profile, nodes: int, folder
     when each job starts."""
     folder = Path(folder).resolve()
     code = take_snapshot(folder / "code") if snapshot is True else (snapshot or None)
-    environ = {"MLFLOW_TRACKING_URI": _tracking_uri()}
+    environ = {"MLFLOW_TRACKING_URI": tracking_uri_for_jobs()}
     ids: list[str] = []
     for group in groups:
         if not group.runs:
             continue
-        executor = _executor(profile, nodes, group.resources, folder, code)
+        executor = array_executor(profile, nodes, group.resources, folder, code)
         with executor.batch():
             submitted = [executor.submit(_train_job(run, profile, Path(runs_dir), code, environ)) for run in group.runs]
         ids.extend(job.job_id for job in submitted)

@@ -1,0 +1,71 @@
+"""Sweep workers as Slurm jobs: one job array, each job a worker looping over trials.
+
+A worker job takes the profile's node share (tasks_per_node DDP ranks, one per GPU; pass
+--profile-set gpus_per_node=1 tasks_per_node=1 for one-GPU trials). It runs the code snapshot
+taken at submission. Preemption or the time limit: the trainer saves the trial's checkpoint, the
+trial is queued again (a retry, resuming from that checkpoint) and submitit requeues the worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+# Light imports only: the job unpickles this module before submitit installs its signal handlers.
+from submitit.helpers import Checkpointable
+
+
+@dataclass
+class SweepJob(Checkpointable):
+    """One worker of a study in a Slurm job (every task of the job runs it; rank 0 leads)."""
+
+    job: dict[str, Any]
+    """sweeps.worker.WorkerJob as a dict."""
+    code_dir: str | None = None
+
+    def __call__(self) -> str:
+        import torch
+
+        from slurm.job import _check_code_origin, _hand_over_to_submitit, _log_to_stderr, dist_environ
+        from sweeps.worker import WorkerJob, work
+        from tdsclip.train.distributed import DistEnv, setup, teardown
+
+        _log_to_stderr("tdsclip")
+        _log_to_stderr("sweeps")
+        job = WorkerJob(**{**self.job, "overrides": tuple(self.job["overrides"])})
+        os.environ.update(job.environ)
+        if self.code_dir:
+            _check_code_origin(Path(self.code_dir))
+        ranks = dist_environ(os.environ)
+        os.environ.update(ranks)
+        env = DistEnv(int(ranks["RANK"]), int(ranks["WORLD_SIZE"]), int(ranks["LOCAL_RANK"]))
+        if "SLURM_CPUS_PER_TASK" in os.environ:
+            torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
+        setup(env)  # one process group for every trial of this worker
+        try:
+            outcome = work(job, env)
+        finally:
+            teardown()
+        if outcome == "stopped":
+            _hand_over_to_submitit()
+        return outcome
+
+
+def submit_workers(jobs: Sequence[Any], profile: Any, folder: Path) -> list[str]:
+    """Submit the workers as one array; their job ids. The code is snapshotted into folder/code."""
+    from slurm.profiles import Resources
+    from slurm.snapshot import take_snapshot
+    from slurm.submit import array_executor
+
+    folder = Path(folder).resolve()
+    code = take_snapshot(folder / "code")
+    executor = array_executor(profile, 1, Resources(f"sweep-{jobs[0].study}"), folder, code)
+    signal = f"train.stop_signal={profile.stop_signal}"  # not part of a run's identity: same run ids
+    with executor.batch():
+        submitted = [executor.submit(SweepJob(dataclasses.asdict(dataclasses.replace(
+            job, overrides=(*job.overrides, signal), tags={**job.tags, **code.tags(), "slurm_profile": profile.name})),
+            str(code.path))) for job in jobs]
+    return [job.job_id for job in submitted]
