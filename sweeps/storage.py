@@ -67,8 +67,7 @@ def check_url(url: str, mounts: str | None = None) -> str:
         raise SweepError(f"--storage {url!r}: expected an RDB URL (sqlite:///file.db, postgresql://..., mysql://...)")
     database = sqlite_file(url)
     if database is not None:
-        existing = next(p for p in (database, *database.parents) if p.exists())
-        kind, point = filesystem_of(existing, mounts)
+        kind, point = filesystem_of(database, mounts)
         if kind in NETWORK_FILESYSTEMS or kind.startswith("nfs"):
             raise SweepError(
                 f"--storage {url}: {point} is a {kind} network filesystem, where sqlite's locks are unreliable and "

@@ -67,11 +67,21 @@ class Study:
     def make_pruner(self) -> optuna.pruners.BasePruner:
         if self.pruner == "none":
             return optuna.pruners.NopPruner()
-        return optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=self.warmup_epochs)
+        # Steps are epochs, counted from 1: the earliest prune is at step n_warmup_steps.
+        return optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=self.warmup_epochs + 1)
 
 
 def load(name: str) -> Study:
-    """The study defined in sweeps/<name>.py."""
-    if name not in NAMES:
-        raise SweepError(f"unknown study {name!r}; expected one of {', '.join(NAMES)}")
-    return importlib.import_module(f"sweeps.{name}").STUDY
+    """The study defined in sweeps/<name>.py, or STUDY of an importable module of your own
+    (`python -m sweeps.run mypkg.lr_probe`: your ablations on the same machinery)."""
+    if name in NAMES:
+        return importlib.import_module(f"sweeps.{name}").STUDY
+    expected = f"expected one of {', '.join(NAMES)}, or an importable module defining STUDY"
+    try:
+        module = importlib.import_module(name)
+    except (ImportError, ValueError, TypeError):
+        raise SweepError(f"unknown study {name!r}; {expected}") from None
+    study = getattr(module, "STUDY", None)
+    if not isinstance(study, Study):
+        raise SweepError(f"module {name} defines no STUDY (a sweeps.study.Study); {expected}")
+    return study

@@ -97,6 +97,7 @@ class Objective:
         def started(run_id: str, run_dir: Path) -> None:
             trial.set_user_attr("run_id", run_id)
             trial.set_user_attr("run_dir", str(run_dir))
+            trial.set_user_attr("worker", self.job.worker)
 
         epochs: list[int] = []
 
@@ -114,10 +115,25 @@ class Objective:
         if outcome.status == "stopped":
             self.stopped = True
             raise SweepError(f"trial {trial.number} stopped by a signal; its run {outcome.path.parent.name} kept a checkpoint")
+        if not epochs:  # a run finished before (same config): its logged epochs stand in
+            _report_logged(trial, outcome.path.parent, self.study.intermediate)
         value = outcome.result.get("metrics", {}).get(self.study.objective)
         if not isinstance(value, (int, float)):
             raise SweepError(f"the run's result has no numeric metric {self.study.objective!r}")
         return float(value)
+
+
+def _report_logged(trial: optuna.Trial, run_dir: Path, metric: str) -> None:
+    """Report a finished run's logged per-epoch values, so the pruner can compare later trials with it."""
+    from tdsclip.records import RecordError, load_record
+
+    try:
+        entries = load_record(run_dir).metrics
+    except (RecordError, OSError):
+        return
+    for entry in entries:
+        if entry.epoch is not None and metric in entry.metrics:
+            trial.report(entry.metrics[metric], entry.epoch)
 
 
 def _to_other_ranks(message: tuple[str, Any]) -> Any:
