@@ -54,11 +54,13 @@ class SweepJob(Checkpointable):
         return outcome
 
 
-def submit_workers(jobs: Sequence[Any], profile: Any, folder: Path) -> list[str]:
-    """Submit the workers as one array; their job ids. The code is snapshotted into folder/code."""
+def submit_workers(jobs: Sequence[Any], profile: Any, folder: Path, record: dict) -> tuple[list[str], str]:
+    """Submit the workers as one array and the study's report after them (afterany); their job ids
+    and the report's. The code is snapshotted into folder/code."""
+    from reports.studies import report_for_study
     from slurm.profiles import Resources
     from slurm.snapshot import take_snapshot
-    from slurm.submit import array_executor
+    from slurm.submit import array_executor, submit_after
 
     folder = Path(folder).resolve()
     code = take_snapshot(folder / "code")
@@ -68,4 +70,5 @@ def submit_workers(jobs: Sequence[Any], profile: Any, folder: Path) -> list[str]
         submitted = [executor.submit(SweepJob(dataclasses.asdict(dataclasses.replace(
             job, overrides=(*job.overrides, signal), tags={**job.tags, **code.tags(), "slurm_profile": profile.name})),
             str(code.path))) for job in jobs]
-    return [job.job_id for job in submitted]
+    ids = [job.job_id for job in submitted]
+    return ids, submit_after(report_for_study, record, after=ids, profile=profile, folder=folder, snapshot=code)

@@ -34,6 +34,7 @@ from experiments.run import default_runs_dir
 from sweeps import space
 from sweeps.storage import check_url, default_url, open_storage
 from sweeps.study import NAMES, Study, SweepError, load
+from sweeps.tracking import parent_run
 from sweeps.worker import WorkerJob, counts, job_file, trial_config
 from tdsclip.atomic import atomic_write
 from tdsclip.config import ConfigError, parse_override
@@ -141,44 +142,6 @@ def create(study: Study, preset: str, storage: str, overrides: Sequence[str], en
     return created
 
 
-def parent_run(study: Study, preset: str, storage: str) -> str | None:
-    """The study's MLflow parent run (found by its tag, else created); None when MLflow is down."""
-    from tdsclip.mirror import Mirror, MirrorError, RetryPolicy
-
-    name = study_name(study, preset)
-    try:
-        mirror = Mirror(None, "tdsclip", RetryPolicy(tries=2))
-        found = mirror.call("search runs", mirror.client.search_runs, [mirror.experiment_id()],
-                            filter_string=f"tags.sweep_run = '{name}'", max_results=1)
-        if found:
-            return found[0].info.run_id
-        return mirror.call("create run", mirror.client.create_run, mirror.experiment_id(), run_name=f"sweep {name}",
-                           tags={"sweep_run": name, "sweep": name, "preset": preset, "optuna_storage": storage,
-                                 "sweep.base": f"{study.base[0]}: {study.base[1]}"}).info.run_id
-    except (MirrorError, OSError) as error:
-        log.warning("MLflow: no parent run for %s (%s); the trials' run records are complete", name, error)
-        return None
-
-
-def close_parent(parent: str | None, loaded: optuna.Study, objective: str) -> None:
-    """Mark the parent run finished with the best trial's value, number and run (best effort)."""
-    from tdsclip.mirror import Mirror, MirrorError, RetryPolicy
-
-    complete = [t for t in loaded.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    if not parent:
-        return
-    try:
-        mirror = Mirror(None, "tdsclip", RetryPolicy(tries=2))
-        if complete:
-            best = loaded.best_trial
-            mirror.call("log best", mirror.client.log_metric, parent, f"best_{objective}", best.value)
-            for key, value in (("best_trial", str(best.number)), ("best_run_id", str(best.user_attrs.get("run_id")))):
-                mirror.call("tag best", mirror.client.set_tag, parent, key, value)
-        mirror.call("end run", mirror.client.set_terminated, parent, "FINISHED")
-    except (MirrorError, OSError) as error:
-        log.warning("MLflow: could not close the parent run %s (%s)", parent, error)
-
-
 # ----------------------------------------------------------------------------- dispatch
 
 def run_local(jobs: list[WorkerJob], folder: Path) -> list[int]:
@@ -198,13 +161,15 @@ def run_local(jobs: list[WorkerJob], folder: Path) -> list[int]:
     return codes
 
 
-def run_slurm(jobs: list[WorkerJob], folder: Path, profile_name: str, profile_overrides: Sequence[str]) -> list[str]:
+def run_slurm(jobs: list[WorkerJob], folder: Path, profile_name: str, profile_overrides: Sequence[str],
+              record: dict) -> tuple[list[str], str]:
+    """The workers as a job array and the report after them; jobs.json beside submitit's logs."""
     from slurm.profiles import load_profile
     from sweeps.cluster import submit_workers
 
-    ids = submit_workers(jobs, load_profile(profile_name, profile_overrides), folder)
-    atomic_write(folder / "jobs.json", lambda handle: handle.write(json.dumps({"workers": ids}, indent=1).encode()))
-    return ids
+    ids, report = submit_workers(jobs, load_profile(profile_name, profile_overrides), folder, record)
+    atomic_write(folder / "jobs.json", lambda handle: handle.write(json.dumps({"workers": ids, "report": report}, indent=1).encode()))
+    return ids, report
 
 
 # ----------------------------------------------------------------------------- reading a study
@@ -242,9 +207,12 @@ def status_text(study: Study, preset: str, loaded: optuna.Study, folder: Path) -
     if jobs.exists():
         from slurm.submit import job_states
 
-        ids = json.loads(jobs.read_text())["workers"]
+        submitted = json.loads(jobs.read_text())
+        ids = [*submitted["workers"], submitted["report"]]
         try:
-            lines.append("slurm workers: " + ", ".join(f"{s.job_id} {s.state}" for s in job_states(ids).values()))
+            states = job_states(ids)
+            lines.append("slurm workers: " + ", ".join(f"{states[i].job_id} {states[i].state}" for i in submitted["workers"])
+                         + f"; report {submitted['report']} {states[submitted['report']].state}")
         except RuntimeError as error:
             lines.append(f"slurm workers {', '.join(ids)}: {error}")
     lines.append(best_text(study, preset, loaded))
@@ -319,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(status_text(study, args.preset, loaded, folder) if args.status else best_text(study, args.preset, loaded))
             return 0
         created = create(study, args.preset, storage, args.overrides, enqueued, args.heartbeat, args.max_retries)
-        parent = created.user_attrs.get("mlflow_parent_run_id") or parent_run(study, args.preset, storage)
+        parent = created.user_attrs.get("mlflow_parent_run_id") or parent_run(study, name, args.preset, storage)
         if parent:
             created.set_user_attr("mlflow_parent_run_id", parent)
         record = {"study": args.name, "preset": args.preset, "study_name": name, "storage": storage,
@@ -332,8 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs = [WorkerJob(args.name, args.preset, name, storage, str(runs_dir), tuple(args.overrides), n_trials,
                           args.heartbeat, args.max_retries, k, environ) for k in range(args.workers)]
         if args.executor == "slurm":
-            for job_id in run_slurm(jobs, folder, args.profile, args.profile_set):
+            ids, report = run_slurm(jobs, folder, args.profile, args.profile_set, record)
+            for job_id in ids:
                 print(f"{job_id}  worker of {name}")
+            print(f"{report}  report (after the workers)")
             print(f"follow with: python -m sweeps.run {args.name} --preset {args.preset} --status")
             return 0
         start = time.monotonic()
@@ -344,7 +314,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = optuna.load_study(study_name=name, storage=open_storage(storage, args.heartbeat))
     print(f"{name}: {len(jobs)} worker(s) ended in {time.monotonic() - start:.0f} s (exit codes {codes})")
     print(status_text(study, args.preset, loaded, folder))
-    close_parent(parent, loaded, study.objective)
     from reports.studies import report_for_study
 
     print(report_for_study(record))

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from sweeps import space
 from sweeps.storage import open_storage
 from sweeps.study import Study, SweepError, load
+from sweeps.tracking import close_parent, tag_run
 
 log = logging.getLogger("sweeps")
 MAX_FAILURES_IN_A_ROW = 3
@@ -110,7 +111,7 @@ class Objective:
         outcome = run_config(cfg, preset=self.job.preset, runs_dir=Path(self.job.runs_dir), tags=tags, env=self.env,
                              hooks=Hooks(started=started, validated=validated))
         if outcome.status == "pruned":
-            _tag_run(trial.user_attrs.get("run_id"), {"sweep.state": "PRUNED"})
+            tag_run(trial.user_attrs.get("run_id"), {"sweep.state": "PRUNED"})
             raise optuna.TrialPruned(f"pruned after epoch {epochs[-1]}")
         if outcome.status == "stopped":
             self.stopped = True
@@ -147,21 +148,6 @@ def _to_other_ranks(message: tuple[str, Any]) -> Any:
     return box[0]
 
 
-def _tag_run(run_id: str | None, tags: dict[str, str]) -> None:
-    """Best effort: a tag on the run's MLflow run (an outage is logged, never fatal)."""
-    if not run_id:
-        return
-    from tdsclip.mirror import Mirror, MirrorError, RetryPolicy
-
-    try:
-        mirror = Mirror(None, "tdsclip", RetryPolicy(tries=3))
-        run = mirror.find_run(run_id)
-        if run is not None:
-            mirror.log_batch(run.info.run_id, tags=tags)
-    except (MirrorError, OSError) as error:
-        log.warning("MLflow: could not tag run %s (%s)", run_id, error)
-
-
 def open_study(job: WorkerJob, study: Study) -> optuna.Study:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -191,6 +177,7 @@ def work(job: WorkerJob, env: Any = None) -> str:
             state = counts(optuna_study)
             if not state["WAITING"] and state["COMPLETE"] + state["PRUNED"] + state["RUNNING"] >= job.n_trials:
                 if not state["RUNNING"]:
+                    close_parent(objective.parent_run, optuna_study, study.objective)  # the last worker out
                     return "done"
                 time.sleep(min(job.heartbeat, 10))
                 continue

@@ -176,17 +176,19 @@ def test_the_same_sweep_on_the_real_slurm(slurm_cluster, tmp_path):
     args = ["recipe", "--preset", "smoke", "--runs-dir", str(runs), *TINY, f"data.cache_dir={slurm_cluster.cache}"]
     done = sweep(*args, "--executor", "slurm", "--profile", "local", "--workers", "2", "--n-trials", "4", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    jobs = [line.split()[0] for line in done.stdout.splitlines() if "worker of recipe-smoke" in line]
-    assert len(jobs) == 2
+    jobs = [line.split()[0] for line in done.stdout.splitlines() if "worker of recipe-smoke" in line or "report" in line]
+    assert len(jobs) == 3
     states = wait(jobs, timeout=400)
     assert all(s.state == "COMPLETED" for s in states.values()), states
+    assert "Best trials" in (tmp_path / "out" / "sweep-recipe-smoke.html").read_text(), "the report job rendered the study"
     trials = load(runs, "recipe-smoke").get_trials()
     assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     status = sweep(*args, "--status", env=env)
-    assert status.stdout.count("COMPLETED") == 2, status.stdout
+    assert status.stdout.count("COMPLETED") == 3, status.stdout
     client = MlflowClient(slurm_cluster.mlflow_uri)
     experiment = client.get_experiment_by_name("tdsclip").experiment_id
     (parent,) = client.search_runs([experiment], filter_string="tags.sweep_run = 'recipe-smoke'")
+    assert parent.info.status == "FINISHED", "the last worker out closed the study's parent run"
     children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert {r.data.tags["run_id"] for r in children} == {t.user_attrs["run_id"] for t in trials}
     assert all(r.data.tags.get("git_sha") for r in children), "trials ran the submitted snapshot"
