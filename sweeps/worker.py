@@ -2,6 +2,7 @@
 its trials. Several run at once against one storage (local processes or Slurm jobs).
 
     python -m sweeps.worker JOB.json        # what `python -m sweeps.run NAME --workers N` starts N times
+    torchrun --nproc-per-node 2 -m sweeps.worker JOB.json     # one worker whose trials train on 2 ranks
 
 Per trial: the values are suggested, the config is the study's base row + the command line's
 overrides + the values, and `run_config` trains it into runs/<run_id> (a config trained before is
@@ -79,8 +80,18 @@ class Objective:
     def __init__(self, study: Study, job: WorkerJob, env: Any, parent_run: str | None) -> None:
         self.study, self.job, self.env, self.parent_run = study, job, env, parent_run
         self.stopped = False
+        self.last_error = ""
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            self.last_error = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            raise
+
+    def _trial(self, trial: optuna.Trial) -> float:
         from tdsclip.train.loop import Hooks
         from tdsclip.train.run import run_config
 
@@ -189,8 +200,7 @@ def work(job: WorkerJob, env: Any = None) -> str:
                 return "stopped"
             failures = failures + 1 if last and last[-1].state == TrialState.FAIL else 0
             if failures >= MAX_FAILURES_IN_A_ROW:
-                reason = last[-1].system_attrs.get("fail_reason", "?").strip().splitlines()[-1]
-                raise SweepError(f"{failures} trials in a row failed in worker {job.worker}; the last: {reason}")
+                raise SweepError(f"{failures} trials in a row failed in worker {job.worker}; the last: {objective.last_error}")
     finally:
         _to_other_ranks(("stop", None))
 
@@ -230,13 +240,19 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from tdsclip.train.distributed import env_from, setup, teardown
+
     fields = json.loads(args.job.read_text())
     job = WorkerJob(**{**fields, "overrides": tuple(fields["overrides"])})
+    env = env_from()  # under torchrun (or srun) every rank runs this; rank 0 leads
+    setup(env)
     try:
-        outcome = work(job)
+        outcome = work(job, env)
     except SweepError as error:
         print(f"sweeps.worker: {error}", file=sys.stderr)
         return 1
+    finally:
+        teardown()
     print(f"worker {job.worker}: {outcome}")
     return 0 if outcome == "done" else 3
 

@@ -170,6 +170,33 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_from_its_checkpoint(tmp
     assert epochs == [1, 2, 3] or epochs[-1] == 3 and len(set(epochs)) == 3
 
 
+def test_a_worker_of_two_ranks_trains_each_trial_with_ddp_led_by_rank_0(tmp_path):
+    from sweeps.run import create
+    from sweeps.study import load as load_study
+    from sweeps.worker import WorkerJob, job_file
+    from test_train_loop import free_port
+
+    runs, study = tmp_path / "runs", load_study("sweep_probe")
+    overrides = (*TINY, "train.micro_batch=4", f"data.cache_dir={tmp_path / 'cache'}")  # 2 ranks x 4 = the batch of 8
+    storage = f"sqlite:///{runs}/sweeps/optuna.db"
+    create(study, "smoke", storage, overrides, [{"optim.lr": 0.001, "optim.weight_decay": 0.06}], 60, 2)
+    path = job_file(WorkerJob("sweep_probe", "smoke", "lr-probe-smoke", storage, str(runs), overrides, n_trials=2), tmp_path / "job.json")
+    port = str(free_port())
+    ranks = [subprocess.Popen([sys.executable, "-m", "sweeps.worker", str(path), "--threads", "1"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONPATH": str(TESTS), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+                                   "RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r), "MASTER_ADDR": "127.0.0.1",
+                                   "MASTER_PORT": port}) for r in range(2)]
+    logs = [p.communicate(timeout=400)[0] for p in ranks]
+    assert [p.returncode for p in ranks] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    trials = load(runs, "lr-probe-smoke").get_trials()
+    assert len(trials) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), trials
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            result = json.loads((runs / trial.user_attrs["run_id"] / "result.json").read_text())
+            assert result["world_size"] == 2 and result["config"]["optim"]["lr"] == trial.params["optim.lr"]
+
+
 def test_the_same_sweep_on_the_real_slurm(slurm_cluster, tmp_path):
     runs = tmp_path / "runs"
     env = {"TDSCLIP_REPORTS": str(tmp_path / "out")}
@@ -192,6 +219,16 @@ def test_the_same_sweep_on_the_real_slurm(slurm_cluster, tmp_path):
     children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert {r.data.tags["run_id"] for r in children} == {t.user_attrs["run_id"] for t in trials}
     assert all(r.data.tags.get("git_sha") for r in children), "trials ran the submitted snapshot"
+
+
+def test_a_worker_gives_up_after_three_failed_trials_in_a_row(tmp_path):
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "TDSCLIP_REPORTS": str(tmp_path / "out")}
+    done = sweep("recipe", "--preset", "smoke", "--runs-dir", str(tmp_path / "runs"), "--n-trials", "6", *TINY,
+                 "model.num_classes=5", f"data.cache_dir={tmp_path / 'cache'}", env=env)  # the data has 6 classes
+    assert done.returncode == 1 and "exit codes [1]" in done.stdout, done.stdout + done.stderr[-2000:]
+    log = (tmp_path / "runs" / "sweeps" / "recipe-smoke" / "worker-0.log").read_text()
+    assert "sweeps.worker: 3 trials in a row failed in worker 0; the last: " in log
+    assert [t.state for t in load(tmp_path / "runs", "recipe-smoke").get_trials()] == [TrialState.FAIL] * 3
 
 
 def test_bad_input_is_one_line(tmp_path):
