@@ -231,7 +231,7 @@ def dry_run_text(study: Study, preset: str, storage: str, overrides: Sequence[st
             if planned.cost else f"cost unknown: {planned.cost_note}")
     lines = [f"study {study_name(study, preset)}: {study.title}",
              f"  base: {table} row {row!r} under preset {preset}" + (f", overrides {' '.join(overrides)}" if overrides else ""),
-             f"  objective: {study.direction} {study.objective}; pruner {study.pruner} on {study.intermediate} per epoch "
+             f"  objective: {study.direction} {study.objective}; pruner {study.pruner} on val_top1 per epoch "
              f"(after {study.startup_trials} trials, from epoch {study.warmup_epochs + 1}); sampler {study.sampler}",
              *[f"  {key}: {param.describe()}" for key, param in study.space.items()],
              f"  trials: {n_trials}, {workers} {executor} worker(s); storage {storage}",
@@ -274,8 +274,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         enqueued = parse_enqueued(study, args.enqueue)
         if args.dry_run:
             print(dry_run_text(study, args.preset, storage, args.overrides, n_trials, args.workers, args.executor))
+            if args.executor == "slurm":
+                from slurm.profiles import Resources, load_profile
+                from slurm.submit import sbatch_script
+
+                profile = load_profile(args.profile, args.profile_set)
+                print(f"\n# array tdsclip-sweep-{study.name}: {args.workers} worker job(s), then the report job\n"
+                      + sbatch_script(profile, 1, Resources(f"sweep-{study.name}"), args.workers, folder))
             return 0
-        trial_config(study, args.preset, args.overrides, {})  # a bad override or location fails here, before any trial
+        # A bad override, space key or location fails here, before any worker starts.
+        trial_config(study, args.preset, args.overrides, {k: p.example() for k, p in study.space.items()})
         if args.status or args.best:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -24,6 +24,9 @@ class Float:
     def contains(self, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
 
+    def example(self) -> float:
+        return self.low
+
     def suggest(self, trial: optuna.Trial, key: str) -> float:
         return trial.suggest_float(key, self.low, self.high, log=self.log)
 
@@ -42,6 +45,9 @@ class Int:
         return (isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
                 and (value - self.low) % self.step == 0)
 
+    def example(self) -> int:
+        return self.low
+
     def suggest(self, trial: optuna.Trial, key: str) -> int:
         return trial.suggest_int(key, self.low, self.high, step=self.step)
 
@@ -58,6 +64,9 @@ class Categorical:
 
     def contains(self, value: Any) -> bool:
         return value in self.choices
+
+    def example(self) -> Any:
+        return self.choices[0]
 
     def suggest(self, trial: optuna.Trial, key: str) -> Any:
         return trial.suggest_categorical(key, self.choices)

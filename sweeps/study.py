@@ -36,8 +36,6 @@ class Study:
     objective: str = "val_top1_best"
     """A numeric key of the result's metrics: the best single-view validation top-1 by default."""
     direction: str = "maximize"
-    intermediate: str = "val_top1"
-    """Reported per validated epoch, for the pruner."""
     sampler: str = "tpe"
     pruner: str = "median"
     startup_trials: int = 4

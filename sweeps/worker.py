@@ -128,15 +128,16 @@ class Objective:
             self.stopped = True
             raise SweepError(f"trial {trial.number} stopped by a signal; its run {outcome.path.parent.name} kept a checkpoint")
         if not epochs:  # a run finished before (same config): its logged epochs stand in
-            _report_logged(trial, outcome.path.parent, self.study.intermediate)
+            _report_logged(trial, outcome.path.parent)
         value = outcome.result.get("metrics", {}).get(self.study.objective)
         if not isinstance(value, (int, float)):
             raise SweepError(f"the run's result has no numeric metric {self.study.objective!r}")
         return float(value)
 
 
-def _report_logged(trial: optuna.Trial, run_dir: Path, metric: str) -> None:
-    """Report a finished run's logged per-epoch values, so the pruner can compare later trials with it."""
+def _report_logged(trial: optuna.Trial, run_dir: Path, metric: str = "val_top1") -> None:
+    """Report a finished run's logged per-epoch values (what the trainer reports live: val_top1), so
+    the pruner can compare later trials with it."""
     from tdsclip.records import RecordError, load_record
 
     try:

@@ -201,6 +201,8 @@ def test_the_same_sweep_on_the_real_slurm(slurm_cluster, tmp_path):
     runs = tmp_path / "runs"
     env = {"TDSCLIP_REPORTS": str(tmp_path / "out")}
     args = ["recipe", "--preset", "smoke", "--runs-dir", str(runs), *TINY, f"data.cache_dir={slurm_cluster.cache}"]
+    planned = sweep(*args, "--executor", "slurm", "--profile", "local", "--workers", "2", "--dry-run", env=env)
+    assert planned.returncode == 0 and "#SBATCH --array=0-1" in planned.stdout and not (runs / "sweeps").exists()
     done = sweep(*args, "--executor", "slurm", "--profile", "local", "--workers", "2", "--n-trials", "4", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = [line.split()[0] for line in done.stdout.splitlines() if "worker of recipe-smoke" in line or "report" in line]
