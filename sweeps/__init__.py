@@ -1,0 +1,1 @@
+"""Optuna studies over the paper's knobs (one module each) and python -m sweeps.run; see README, Sweeps."""
