@@ -1,5 +1,6 @@
 """Sweep studies in the report: one page per study with its optimisation history, the parameters'
-importances (Optuna's matplotlib visualisation) and the best trials, linked from index.html.
+importances, each trial's per-epoch values (Optuna's matplotlib visualisation) and the best
+trials, linked from index.html.
 
 Studies are found through the records `python -m sweeps.run` leaves in runs/sweeps/*.json (the
 study's name, storage URL and overrides); the trials are read from the Optuna storage.
@@ -99,6 +100,8 @@ def render(record: dict, out: Path) -> StudyPage:
                 f"{name}: {objective} per trial and the best so far"),
         _figure(plots.plot_param_importances, study, out, f"sweep-{name}-importances",
                 f"{name}: parameter importances (fANOVA over the finished trials)"),
+        _figure(plots.plot_intermediate_values, study, out, f"sweep-{name}-epochs",
+                f"{name}: validation top-1 per epoch of every trial (pruned ones stop early)"),
     ) if f is not None]
     base = study.user_attrs.get("base", ["?", "?"])
     body = (f'<p class="meta"><a href="index.html">All tables, figures and sweeps</a></p>'

@@ -84,6 +84,7 @@ def test_a_local_sweep_records_every_trial_in_optuna_mlflow_and_the_report(local
     assert str(page) in done.stdout and "Best trials" in page.read_text()
     assert (root / "out" / "figures" / "sweep-recipe-smoke-history.png").stat().st_size > 5000
     assert (root / "out" / "figures" / "sweep-recipe-smoke-importances.png").stat().st_size > 5000
+    assert (root / "out" / "figures" / "sweep-recipe-smoke-epochs.png").stat().st_size > 5000
     report = subprocess.run([sys.executable, "-m", "reports.build", "table3", "--preset", "smoke", "--runs-dir",
                              str(root / "runs"), "--out", str(root / "report"), "--format", "html"],
                             capture_output=True, text=True, env={**os.environ, **env})
