@@ -75,15 +75,6 @@ def all_true(flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0)
 
 
-def from_main(flag: bool, device: torch.device) -> bool:
-    """Rank 0's `flag` on every rank: a decision taken once (e.g. a sweep's pruner) and obeyed by all."""
-    if not dist.is_initialized():
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.broadcast(value, src=0)
-    return bool(value.item() > 0)
-
-
 def mean_across_ranks(value: float, device: torch.device) -> float:
     """The mean of a per-rank number (e.g. the step's loss) over all ranks."""
     if not dist.is_initialized():

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tdsclip.config import ConfigError, RunConfig, to_dict
 from tdsclip.train import checkpoint as ckpt
-from tdsclip.train.distributed import DistEnv, all_true, from_main, gather_objects, mean_across_ranks
+from tdsclip.train.distributed import DistEnv, all_true, gather_objects, mean_across_ranks
 from tdsclip.train.optim import build_optimizer, build_scheduler
 from tdsclip.train.sampling import EpochSeeded, ShardedOrder, StepBatches, seed_everything
 from tdsclip.train.views import ViewScores
@@ -292,7 +292,8 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
                 tracker.log_metrics(metrics, step=step, epoch=epoch)
             save(is_best)
             if validated is not None and hooks.validated is not None:
-                if from_main(env.is_main and bool(hooks.validated(epoch, validated.top1)), device):
+                # Only rank 0 decides (the others contribute False), and every rank learns its decision.
+                if all_true(env.is_main and bool(hooks.validated(epoch, validated.top1)), device):
                     if env.is_main:
                         tracker.close(status="KILLED")
                         log.info("%s stopped after epoch %d by its caller (pruned); its checkpoint is kept", run_id, epoch)
