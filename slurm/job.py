@@ -78,7 +78,7 @@ def _check_code_origin(code_dir: Path) -> None:
                                f"{code_dir}; PYTHONSAFEPATH needs Python >= 3.11")
 
 
-def _hand_over_to_submitit() -> None:
+def hand_over_to_submitit() -> None:
     """Requeue through submitit's own signal handler, as if its signal had just come (see the
     module docstring). On rank 0 it does not return; on other ranks it returns at once."""
     sig = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
@@ -96,6 +96,26 @@ def _log_to_stderr(name: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+def enter_job(environ: Mapping[str, str], code_dir: str | None, loggers: tuple[str, ...] = ("tdsclip",)) -> Any:
+    """What every task of a job does first: the loggers to the job's log, the submitter's variables,
+    the snapshot check, torch.distributed's variables from Slurm's, torch's thread count from the
+    task's CPUs. Returns the task's tdsclip DistEnv."""
+    import torch
+
+    from tdsclip.train.distributed import DistEnv
+
+    for name in loggers:
+        _log_to_stderr(name)
+    os.environ.update(environ)
+    if code_dir:
+        _check_code_origin(Path(code_dir))
+    ranks = dist_environ(os.environ)
+    os.environ.update(ranks)
+    if "SLURM_CPUS_PER_TASK" in os.environ:  # torch would otherwise use every core of the node
+        torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
+    return DistEnv(int(ranks["RANK"]), int(ranks["WORLD_SIZE"]), int(ranks["LOCAL_RANK"]))
 
 
 @dataclass
@@ -116,25 +136,15 @@ class TrainJob(Checkpointable):
 
     def __call__(self) -> dict[str, Any]:
         import submitit
-        import torch
 
         from tdsclip.config import from_dict
-        from tdsclip.train.distributed import DistEnv
         from tdsclip.train.run import run_config
 
-        _log_to_stderr("tdsclip")
-        os.environ.update(self.environ)
-        if self.code_dir:
-            _check_code_origin(Path(self.code_dir))
-        ranks = dist_environ(os.environ)
-        os.environ.update(ranks)
-        env = DistEnv(int(ranks["RANK"]), int(ranks["WORLD_SIZE"]), int(ranks["LOCAL_RANK"]))
-        if "SLURM_CPUS_PER_TASK" in os.environ:  # torch would otherwise use every core of the node
-            torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
+        env = enter_job(self.environ, self.code_dir)
         tags = {**self.tags, "slurm_job_id": submitit.JobEnvironment().job_id}
         outcome = run_config(from_dict(self.config), preset=self.preset, runs_dir=Path(self.runs_dir), tags=tags, env=env)
         if outcome.status == "stopped":
-            _hand_over_to_submitit()
+            hand_over_to_submitit()
             return {"status": "stopped", "checkpoint": str(outcome.path)}
         return outcome.result
 

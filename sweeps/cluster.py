@@ -9,7 +9,6 @@ trial is queued again (a retry, resuming from that checkpoint) and submitit requ
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,30 +26,19 @@ class SweepJob(Checkpointable):
     code_dir: str | None = None
 
     def __call__(self) -> str:
-        import torch
-
-        from slurm.job import _check_code_origin, _hand_over_to_submitit, _log_to_stderr, dist_environ
+        from slurm.job import enter_job, hand_over_to_submitit
         from sweeps.worker import WorkerJob, work
-        from tdsclip.train.distributed import DistEnv, setup, teardown
+        from tdsclip.train.distributed import setup, teardown
 
-        _log_to_stderr("tdsclip")
-        _log_to_stderr("sweeps")
         job = WorkerJob(**{**self.job, "overrides": tuple(self.job["overrides"])})
-        os.environ.update(job.environ)
-        if self.code_dir:
-            _check_code_origin(Path(self.code_dir))
-        ranks = dist_environ(os.environ)
-        os.environ.update(ranks)
-        env = DistEnv(int(ranks["RANK"]), int(ranks["WORLD_SIZE"]), int(ranks["LOCAL_RANK"]))
-        if "SLURM_CPUS_PER_TASK" in os.environ:
-            torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
+        env = enter_job(job.environ, self.code_dir, loggers=("tdsclip", "sweeps"))
         setup(env)  # one process group for every trial of this worker
         try:
             outcome = work(job, env)
         finally:
             teardown()
         if outcome == "stopped":
-            _hand_over_to_submitit()
+            hand_over_to_submitit()
         return outcome
 
 
