@@ -25,6 +25,7 @@ from experiments import plan as planning
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS
 from experiments.render import format_plan, format_static, format_summary
 from experiments.spec import NAMES, Spec, SpecError, load
+from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError
 from tdsclip.presets import PRESETS
 
@@ -35,13 +36,8 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("TDSCLIP_RUNS", "runs"))
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + message
-        self.exit(2, f"experiments.run: {message}\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m experiments.run", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m experiments.run", description=__doc__.splitlines()[0])
     p.add_argument("name", nargs="?", help=f"one of {', '.join(NAMES)}")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every row")
     p.add_argument("--list", action="store_true", help="list the tables and figures")

@@ -26,6 +26,7 @@ from reports import html, index, latex, markdown
 from reports.grid import FigureRef, summary_text
 from reports.sources import SOURCES, Source, open_source
 from reports.tables import TableView, build_table
+from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError
 from tdsclip.mirror import MirrorError
 from tdsclip.presets import PRESETS
@@ -121,13 +122,8 @@ def report_for_run(name: str, preset: str, runs_dir: Path, overrides: Sequence[s
     return out / f"{name}.html"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + message
-        self.exit(2, f"reports.build: {message}\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m reports.build", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m reports.build", description=__doc__.splitlines()[0])
     p.add_argument("items", nargs="*", metavar="NAME or key=value",
                    help=f"tables and figures (default: all: {', '.join(NAMES)}), and the config overrides the runs used")
     p.add_argument("--preset", default="paper", help=f"{', '.join(PRESETS)} (default paper)")

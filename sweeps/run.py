@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -32,24 +31,20 @@ import optuna
 
 from experiments.run import default_runs_dir
 from sweeps import space
-from sweeps.storage import check_url, default_url, open_storage
+from sweeps.storage import check_url, default_url, experimental_ok, open_storage
 from sweeps.study import NAMES, Study, SweepError, load
 from sweeps.tracking import parent_run
 from sweeps.worker import WorkerJob, counts, job_file, trial_config
 from tdsclip.atomic import atomic_write
+from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError, parse_override
 from tdsclip.presets import PRESETS
 
 log = logging.getLogger("sweeps")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + message
-        self.exit(2, f"sweeps.run: {message}\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sweeps.run", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m sweeps.run", description=__doc__.splitlines()[0])
     p.add_argument("name", nargs="?", help=f"one of {', '.join(NAMES)}")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every trial")
     p.add_argument("--list", action="store_true", help="list the studies")
@@ -285,8 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bad override, space key or location fails here, before any worker starts.
         trial_config(study, args.preset, args.overrides, {k: p.example() for k, p in study.space.items()})
         if args.status or args.best:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with experimental_ok():
                 try:
                     loaded = optuna.load_study(study_name=name, storage=open_storage(storage, args.heartbeat))
                 except KeyError:

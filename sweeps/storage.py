@@ -17,7 +17,9 @@ config, hence the same run id: it resumes from the dead trial's last checkpoint.
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -29,6 +31,15 @@ NETWORK_FILESYSTEMS = frozenset({
     "fuse.glusterfs", "fuse.sshfs", "9p", "afs", "panfs", "wekafs", "fuse.juicefs", "orangefs", "ocfs2", "gfs2",
 })
 SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+
+
+@contextmanager
+def experimental_ok() -> Iterator[None]:
+    """Optuna marks heartbeats, fail_stale_trials, the retry callback and TPE's constant liar as
+    experimental; the sweeps rely on them knowingly, so their warnings are silenced here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def default_url(runs_dir: Path) -> str:
@@ -83,8 +94,7 @@ def open_storage(url: str, heartbeat: int = 60, max_retries: int = 2) -> RDBStor
     database = sqlite_file(check_url(url))
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_ok():
         storage = RDBStorage(
             url, engine_kwargs={"connect_args": {"timeout": 60}} if database is not None else None,
             heartbeat_interval=heartbeat, grace_period=3 * heartbeat,

@@ -34,12 +34,11 @@ def close_parent(parent: str | None, loaded: optuna.Study, objective: str) -> No
     """Mark the parent run finished with the best trial's value, number and run (best effort)."""
     from tdsclip.mirror import Mirror, MirrorError, RetryPolicy
 
-    complete = [t for t in loaded.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not parent:
         return
     try:
         mirror = Mirror(None, "tdsclip", RetryPolicy(tries=2))
-        if complete:
+        if loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             best = loaded.best_trial
             mirror.call("log best", mirror.client.log_metric, parent, f"best_{objective}", best.value)
             for key, value in (("best_trial", str(best.number)), ("best_run_id", str(best.user_attrs.get("run_id")))):

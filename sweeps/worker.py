@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeps import space
-from sweeps.storage import open_storage
+from sweeps.storage import experimental_ok, open_storage
 from sweeps.study import Study, SweepError, load
 from sweeps.tracking import close_parent, tag_run
 
@@ -161,8 +160,7 @@ def _to_other_ranks(message: tuple[str, Any]) -> Any:
 
 
 def open_study(job: WorkerJob, study: Study) -> optuna.Study:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_ok():
         return optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage, job.heartbeat, job.max_retries),
                                  sampler=study.make_sampler(seed=study.seed + job.worker), pruner=study.make_pruner())
 
@@ -183,8 +181,7 @@ def work(job: WorkerJob, env: Any = None) -> str:
     failures = 0
     try:
         while True:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with experimental_ok():
                 optuna.storages.fail_stale_trials(optuna_study)
             state = counts(optuna_study)
             if not state["WAITING"] and state["COMPLETE"] + state["PRUNED"] + state["RUNNING"] >= job.n_trials:
@@ -210,8 +207,7 @@ def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, job: WorkerJob)
     """Queue a stopped trial again at once, counted against the same retry limit as a dead one."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_ok():
         RetryHeartbeatStaleTrialCallback(max_retry=job.max_retries, inherit_intermediate_values=True)(study, trial)
 
 
