@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -72,17 +71,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run_bit_for_bit(reference, 
     ref_runs, ref_outcome = reference
     kill_at = 1 + int(torch.randint(2, 10, (1,), generator=torch.Generator().manual_seed(2026)))
     runs = tmp_path / "runs"
-    process = script(runs, "train.checkpoint_every=1")
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        latest = [p / ckpt.LATEST for p in runs.glob("*") if (p / ckpt.LATEST).exists()]
-        if latest and ckpt.load(latest[0])["step"] >= kill_at:
-            break
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    killed_at = ckpt.load(latest[0])["step"]
-    assert killed_at < 12, "the run was killed before it finished"
+    process = script(runs, "train.checkpoint_every=1", "--signal-at", str(kill_at), "SIGKILL")
+    process.communicate(timeout=600)
+    assert process.returncode == -signal.SIGKILL, "the run was not killed"
+    killed_at = ckpt.load(only_run(runs) / ckpt.LATEST)["step"]
+    assert killed_at == kill_at < 12 and not (only_run(runs) / "result.json").exists()
     resumed = finish(script(runs, "train.checkpoint_every=1"))
     assert resumed["status"] == "finished"
     ours, theirs = trained_state(only_run(runs)), trained_state(only_run(ref_runs))
@@ -95,15 +88,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run_bit_for_bit(reference, 
 
 def test_stop_signal_checkpoints_exits_and_resumes(reference, tmp_path):
     runs = tmp_path / "runs"
-    process = script(runs, "train.checkpoint_every=1")
-    deadline = time.monotonic() + 300
-    while not list(runs.glob("*/latest.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGUSR2)
+    process = script(runs, "train.checkpoint_every=1", "--signal-at", "1", "SIGUSR2")
     stopped = finish(process)
     assert process.returncode == 3 and stopped["status"] == "stopped"
     step = ckpt.load(Path(stopped["path"]))["step"]
-    assert 1 <= step < 12
+    assert 1 <= step < 12 and not (only_run(runs) / "result.json").exists()
     resumed = finish(script(runs, "train.checkpoint_every=1"))
     assert resumed["status"] == "finished"
     ours, theirs = trained_state(only_run(runs)), trained_state(only_run(reference[0]))
@@ -118,7 +107,7 @@ def free_port() -> int:
 
 def test_two_gloo_ranks_equal_one_process_accumulating_two_micro_batches(tmp_path):
     steps = ["train.epochs=1", "train.val_every=0", "train.batch_size=4", "train.micro_batch=2"]
-    single = finish(script(tmp_path / "single", *steps))
+    assert finish(script(tmp_path / "single", *steps))["status"] == "finished"
     port = str(free_port())
     ranks = [script(tmp_path / "ddp", *steps, env={"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r),
                                                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}) for r in range(2)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 
 from tdsclip.config import RunConfig, apply_overrides
 from tdsclip.data.dataset import FailureLog, Item, collate
+from tdsclip.train import checkpoint as ckpt
 from tdsclip.train.loop import Hooks, RunData
 
 TINY = ["model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64", "model.td_reduction=4",
@@ -55,8 +57,26 @@ def build(cfg: RunConfig, env, nan_at: int | None = None) -> RunData:
     )
 
 
+def signal_after_checkpoint(step: int, signum: int) -> None:
+    """Send this process `signum` once, right after the checkpoint of `step` is on disk.
+
+    A real signal at a known step: polling the checkpoint from outside raced the trainer on a fast
+    machine (the run had finished before the kill landed).
+    """
+    save, sent = ckpt.save_training_state, []
+
+    def save_then_signal(*args, **kwargs):
+        path = save(*args, **kwargs)
+        if kwargs["step"] >= step and not sent:
+            sent.append(signum)
+            os.kill(os.getpid(), signum)
+        return path
+
+    ckpt.save_training_state = save_then_signal
+
+
 def main() -> None:
-    """python tests/train_fixture.py RUNS_DIR [key=value ...] [--nan-at N]: one run, in-memory data."""
+    """python tests/train_fixture.py RUNS_DIR [key=value ...] [--nan-at N] [--prune-at E] [--signal-at STEP SIG]."""
     torch.set_num_threads(1)
     from tdsclip.train.run import run_config
 
@@ -71,6 +91,10 @@ def main() -> None:
         position = args.index("--prune-at")
         prune_at = int(args[position + 1])
         del args[position:position + 2]
+    if "--signal-at" in args:  # e.g. --signal-at 5 SIGKILL
+        position = args.index("--signal-at")
+        signal_after_checkpoint(int(args[position + 1]), signal.Signals[args[position + 2]])
+        del args[position:position + 3]
     runs_dir, overrides = Path(args[0]), args[1:]
     cfg = tiny_config(*overrides)
 
