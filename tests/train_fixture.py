@@ -6,6 +6,7 @@ global RNG, which the trainer seeds per (seed, epoch, index): what a real pipeli
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -80,22 +81,16 @@ def main() -> None:
     torch.set_num_threads(1)
     from tdsclip.train.run import run_config
 
-    args = sys.argv[1:]
-    nan_at = None
-    if "--nan-at" in args:
-        position = args.index("--nan-at")
-        nan_at = int(args[position + 1])
-        del args[position:position + 2]
-    prune_at = None
-    if "--prune-at" in args:  # the caller's hook asks to stop after this epoch; it records each call
-        position = args.index("--prune-at")
-        prune_at = int(args[position + 1])
-        del args[position:position + 2]
-    if "--signal-at" in args:  # e.g. --signal-at 5 SIGKILL
-        position = args.index("--signal-at")
-        signal_after_checkpoint(int(args[position + 1]), signal.Signals[args[position + 2]])
-        del args[position:position + 3]
-    runs_dir, overrides = Path(args[0]), args[1:]
+    p = argparse.ArgumentParser()
+    p.add_argument("runs_dir", type=Path)
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--nan-at", type=int, help="this training video's clips are NaN")
+    p.add_argument("--prune-at", type=int, help="the caller's hook asks to stop after this epoch; it records each call")
+    p.add_argument("--signal-at", nargs=2, metavar=("STEP", "SIG"), help="e.g. --signal-at 5 SIGKILL")
+    args = p.parse_intermixed_args()
+    if args.signal_at:
+        signal_after_checkpoint(int(args.signal_at[0]), signal.Signals[args.signal_at[1]])
+    runs_dir, overrides, nan_at, prune_at = args.runs_dir, args.overrides, args.nan_at, args.prune_at
     cfg = tiny_config(*overrides)
 
     def validated(epoch: int, top1: float) -> bool:
