@@ -25,6 +25,7 @@ from experiments import plan as planning
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS
 from experiments.render import format_plan, format_static, format_summary
 from experiments.spec import NAMES, Spec, SpecError, load
+from slurm.profiles import add_profile_arguments
 from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError
 from tdsclip.presets import PRESETS
@@ -49,9 +50,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=None, help="run folders (default runs/ or $TDSCLIP_RUNS)")
     p.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="local: run the rows here, one after another; slurm: submit them as job arrays and return")
-    p.add_argument("--profile", default="a100", help="Slurm cluster profile (slurm/profiles.py; default a100)")
-    p.add_argument("--profile-set", action="append", default=[], metavar="key=value",
-                   help="override a profile field, e.g. --profile-set partition=gpu (repeatable)")
+    add_profile_arguments(p)
     p.add_argument("--nodes", type=int, default=1, help="nodes per Slurm job (DDP over nodes x tasks per node)")
     p.add_argument("--status", action="store_true", help="the table's Slurm jobs: state, progress, GPU-hours, results")
     p.add_argument("--cancel", action="store_true", help="cancel the table's Slurm jobs")

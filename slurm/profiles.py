@@ -25,6 +25,7 @@ overrides (the CLI's) win over the file:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import tomllib
@@ -158,6 +159,13 @@ class Resources:
     """Names the array's jobs (sbatch --job-name tdsclip-<name>)."""
     timeout_min: int | None = None
     """None: the profile's time limit."""
+
+
+def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    """--profile and --profile-set, the same in every command that submits jobs (both go to load_profile)."""
+    parser.add_argument("--profile", default="a100", help="Slurm cluster profile (slurm/profiles.py; default a100)")
+    parser.add_argument("--profile-set", action="append", default=[], metavar="key=value",
+                        help="override a profile field, e.g. --profile-set partition=gpu (repeatable)")
 
 
 def gpus_per_job(profile: Profile, nodes: int) -> int:

@@ -35,6 +35,7 @@ from sweeps.storage import check_url, default_url, experimental_ok, open_storage
 from sweeps.study import NAMES, Study, SweepError, load
 from sweeps.tracking import parent_run
 from sweeps.worker import WorkerJob, counts, job_file, trial_config
+from slurm.profiles import add_profile_arguments
 from tdsclip.atomic import atomic_write
 from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError, parse_override
@@ -60,8 +61,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=2, help="retries of a trial whose worker died (default 2)")
     p.add_argument("--enqueue", action="append", default=[], metavar="k=v[,k=v]",
                    help="a trial to run before the sampler's (values of the space), e.g. optim.lr=1e-4 (repeatable)")
-    p.add_argument("--profile", default="a100", help="Slurm cluster profile (default a100)")
-    p.add_argument("--profile-set", action="append", default=[], metavar="key=value", help="override a profile field")
+    add_profile_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the study and its cost, run nothing")
     p.add_argument("--status", action="store_true", help="trials by state and the best so far")
     p.add_argument("--best", action="store_true", help="the best trial as a table row and the command to re-run it")
