@@ -82,9 +82,9 @@ def submit(spec: Spec, preset: str, runs: Sequence[Planned], overrides: Sequence
     previous = (_submitted(where) or {"rows": []})["rows"]
     kept = [r for r in previous if r["run_id"] not in {row["run_id"] for row in rows}]
     record = {"rows": kept + rows, "report_job": report}
-    from tdsclip.atomic import atomic_write
+    from tdsclip.records import write_json_atomic
 
-    atomic_write(where / "jobs.json", lambda handle: handle.write(json.dumps(record, indent=1).encode()))
+    write_json_atomic(where / "jobs.json", record)
     return Submission(rows, report)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from experiments.plan import Planned
 from experiments.spec import Spec
 from tdsclip.atomic import atomic_write
+from tdsclip.records import write_json_atomic
 
 log = logging.getLogger("experiments")
 
@@ -90,7 +91,7 @@ def measure_rows(spec: Spec, runs: list[Planned], runs_dir: Path) -> list[Outcom
             "measurement": m,
         }
         path = runs_dir / "measurements" / f"{key}.json"
-        atomic_write(path, lambda handle, r=result: handle.write(json.dumps(r, indent=1).encode()))
+        write_json_atomic(path, result)
         outcomes.append(Outcome(planned, f"m-{key}", result, path))
     base = outcomes[0].result.get("memory_bytes") if outcomes and not outcomes[0].error else None
     for outcome in outcomes:
@@ -133,7 +134,7 @@ def activation_maps(spec: Spec, preset: str, runs: list[Planned], trained: list[
     key = hashlib.sha256(":".join(o.run_id for o in trained).encode()).hexdigest()[:12]
     folder = runs_dir / "figures" / f"{spec.name}-{preset}-{key}"
     atomic_write(folder / "maps.npz", lambda handle: np.savez_compressed(handle, **arrays))
-    atomic_write(folder / "summary.json", lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
+    write_json_atomic(folder / "summary.json", summary)
     for outcome in trained:
         outcome.result["maps"] = str(folder / "maps.npz")
     return trained

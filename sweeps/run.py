@@ -36,10 +36,10 @@ from sweeps.study import NAMES, Study, SweepError, load
 from sweeps.tracking import parent_run
 from sweeps.worker import WorkerJob, counts, job_file, trial_config
 from slurm.profiles import add_profile_arguments
-from tdsclip.atomic import atomic_write
 from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError, parse_override
 from tdsclip.presets import PRESETS
+from tdsclip.records import write_json_atomic
 
 log = logging.getLogger("sweeps")
 
@@ -163,7 +163,7 @@ def run_slurm(jobs: list[WorkerJob], folder: Path, profile_name: str, profile_ov
     from sweeps.cluster import submit_workers
 
     ids, report = submit_workers(jobs, load_profile(profile_name, profile_overrides), folder, record)
-    atomic_write(folder / "jobs.json", lambda handle: handle.write(json.dumps({"workers": ids, "report": report}, indent=1).encode()))
+    write_json_atomic(folder / "jobs.json", {"workers": ids, "report": report})
     return ids, report
 
 
@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = {"study": args.name, "preset": args.preset, "study_name": name, "storage": storage,
                   "overrides": list(args.overrides), "n_trials": n_trials, "mlflow_parent_run_id": parent,
                   "runs_dir": str(runs_dir)}
-        atomic_write(record_path(runs_dir, name), lambda handle: handle.write(json.dumps(record, indent=1).encode()))
+        write_json_atomic(record_path(runs_dir, name), record)
         from slurm.submit import tracking_uri_for_jobs
 
         environ = {"MLFLOW_TRACKING_URI": tracking_uri_for_jobs()}  # a sqlite file made absolute

@@ -30,6 +30,7 @@ from sweeps import space
 from sweeps.storage import experimental_ok, open_storage
 from sweeps.study import Study, SweepError, load
 from sweeps.tracking import close_parent, tag_run
+from tdsclip.records import write_json_atomic
 
 log = logging.getLogger("sweeps")
 MAX_FAILURES_IN_A_ROW = 3
@@ -221,6 +222,8 @@ def _follow(job: WorkerJob, study: Study, env: Any) -> str:
         if kind != "trial":
             return "done"
         cfg = trial_config(study, job.preset, job.overrides, values)
+        # The trainer never calls this hook on ranks > 0, but its presence makes every rank join
+        # rank 0's prune vote after each validation.
         outcome = run_config(cfg, preset=job.preset, runs_dir=Path(job.runs_dir), env=env,
                              hooks=Hooks(validated=lambda epoch, top1: False))
         if outcome.status == "stopped":
@@ -255,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def job_file(job: WorkerJob, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(job), indent=1))
+    write_json_atomic(path, asdict(job))
     return path
 
 
