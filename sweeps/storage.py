@@ -25,6 +25,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from sweeps.study import SweepError
+from tdsclip.mirror import MirrorError, sqlite_path
 
 NETWORK_FILESYSTEMS = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "fuse.ceph", "glusterfs",
@@ -48,11 +49,10 @@ def default_url(runs_dir: Path) -> str:
 
 def sqlite_file(url: str) -> Path | None:
     """The database file of a sqlite URL, None for other storages."""
-    if not url.startswith("sqlite:"):
-        return None
-    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
-        raise SweepError(f"--storage {url!r}: expected sqlite:///path/to/file.db (several workers need a file)")
-    return Path(url[len("sqlite:///"):])
+    try:
+        return sqlite_path(url)
+    except MirrorError:
+        raise SweepError(f"--storage {url!r}: expected sqlite:///path/to/file.db (several workers need a file)") from None
 
 
 def filesystem_of(path: Path, mounts: str | None = None) -> tuple[str, str]:

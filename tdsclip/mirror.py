@@ -77,7 +77,7 @@ def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:"):
         return None
     path = uri[len("sqlite:///"):].split("?")[0]  # sqlite:///rel.db or sqlite:////abs.db
-    if not path or path == ":memory:":
+    if not uri.startswith("sqlite:///") or not path or path == ":memory:":
         raise MirrorError(f"tracking URI {uri!r}: expected a sqlite database file, e.g. sqlite:///mlflow.db")
     return Path(path).expanduser().absolute()
 
