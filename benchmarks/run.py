@@ -84,9 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoCudaError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # The thread count is process state: a caller (a test, a notebook) gets its own back afterwards.
+    threads_before = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    try:
+        return _measure(args, sections, names, argv)
+    finally:
+        torch.set_num_threads(threads_before)
 
+
+def _measure(args: argparse.Namespace, sections: dict, names: list[str], argv: Sequence[str] | None) -> int:
+    """Run the named sections, print their reports and targets, and write the machine's results file."""
     options = Options(quick=args.quick, batch=args.batch, gpu_batch=args.gpu_batch, repeats=args.repeats,
                       frames=args.frames, videos=args.videos)
     described = machine.describe(gpu=args.gpu)

@@ -12,3 +12,18 @@ def _reports_out(tmp_path_factory):
     patch.setenv("TDSCLIP_REPORTS", str(tmp_path_factory.mktemp("reports-out")))
     yield
     patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_unchanged():
+    """A test that leaves torch's thread count changed makes every later test in the process run
+    at another count, so their results (the smoke learning proof's, above all) round differently
+    than in a fresh process: such a test fails here, and the count is put back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        pytest.fail(f"the test left torch's intra-op thread count at {after} (it was {before})")
