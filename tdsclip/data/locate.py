@@ -3,6 +3,10 @@
 The trainer (through `build_dataset`) and the experiment planner share this: the planner must say
 which run id a row will have in well under a second, so it reads the manifest digest the last
 real build remembered in the data cache (`remembered_digest`) instead of listing the dataset.
+
+Each split has its root (`data.train_root`, `data.val_root`, both defaulting to `data.root`), and
+every split indexes the training split's classes (`data.labels` when given, else the training
+file's own list), so a validation file lacking some classes cannot shift the others' indices.
 """
 
 from __future__ import annotations
@@ -37,11 +41,14 @@ def locate(cfg: DataConfig, split: Split, generate: bool = True) -> tuple[str, s
         return data.format, data.root, data.train if split == "train" else data.val, data.labels
     key = "train_annotations" if split == "train" else "val_annotations"
     annotations = getattr(cfg, key)
-    if not cfg.root:
-        raise DataError("data.root is empty: set data.root to the folder holding the videos or frame folders")
+    root_key = "train_root" if split == "train" else "val_root"
+    root = getattr(cfg, root_key) or cfg.root
+    if not root:
+        raise DataError(f"data.root and data.{root_key} are empty: set data.root (or data.{root_key}) to the folder "
+                        f"holding the {split} videos or frame folders")
     if not annotations:
         raise DataError(f"data.{key} is empty: set it to the {'training' if split == 'train' else 'validation'} split file")
-    return cfg.dataset, os.path.expanduser(cfg.root), os.path.expanduser(annotations), os.path.expanduser(cfg.labels)
+    return cfg.dataset, os.path.expanduser(root), os.path.expanduser(annotations), os.path.expanduser(cfg.labels)
 
 
 def variant(cfg: DataConfig, split: Split) -> str:
@@ -57,7 +64,12 @@ def found_samples(cfg: DataConfig, split: Split, workers: int | None = None) -> 
     from tdsclip.data.subsets import choose
 
     fmt, root, annotations, labels = locate(cfg, split)  # type: ignore[misc]  # generate=True never gives None
-    listed = read_split(fmt, annotations, labels)
+    if split == "train" or labels:
+        listed = read_split(fmt, annotations, labels)
+    else:  # no labels file: the training split's class list is the one index every split shares
+        _, _, train_annotations, _ = locate(cfg, "train")  # type: ignore[misc]
+        classes = read_split(fmt, train_annotations).classes
+        listed = read_split(fmt, annotations, classes=classes, classes_from=f"the training split {train_annotations}")
     found = find_samples(listed, root)
     if variant(cfg, split):
         found = Found(found.split, found.root, tuple(choose(found.samples, cfg.train_fraction, cfg.subset_seed)),
