@@ -123,7 +123,7 @@ def test_a_validation_class_training_lacks_stops_the_run_naming_it(tmp_path):
     with pytest.raises(DataError, match=r"val.csv: class 'juggling fire' is not among the 6 classes of the training "
                                         r"split .*train.csv: expected every class of this split there$"):
         found_samples(cfg, "val")
-    with pytest.raises(DataError, match=r"data.root and data.val_root are empty: set data.root \(or data.val_root\)"):
+    with pytest.raises(DataError, match=r"data.root is empty: set data.root \(or data.val_root\) to the folder holding the validation"):
         found_samples(DataConfig(dataset="k400", train_root="/t", train_annotations="/t.csv", val_annotations="/v.csv"), "val")
 
 

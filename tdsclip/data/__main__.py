@@ -3,6 +3,8 @@
     python -m tdsclip.data synth   --format ssv1|ssv2|k400 --out DIR [--classes N --videos-per-class N]
     python -m tdsclip.data extract --root VIDEOS --out FRAMES [--workers N]
     python -m tdsclip.data check   --format ssv1|ssv2|k400|list --root DIR --annotations FILE [--labels FILE] [--json]
+                                   [--reference LIST [--reference-labels CSV]]
+    python -m tdsclip.data resize  --root VIDEOS --out DIR [--short-side 320] [--workers N]
     python -m tdsclip.data subsets --format ... --root DIR --annotations FILE [--labels FILE] --out DIR
 
 Errors are one line, `error: ...`, on stderr: exit 2 for a usage mistake, 1 when the data or a
@@ -75,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["check"].add_argument("--json", action="store_true", help="print one JSON object")
     commands.choices["check"].add_argument("--max-unreadable", type=float, default=0.01,
                                            help="largest usable fraction of unreadable samples (default 0.01)")
+    commands.choices["check"].add_argument("--reference", default="", help="a shared `path num_frames label` list to compare with")
+    commands.choices["check"].add_argument("--reference-labels", default="", help="the reference list's `id,name` labels CSV")
     subsets = commands.choices["subsets"]
     subsets.add_argument("--out", required=True, help="folder for the list files")
     subsets.add_argument("--fractions", type=_fractions, default=[0.05, 0.10, 0.25, 0.50], help="percentages")
@@ -83,7 +87,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check" and args.reference_labels and not args.reference:
+        parser._subparsers._group_actions[0].choices["check"].error("--reference-labels needs --reference LIST")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return {"synth": _synth, "extract": _extract, "check": _check, "subsets": _subsets}[args.command](args)
@@ -113,10 +120,20 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from tdsclip.data.annotations import find_samples, read_split
     from tdsclip.data.check import check
+    from tdsclip.data.manifest import manifest
+    from tdsclip.data.reference import compare, read_reference
+    from tdsclip.data.reference import text as reference_text
 
+    reference = read_reference(args.reference, args.reference_labels) if args.reference else None
     report = check(args.format, args.root, args.annotations, args.labels, args.workers, args.max_unreadable, args.cache_dir)
-    print(json.dumps(report.as_dict()) if args.json else report.text())
+    result, lines = report.as_dict(), [report.text()]
+    if reference is not None:  # the found samples and frame counts again, from the manifest cache check just filled
+        found = find_samples(read_split(args.format, args.annotations, args.labels), args.root)
+        result["reference"] = compare(found, manifest(found, args.cache_dir, args.workers).frames, reference)
+        lines.append(reference_text(result["reference"]))
+    print(json.dumps(result) if args.json else "\n".join(lines))
     return 0 if report.usable else 1
 
 

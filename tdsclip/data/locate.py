@@ -44,8 +44,8 @@ def locate(cfg: DataConfig, split: Split, generate: bool = True) -> tuple[str, s
     root_key = "train_root" if split == "train" else "val_root"
     root = getattr(cfg, root_key) or cfg.root
     if not root:
-        raise DataError(f"data.root and data.{root_key} are empty: set data.root (or data.{root_key}) to the folder "
-                        f"holding the {split} videos or frame folders")
+        raise DataError(f"data.root is empty: set data.root (or data.{root_key}) to the folder holding the "
+                        f"{'training' if split == 'train' else 'validation'} videos or frame folders")
     if not annotations:
         raise DataError(f"data.{key} is empty: set it to the {'training' if split == 'train' else 'validation'} split file")
     return cfg.dataset, os.path.expanduser(root), os.path.expanduser(annotations), os.path.expanduser(cfg.labels)
@@ -76,6 +76,40 @@ def found_samples(cfg: DataConfig, split: Split, workers: int | None = None) -> 
                       found.missing)
     digest = manifest(found, cache_dir(cfg), cfg.num_workers if workers is None else workers, variant(cfg, split))
     return found, digest, len(listed.entries)
+
+
+def reference_comparison(cfg: DataConfig, split: Split, found: Found, digest: Manifest) -> dict | None:
+    """The split compared with its reference list (data.train_reference / data.val_reference; the
+    test views use the validation one), or None when none is set."""
+    from tdsclip.data.reference import compare, read_reference
+
+    path = cfg.train_reference if split == "train" else cfg.val_reference
+    if not path:
+        return None
+    labels = os.path.expanduser(cfg.reference_labels) if cfg.reference_labels else ""
+    return compare(found, digest.frames, read_reference(os.path.expanduser(path), labels))
+
+
+FINGERPRINT_KEYS = ("listed", "found", "missing", "classes", "manifest")
+
+
+def fingerprint(manifest: str, train: dict, val: dict) -> dict:
+    """What a run records to identify its copy of the data: counts per split, the manifest hashes and,
+    where a reference list was given, the comparison's summary. `differs_from_reference` is None
+    without any reference, else whether some split differs from its list (a report flags the row)."""
+    splits = {"train": train, "val": val}
+    references = {name: info["reference"] for name, info in splits.items() if info.get("reference")}
+    differs = None if not references else any(not r["matches"] for r in references.values())
+    counts = "; ".join(f"{name} {info['found']} of {info['listed']} listed videos" for name, info in splits.items())
+    notes = "; ".join(f"{name} {r['summary']}" for name, r in references.items())
+    return {
+        "manifest": manifest,
+        "splits": {name: {key: info[key] for key in FINGERPRINT_KEYS} for name, info in splits.items()},
+        "reference": {name: {k: r[k] for k in ("reference", "reference_sha256", "listed", "found", "missing", "extra",
+                                               "frames", "labels", "matches", "summary")} for name, r in references.items()},
+        "differs_from_reference": differs,
+        "summary": f"{counts}{'; ' + notes if notes else ''}",
+    }
 
 
 def run_manifest(train_digest: str, val_digest: str) -> str:
