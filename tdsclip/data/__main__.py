@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     extract.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
 
+    resize = commands.add_parser("resize", help="re-encode videos with a smaller short side (resumable, parallel; ffmpeg CLI)")
+    resize.add_argument("--root", required=True, help="folder holding the videos")
+    resize.add_argument("--out", required=True, help="folder for the resized copy")
+    resize.add_argument("--short-side", type=int, default=320, help="short side in pixels, even (default 320)")
+    resize.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="ffmpeg processes at a time")
+
     for name, text in (("check", "read everything a run would read; exit 0 when usable"),
                        ("subsets", "write seeded class-balanced subsets of a training split")):
         sub = commands.add_parser(name, help=text)
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser._subparsers._group_actions[0].choices["check"].error("--reference-labels needs --reference LIST")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return {"synth": _synth, "extract": _extract, "check": _check, "subsets": _subsets}[args.command](args)
+        return {"synth": _synth, "extract": _extract, "resize": _resize, "check": _check, "subsets": _subsets}[args.command](args)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -114,6 +120,17 @@ def _extract(args: argparse.Namespace) -> int:
     result = extract(args.root, args.out, args.workers, args.quality)
     print(f"videos {result.videos}, extracted before {result.done_before}, "
           f"now {result.videos - result.done_before - len(result.failed)}, failed {len(result.failed)}")
+    for video, reason in list(result.failed.items())[:5]:
+        print(f"  {video}: {reason}")
+    return 1 if result.failed else 0
+
+
+def _resize(args: argparse.Namespace) -> int:
+    from tdsclip.data.resize import resize
+
+    result = resize(args.root, args.out, args.short_side, args.workers)
+    print(f"videos {result.videos}, resized before {result.done_before}, "
+          f"now {result.videos - result.done_before - len(result.failed)}, failed (skipped) {len(result.failed)}")
     for video, reason in list(result.failed.items())[:5]:
         print(f"  {video}: {reason}")
     return 1 if result.failed else 0
