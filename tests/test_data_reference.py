@@ -123,6 +123,10 @@ def test_bad_reference_lists_are_one_line_errors(tmp_path, k400, capsys):
     assert [sample_key(p) for p in ("abseiling/x_000001_000011.mp4", "x_000001_000011/", "78687.webm", "a.b/c.d")] == \
         ["x_000001_000011", "x_000001_000011", "78687", "c.d"]
     data = k400[0]
-    with pytest.raises(SystemExit) as exit_:
-        main(["check", "--format", "k400", "--root", data.root, "--annotations", data.val, "--reference-labels", str(labels)])
-    assert exit_.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    code = main(["check", "--format", "k400", "--root", data.root, "--annotations", data.val, "--reference-labels", str(labels)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --reference-labels needs --reference LIST") and err.count("\n") == 1
+    code = main(["check", "--format", "k400", "--root", data.root, "--annotations", data.val, "--workers", "0",
+                 "--cache-dir", str(tmp_path / "cache"), "--reference", str(tmp_path / "nope.txt")])
+    err = capsys.readouterr().err
+    assert code == 1 and err == f"error: reference file '{tmp_path / 'nope.txt'}' does not exist\n"

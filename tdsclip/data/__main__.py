@@ -93,10 +93,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.command == "check" and args.reference_labels and not args.reference:
-        parser._subparsers._group_actions[0].choices["check"].error("--reference-labels needs --reference LIST")
+        print("error: --reference-labels needs --reference LIST (see python -m tdsclip.data check --help)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return {"synth": _synth, "extract": _extract, "resize": _resize, "check": _check, "subsets": _subsets}[args.command](args)
