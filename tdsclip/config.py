@@ -184,6 +184,10 @@ class DataConfig:
     num_workers: int = 8
     root: str = ""
     """Folder holding the videos or frame folders, laid out as the dataset's owners distribute them."""
+    train_root: str = ""
+    """The training split's folder when it differs from data.root (e.g. videos_train/); empty: data.root."""
+    val_root: str = ""
+    """The validation (and test-view) split's folder when it differs from data.root (e.g. videos_val/); empty: data.root."""
     train_annotations: str = ""
     """Training split file (SSv1 csv, SSv2 json, K400 csv, or a `<path> [<num_frames>] <label>` list)."""
     val_annotations: str = ""
@@ -220,6 +224,12 @@ class DataConfig:
     fraction is contained in a larger one (tdsclip/data/subsets.py)."""
     subset_seed: int = 0
     """Seed of the train_fraction subset's choice (not the training seed)."""
+    train_reference: str = ""
+    """A shared `path num_frames label` list of the training split to compare the data with (fingerprint)."""
+    val_reference: str = ""
+    """The same for the validation split: a run evaluated on data that differs from it says so."""
+    reference_labels: str = ""
+    """The `id,name` labels CSV beside the reference lists; without it labels are compared by index."""
     cache_dir: str = ""
     """Where manifests and the synthetic dataset are cached; empty: $TDSCLIP_CACHE or ~/.cache/tdsclip."""
 

@@ -20,7 +20,8 @@ from tdsclip.config import RunConfig, flatten
 
 RECIPE_VERSION = 1
 NOT_IDENTITY = (
-    "data.root", "data.train_annotations", "data.val_annotations", "data.labels", "data.cache_dir",
+    "data.root", "data.train_root", "data.val_root", "data.train_annotations", "data.val_annotations", "data.labels",
+    "data.train_reference", "data.val_reference", "data.reference_labels", "data.cache_dir",
     "data.num_workers", "train.log_every", "train.checkpoint_every", "train.stop_signal", "train.checkpoint_blocks",
     "model.td_recompute", "model.proj_recompute",
 )

@@ -8,17 +8,26 @@ The file is `$TDSCLIP_LOCATIONS`, else `~/.config/tdsclip/locations.toml`:
     val = "/data/something-something-v1/something-something-v1-validation.csv"
     labels = "/data/something-something-v1/something-something-v1-labels.csv"
 
+    [datasets.k400]                    # splits in their own folders: train_root / val_root
+    train_root = "/data/kinetics400/videos_train"
+    val_root = "/data/kinetics400/videos_val"
+    train = "/data/kinetics400/annotations/train.csv"
+    val = "/data/kinetics400/annotations/val.csv"
+    val_reference = "/data/lists/kinetics_val_list.txt"        # optional: a shared list to compare with
+    reference_labels = "/data/lists/kinetics_400_labels.csv"
+
     [weights]
     "ViT-B-16" = "/data/clip/ViT-B-16.pt"
     "ViT-L-14" = "/data/clip/ViT-L-14.pt"
 
-Environment variables win over the file: TDSCLIP_<DATASET>_{ROOT,TRAIN,VAL,LABELS} (e.g.
-TDSCLIP_SSV2_ROOT) and TDSCLIP_WEIGHTS_<BACKBONE> (e.g. TDSCLIP_WEIGHTS_VIT_B_16). Values set in
+Environment variables win over the file: TDSCLIP_<DATASET>_{ROOT,TRAIN_ROOT,VAL_ROOT,TRAIN,VAL,
+LABELS,TRAIN_REFERENCE,VAL_REFERENCE,REFERENCE_LABELS} (e.g. TDSCLIP_SSV2_ROOT) and TDSCLIP_WEIGHTS_<BACKBONE> (e.g. TDSCLIP_WEIGHTS_VIT_B_16). Values set in
 the config itself (data.root=..., model.weights=...) win over both.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -27,8 +36,12 @@ from typing import Any, Mapping
 from tdsclip.config import ConfigError, RunConfig, apply_overrides
 
 REAL_DATASETS = ("ssv1", "ssv2", "k400")
-_DATA_KEYS = {"root": "data.root", "train": "data.train_annotations", "val": "data.val_annotations", "labels": "data.labels"}
+_DATA_KEYS = {"root": "data.root", "train_root": "data.train_root", "val_root": "data.val_root",
+              "train": "data.train_annotations", "val": "data.val_annotations", "labels": "data.labels",
+              "train_reference": "data.train_reference", "val_reference": "data.val_reference",
+              "reference_labels": "data.reference_labels"}
 _REQUIRED = {"ssv1": ("root", "train", "val", "labels"), "ssv2": ("root", "train", "val", "labels"), "k400": ("root", "train", "val")}
+"""Keys a dataset needs; `root` may be left out where both `train_root` and `val_root` are given."""
 
 
 def locations_file(environ: Mapping[str, str] | None = None) -> Path:
@@ -61,16 +74,23 @@ def fill(cfg: RunConfig, *, require_weights: bool, environ: Mapping[str, str] | 
     dataset = cfg.data.dataset
     if dataset in REAL_DATASETS:
         section = table.get("datasets", {}).get(dataset, {})
-        for key in _REQUIRED[dataset] + (("labels",) if dataset == "k400" else ()):
-            config_key = _DATA_KEYS[key]
-            current = getattr(cfg.data, config_key.split(".")[1])
-            value = current or env.get(_env_name(dataset, key)) or section.get(key, "")
-            if value:
-                changes[config_key] = str(value)
+        for key in section:
+            if key not in _DATA_KEYS:
+                close = difflib.get_close_matches(key, list(_DATA_KEYS), n=1)
+                raise ConfigError(f"{path}: [datasets.{dataset}] has unknown key {key!r}"
+                                  f"{f'; did you mean {close[0]!r}?' if close else ''} (expected one of {', '.join(_DATA_KEYS)})")
+        values = {key: getattr(cfg.data, config_key.split(".")[1]) or env.get(_env_name(dataset, key)) or section.get(key, "")
+                  for key, config_key in _DATA_KEYS.items()}
+        for key, config_key in _DATA_KEYS.items():
+            if values[key]:
+                changes[config_key] = str(values[key])
+            elif key == "root" and values["train_root"] and values["val_root"]:
+                continue  # each split has its own folder
             elif key in _REQUIRED[dataset]:
+                both = ", or train_root and val_root for splits in separate folders," if key == "root" else ""
                 raise ConfigError(
                     f"{config_key} is not set for {dataset}: set {_env_name(dataset, key)} or "
-                    f"[datasets.{dataset}] {key} in {path} (or pass {config_key}=...)"
+                    f"[datasets.{dataset}] {key} in {path}{both} (or pass {config_key}=...)"
                 )
     if not cfg.model.weights:
         value = env.get(_env_name("weights", cfg.model.backbone)) or table.get("weights", {}).get(cfg.model.backbone, "")

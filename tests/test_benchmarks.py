@@ -10,7 +10,8 @@ from helpers import run_python
 
 REQUIRED = ("step_ratio", "step_ratio_vs_conv_baseline", "step_ratio_st_adapter", "step_ratio_full_ft",
             "backbone_saved_bytes", "activation_ratio_vs_conv_baseline", "activation_ratio_vs_st_adapter",
-            "activation_ratio_vs_full_ft", "decode_speedup")
+            "activation_ratio_vs_full_ft", "decode_speedup", "resize_speedup", "resize_clips_per_s_720p",
+            "resize_clips_per_s_320")
 
 
 def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
@@ -23,7 +24,7 @@ def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
     result = json.loads(out.read_text())
     for key in REQUIRED:
         assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
-    assert all(result[key] > 0 for key in REQUIRED if key.startswith(("step", "decode")))
+    assert all(result[key] > 0 for key in REQUIRED if key.startswith(("step", "decode", "resize")))
     assert result["backbone_saved_bytes"] == 0, "the frozen CLIP keeps nothing for backward"
     assert 1.0 <= result["activation_ratio_vs_conv_baseline"] < 1.5
     assert result["activation_ratio_vs_conv_baseline_plain"] > result["activation_ratio_vs_conv_baseline"]

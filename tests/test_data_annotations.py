@@ -185,3 +185,51 @@ def test_flip_pairs_found_by_name():
     ]
     assert flip_pairs(classes) == {0: 3, 3: 0, 1: 4, 4: 1}
     assert flip_pairs(["abseiling", "air drumming", "playing guitar"]) == {}, "Kinetics flips are plain"
+
+
+# Kinetics CSVs as released: 2017 quotes every field and adds is_cc; 2020 writes float times and `val`.
+K400_2017 = '''"label","youtube_id","time_start","time_end","split","is_cc"
+"tying knot (not on a tie)","a_Z-9bc1XyQ",130,140,"val",0
+"massaging person's head","-0pRpKZGLYc",32,42,"val",1
+"making a cake, or not","zzzYYYxxx11",0,10,"val",0
+'''
+K400_2020 = """label,youtube_id,time_start,time_end,split
+tying knot (not on a tie),a_Z-9bc1XyQ,130.0,140.0,val
+massaging person's head,-0pRpKZGLYc,32.0,42.0,val
+"making a cake, or not",zzzYYYxxx11,0.0,10.0,val
+"""
+
+
+def test_k400_2017_and_2020_csv_styles_read_the_same(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text(K400_CSV)
+    root = tmp_path / "k400"
+    for clip in ("a_Z-9bc1XyQ_000130_000140", "-0pRpKZGLYc_000032_000042", "zzzYYYxxx11_000000_000010"):
+        _touch(root / "val" / f"{clip}.mp4")
+    read = {}
+    for style, text in (("2017", K400_2017), ("2020", K400_2020)):
+        val = tmp_path / f"val-{style}.csv"
+        val.write_text(text)
+        assert read_classes(val) == ("making a cake, or not", "massaging person's head", "tying knot (not on a tie)")
+        split = read_split("k400", val, classes=read_split("k400", train).classes, classes_from="the training split")
+        read[style] = [(e.id, e.label) for e in split.entries]
+        assert [s.path for s in find_samples(split, root).samples] == [
+            "val/a_Z-9bc1XyQ_000130_000140.mp4", "val/-0pRpKZGLYc_000032_000042.mp4", "val/zzzYYYxxx11_000000_000010.mp4"]
+    assert read["2017"] == read["2020"] == [("a_Z-9bc1XyQ_000130_000140", 3), ("-0pRpKZGLYc_000032_000042", 1),
+                                            ("zzzYYYxxx11_000000_000010", 0)]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label,youtube_id,time_start,time_end,split\nabseiling,x,soon,10.0,val\n")
+    with pytest.raises(DataError, match=r"bad.csv:2: expected numbers time_start and time_end \(13 or 13.0\), got 'soon'"):
+        read_split("k400", bad)
+
+
+def test_a_validation_class_the_training_split_lacks_is_one_line_naming_it(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text(K400_CSV)
+    val = tmp_path / "val.csv"
+    val.write_text(K400_2020 + "juggling fire,qqqqqqqqqqq,1.0,11.0,val\nabseiling,rrrrrrrrrrr,1.0,11.0,val\n")
+    with pytest.raises(DataError) as error:
+        read_split("k400", val, classes=read_split("k400", train).classes, classes_from=f"the training split {train}")
+    message = str(error.value)
+    assert message == (f"{val}: class 'abseiling' and 1 more ('juggling fire') is not among the 4 classes of the "
+                       f"training split {train}: expected every class of this split there")

@@ -3,6 +3,8 @@
     python -m tdsclip.data synth   --format ssv1|ssv2|k400 --out DIR [--classes N --videos-per-class N]
     python -m tdsclip.data extract --root VIDEOS --out FRAMES [--workers N]
     python -m tdsclip.data check   --format ssv1|ssv2|k400|list --root DIR --annotations FILE [--labels FILE] [--json]
+                                   [--reference LIST [--reference-labels CSV]]
+    python -m tdsclip.data resize  --root VIDEOS --out DIR [--short-side 320] [--workers N]
     python -m tdsclip.data subsets --format ... --root DIR --annotations FILE [--labels FILE] --out DIR
 
 Errors are one line, `error: ...`, on stderr: exit 2 for a usage mistake, 1 when the data or a
@@ -63,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     extract.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
 
+    resize = commands.add_parser("resize", help="re-encode videos with a smaller short side (resumable, parallel; ffmpeg CLI)")
+    resize.add_argument("--root", required=True, help="folder holding the videos")
+    resize.add_argument("--out", required=True, help="folder for the resized copy")
+    resize.add_argument("--short-side", type=int, default=320, help="short side in pixels, even (default 320)")
+    resize.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="ffmpeg processes at a time")
+
     for name, text in (("check", "read everything a run would read; exit 0 when usable"),
                        ("subsets", "write seeded class-balanced subsets of a training split")):
         sub = commands.add_parser(name, help=text)
@@ -75,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["check"].add_argument("--json", action="store_true", help="print one JSON object")
     commands.choices["check"].add_argument("--max-unreadable", type=float, default=0.01,
                                            help="largest usable fraction of unreadable samples (default 0.01)")
+    commands.choices["check"].add_argument("--reference", default="", help="a shared `path num_frames label` list to compare with")
+    commands.choices["check"].add_argument("--reference-labels", default="", help="the reference list's `id,name` labels CSV")
     subsets = commands.choices["subsets"]
     subsets.add_argument("--out", required=True, help="folder for the list files")
     subsets.add_argument("--fractions", type=_fractions, default=[0.05, 0.10, 0.25, 0.50], help="percentages")
@@ -84,9 +94,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "check" and args.reference_labels and not args.reference:
+        print("error: --reference-labels needs --reference LIST (see python -m tdsclip.data check --help)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return {"synth": _synth, "extract": _extract, "check": _check, "subsets": _subsets}[args.command](args)
+        return {"synth": _synth, "extract": _extract, "resize": _resize, "check": _check, "subsets": _subsets}[args.command](args)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -112,11 +125,32 @@ def _extract(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    from tdsclip.data.check import check
+def _resize(args: argparse.Namespace) -> int:
+    from tdsclip.data.resize import resize
 
+    result = resize(args.root, args.out, args.short_side, args.workers)
+    print(f"videos {result.videos}, resized before {result.done_before}, "
+          f"now {result.videos - result.done_before - len(result.failed)}, failed (skipped) {len(result.failed)}")
+    for video, reason in list(result.failed.items())[:5]:
+        print(f"  {video}: {reason}")
+    return 1 if result.failed else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from tdsclip.data.annotations import find_samples, read_split
+    from tdsclip.data.check import check
+    from tdsclip.data.manifest import manifest
+    from tdsclip.data.reference import compare, read_reference
+    from tdsclip.data.reference import text as reference_text
+
+    reference = read_reference(args.reference, args.reference_labels) if args.reference else None
     report = check(args.format, args.root, args.annotations, args.labels, args.workers, args.max_unreadable, args.cache_dir)
-    print(json.dumps(report.as_dict()) if args.json else report.text())
+    result, lines = report.as_dict(), [report.text()]
+    if reference is not None:  # the found samples and frame counts again, from the manifest cache check just filled
+        found = find_samples(read_split(args.format, args.annotations, args.labels), args.root)
+        result["reference"] = compare(found, manifest(found, args.cache_dir, args.workers).frames, reference)
+        lines.append(reference_text(result["reference"]))
+    print(json.dumps(result) if args.json else "\n".join(lines))
     return 0 if report.usable else 1
 
 

@@ -9,13 +9,19 @@ Formats, exactly as their owners distribute them:
   {id, label, template, placeholders}; the class is the template with its square brackets removed
   (`label` names the objects). The test JSON has ids only. Samples are `<root>/<id>.webm` or
   pre-extracted folders `<root>/<id>/`.
-- k400: CSVs with header `label,youtube_id,time_start,time_end,split`; clips are named
+- k400: CSVs with header `label,youtube_id,time_start,time_end,split`, in both styles found in the
+  wild: 2017 (every field quoted, integer times, an extra `is_cc` column, splits train/val/test)
+  and 2020 (plain fields, float times like `12.0`, split `val`); clips are named
   `<youtube_id>_<start:06d>_<end:06d>.mp4`, under a folder per class or flat, optionally inside a
   folder per split. Classes: the labels file if given, else the sorted labels of the split file.
 - list: the generic `<path> [<num_frames>] <label>` lines, path relative to the root (a video
   file or a frame folder), label last.
 
 Listed samples whose files are missing are left out, counted and reported with their first ids.
+
+Every split of a run must index the training split's classes: `read_split(..., classes=train.classes)`
+reads a validation file against them, and a class the training split lacks is an error naming it
+(a split's own sorted class list would shift every index after the class it lacks, silently).
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ def read_classes(path: str | os.PathLike) -> tuple[str, ...]:
     text = _read_text(path)
     if str(path).endswith(".json"):
         return _classes_from_json(path, text)
-    if text.lstrip("\ufeff").startswith("label,youtube_id"):
+    if _is_kinetics_csv(text):
         return tuple(sorted({row["label"] for row in csv.DictReader(text.lstrip("\ufeff").splitlines())}))
     names = text.splitlines()
     while names and not names[-1].strip():
@@ -120,6 +126,12 @@ def _classes_from_json(path: str | os.PathLike, text: str) -> tuple[str, ...]:
     return tuple(by_index[i] for i in range(len(by_index)))
 
 
+def _is_kinetics_csv(text: str) -> bool:
+    """A Kinetics split CSV, its header quoted (2017) or not (2020)."""
+    first = next(csv.reader(text.lstrip("\ufeff").splitlines()[:1]), [])
+    return first[:2] == ["label", "youtube_id"]
+
+
 def flip_pairs(classes: tuple[str, ...] | list[str]) -> dict[int, int]:
     """Classes whose meaning a horizontal flip mirrors, found by name: swapping the words left and
     right in one name gives the other ("... from left to right" <-> "... from right to left")."""
@@ -141,18 +153,25 @@ def _same_case(word: str, like: str) -> str:
 
 # ----------------------------------------------------------------------------- split files
 
-def read_split(format: str, annotations: str | os.PathLike, labels: str | os.PathLike = "") -> Split:
-    """Read one split file of `format`; `labels` names the classes (required for ssv1 and ssv2)."""
+def read_split(format: str, annotations: str | os.PathLike, labels: str | os.PathLike = "",
+               classes: tuple[str, ...] | None = None, classes_from: str = "") -> Split:
+    """Read one split file of `format`; `labels` names the classes (required for ssv1 and ssv2).
+
+    `classes` (the training split's, described by `classes_from`) replaces the labels file: every
+    split of a run then shares one index, and a class outside it is a one-line error naming it.
+    """
     if format not in FORMATS:
         raise DataError(f"unknown data format {format!r}: expected one of {', '.join(FORMATS)}")
     if not str(annotations):
         raise DataError(f"no annotation file given for {format}: expected the split file (--annotations)")
-    if format in ("ssv1", "ssv2") and not str(labels):
+    if format in ("ssv1", "ssv2") and not str(labels) and classes is None:
         expected = "something-something-v1-labels.csv" if format == "ssv1" else "something-something-v2-labels.json"
         raise DataError(f"{format} needs its labels file ({expected}): pass --labels or data.labels")
-    classes = read_classes(labels) if str(labels) else None
+    source = classes_from or "the labels file"
+    if classes is None and str(labels):
+        classes = read_classes(labels)
     reader = {"ssv1": _ssv1, "ssv2": _ssv2, "k400": _k400, "list": _list}[format]
-    entries, classes = reader(Path(annotations), classes)
+    entries, classes = reader(Path(annotations), classes, source)
     ids = [e.id for e in entries]
     _check_unique(annotations, ids, what="sample id")
     if not entries:
@@ -160,7 +179,7 @@ def read_split(format: str, annotations: str | os.PathLike, labels: str | os.Pat
     return Split(format, str(annotations), tuple(classes), tuple(entries))
 
 
-def _ssv1(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tuple[str, ...]]:
+def _ssv1(path: Path, classes: tuple[str, ...] | None, source: str) -> tuple[list[Entry], tuple[str, ...]]:
     assert classes is not None
     index = {name: i for i, name in enumerate(classes)}
     entries = []
@@ -169,12 +188,12 @@ def _ssv1(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tup
         video_id = video_id.strip()
         if not video_id or (sep and not name.strip()):
             raise DataError(f"{path}:{number}: expected '<id>;<class name>' or '<id>', got {line!r}")
-        label = _class_index(path, number, name.strip(), index) if sep else -1
+        label = _class_index(path, number, name.strip(), index, source) if sep else -1
         entries.append(Entry(video_id, label, (video_id,)))
     return entries, classes
 
 
-def _ssv2(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tuple[str, ...]]:
+def _ssv2(path: Path, classes: tuple[str, ...] | None, source: str) -> tuple[list[Entry], tuple[str, ...]]:
     assert classes is not None
     index = {name: i for i, name in enumerate(classes)}
     records = _parse_json(path, _read_text(path))
@@ -186,7 +205,8 @@ def _ssv2(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tup
             raise DataError(f"{path}: record {number}: expected an object with an 'id', got {str(record)[:80]!r}")
         video_id = str(record["id"])
         template = record.get("template")
-        label = -1 if template is None else _class_index(path, number, template.replace("[", "").replace("]", ""), index)
+        name = None if template is None else template.replace("[", "").replace("]", "")
+        label = -1 if name is None else _class_index(path, number, name, index, source)
         entries.append(Entry(video_id, label, (f"{video_id}.webm", video_id)))
     return entries, classes
 
@@ -194,7 +214,7 @@ def _ssv2(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tup
 _K400_COLUMNS = ("youtube_id", "time_start", "time_end")
 
 
-def _k400(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tuple[str, ...]]:
+def _k400(path: Path, classes: tuple[str, ...] | None, source: str) -> tuple[list[Entry], tuple[str, ...]]:
     reader = csv.DictReader(_read_text(path).lstrip("\ufeff").splitlines())
     columns = reader.fieldnames or []
     if any(c not in columns for c in _K400_COLUMNS):
@@ -203,16 +223,19 @@ def _k400(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tup
     labelled = "label" in columns
     if classes is None:
         classes = tuple(sorted({row["label"] for row in rows})) if labelled else ()
+    elif labelled:
+        _check_known(path, [row["label"] or "" for row in rows], classes, source)
     index = {name: i for i, name in enumerate(classes)}
     entries = []
     for number, row in enumerate(rows, 2):
         try:
             start, end = int(float(row["time_start"])), int(float(row["time_end"]))
         except (TypeError, ValueError):
-            raise DataError(f"{path}:{number}: expected integer time_start and time_end, got {row['time_start']!r}, {row['time_end']!r}") from None
+            raise DataError(f"{path}:{number}: expected numbers time_start and time_end (13 or 13.0), "
+                            f"got {row['time_start']!r}, {row['time_end']!r}") from None
         clip = f"{row['youtube_id']}_{start:06d}_{end:06d}"
         label_name = row.get("label") or ""
-        label = _class_index(path, number, label_name, index) if labelled else -1
+        label = _class_index(path, number, label_name, index, source) if labelled else -1
         entries.append(Entry(clip, label, _k400_candidates(clip, label_name, row.get("split") or "")))
     return entries, classes
 
@@ -228,7 +251,7 @@ def _k400_candidates(clip: str, label: str, split: str) -> tuple[str, ...]:
 _LIST_LINE = re.compile(r"(?P<path>.+?)(?:\s+(?P<frames>\d+))?\s+(?P<label>-?\d+)\s*")
 
 
-def _list(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tuple[str, ...]]:
+def _list(path: Path, classes: tuple[str, ...] | None, source: str) -> tuple[list[Entry], tuple[str, ...]]:
     entries = []
     for number, line in _lines(path):
         match = _LIST_LINE.fullmatch(line.strip())
@@ -237,7 +260,8 @@ def _list(path: Path, classes: tuple[str, ...] | None) -> tuple[list[Entry], tup
         label = int(match["label"])
         if label < 0 or (classes is not None and label >= len(classes)):
             limit = f"0..{len(classes) - 1}" if classes is not None else ">= 0"
-            raise DataError(f"{path}:{number}: expected a class index {limit}, got {label}")
+            where = f" ({len(classes)} classes in {source})" if classes is not None else ""
+            raise DataError(f"{path}:{number}: expected a class index {limit}, got {label}{where}")
         rel = match["path"].strip().rstrip("/")
         entries.append(Entry(rel, label, (rel,)))
     if classes is None:
@@ -312,12 +336,23 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, line.rstrip("\r\n")
 
 
-def _class_index(path: str | os.PathLike, number: int, name: str, index: dict[str, int]) -> int:
+def _class_index(path: str | os.PathLike, number: int, name: str, index: dict[str, int], source: str = "") -> int:
     if name in index:
         return index[name]
     close = difflib.get_close_matches(name, list(index), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise DataError(f"{path}:{number}: class {name!r} is not in the labels file{hint}")
+    raise DataError(f"{path}:{number}: class {name!r} is not in {source or 'the labels file'}{hint}")
+
+
+def _check_known(path: str | os.PathLike, names: list[str], classes: tuple[str, ...], source: str) -> None:
+    """Every class name of a split file is one of `classes`; else one line naming those that are not."""
+    known = set(classes)
+    unknown = sorted({name for name in names if name not in known})
+    if unknown:
+        more = f" and {len(unknown) - 1} more ({', '.join(map(repr, unknown[1:SHOW_IDS]))}{', ...' if len(unknown) > SHOW_IDS else ''})" \
+            if len(unknown) > 1 else ""
+        raise DataError(f"{path}: class {unknown[0]!r}{more} is not among the {len(classes)} classes of "
+                        f"{source or 'the labels file'}: expected every class of this split there")
 
 
 def _check_unique(path: str | os.PathLike, values: list[str], what: str = "class name") -> None:

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from tdsclip.config import DataConfig
 from tdsclip.data.annotations import SHOW_IDS, Found, flip_pairs
 from tdsclip.data.errors import DataError, UnreadableError
-from tdsclip.data.locate import found_samples
+from tdsclip.data.locate import found_samples, reference_comparison
 from tdsclip.data.sampling import check_window, eval_indices, train_indices
 from tdsclip.data.transforms import EvalTransform, TrainTransform
 from tdsclip.data.video import read_frames
@@ -78,6 +78,8 @@ class DataInfo:
     missing_ids: tuple[str, ...]
     classes: int
     manifest: str
+    reference: dict | None = None
+    """The split compared with its reference list (tdsclip/data/reference.py), if one was given."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -227,7 +229,8 @@ def build_dataset(cfg: DataConfig, split: Literal["train", "val", "test"], local
     found, digest, listed = found_samples(cfg, split, workers)
     classes = found.split.classes
     info = DataInfo(found.split.format, str(found.split.annotations), str(found.root), listed, len(found.samples),
-                    len(found.missing), found.missing[:SHOW_IDS], len(classes), digest.digest)
+                    len(found.missing), found.missing[:SHOW_IDS], len(classes), digest.digest,
+                    reference_comparison(cfg, split, found, digest))
     if split == "train":
         transform: TrainTransform | EvalTransform = TrainTransform(
             cfg.input_size, cfg.resize, cfg.randaugment, cfg.flip, cfg.grayscale, flip_pairs(classes), cfg.crop_area)

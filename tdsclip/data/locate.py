@@ -3,6 +3,10 @@
 The trainer (through `build_dataset`) and the experiment planner share this: the planner must say
 which run id a row will have in well under a second, so it reads the manifest digest the last
 real build remembered in the data cache (`remembered_digest`) instead of listing the dataset.
+
+Each split has its root (`data.train_root`, `data.val_root`, both defaulting to `data.root`), and
+every split indexes the training split's classes (`data.labels` when given, else the training
+file's own list), so a validation file lacking some classes cannot shift the others' indices.
 """
 
 from __future__ import annotations
@@ -37,11 +41,14 @@ def locate(cfg: DataConfig, split: Split, generate: bool = True) -> tuple[str, s
         return data.format, data.root, data.train if split == "train" else data.val, data.labels
     key = "train_annotations" if split == "train" else "val_annotations"
     annotations = getattr(cfg, key)
-    if not cfg.root:
-        raise DataError("data.root is empty: set data.root to the folder holding the videos or frame folders")
+    root_key = "train_root" if split == "train" else "val_root"
+    root = getattr(cfg, root_key) or cfg.root
+    if not root:
+        raise DataError(f"data.root is empty: set data.root (or data.{root_key}) to the folder holding the "
+                        f"{'training' if split == 'train' else 'validation'} videos or frame folders")
     if not annotations:
         raise DataError(f"data.{key} is empty: set it to the {'training' if split == 'train' else 'validation'} split file")
-    return cfg.dataset, os.path.expanduser(cfg.root), os.path.expanduser(annotations), os.path.expanduser(cfg.labels)
+    return cfg.dataset, os.path.expanduser(root), os.path.expanduser(annotations), os.path.expanduser(cfg.labels)
 
 
 def variant(cfg: DataConfig, split: Split) -> str:
@@ -57,13 +64,52 @@ def found_samples(cfg: DataConfig, split: Split, workers: int | None = None) -> 
     from tdsclip.data.subsets import choose
 
     fmt, root, annotations, labels = locate(cfg, split)  # type: ignore[misc]  # generate=True never gives None
-    listed = read_split(fmt, annotations, labels)
+    if split == "train" or labels:
+        listed = read_split(fmt, annotations, labels)
+    else:  # no labels file: the training split's class list is the one index every split shares
+        _, _, train_annotations, _ = locate(cfg, "train")  # type: ignore[misc]
+        classes = read_split(fmt, train_annotations).classes
+        listed = read_split(fmt, annotations, classes=classes, classes_from=f"the training split {train_annotations}")
     found = find_samples(listed, root)
     if variant(cfg, split):
         found = Found(found.split, found.root, tuple(choose(found.samples, cfg.train_fraction, cfg.subset_seed)),
                       found.missing)
     digest = manifest(found, cache_dir(cfg), cfg.num_workers if workers is None else workers, variant(cfg, split))
     return found, digest, len(listed.entries)
+
+
+def reference_comparison(cfg: DataConfig, split: Split, found: Found, digest: Manifest) -> dict | None:
+    """The split compared with its reference list (data.train_reference / data.val_reference; the
+    test views use the validation one), or None when none is set."""
+    from tdsclip.data.reference import compare, read_reference
+
+    path = cfg.train_reference if split == "train" else cfg.val_reference
+    if not path:
+        return None
+    labels = os.path.expanduser(cfg.reference_labels) if cfg.reference_labels else ""
+    return compare(found, digest.frames, read_reference(os.path.expanduser(path), labels))
+
+
+FINGERPRINT_KEYS = ("listed", "found", "missing", "classes", "manifest")
+
+
+def fingerprint(manifest: str, train: dict, val: dict) -> dict:
+    """What a run records to identify its copy of the data: counts per split, the manifest hashes and,
+    where a reference list was given, the comparison's summary. `differs_from_reference` is None
+    without any reference, else whether some split differs from its list (a report flags the row)."""
+    splits = {"train": train, "val": val}
+    references = {name: info["reference"] for name, info in splits.items() if info.get("reference")}
+    differs = None if not references else any(not r["matches"] for r in references.values())
+    counts = "; ".join(f"{name} {info['found']} of {info['listed']} listed videos" for name, info in splits.items())
+    notes = "; ".join(f"{name} {r['summary']}" for name, r in references.items())
+    return {
+        "manifest": manifest,
+        "splits": {name: {key: info[key] for key in FINGERPRINT_KEYS} for name, info in splits.items()},
+        "reference": {name: {k: r[k] for k in ("reference", "reference_sha256", "listed", "found", "missing", "extra",
+                                               "frames", "labels", "matches", "summary")} for name, r in references.items()},
+        "differs_from_reference": differs,
+        "summary": f"{counts}{'; ' + notes if notes else ''}",
+    }
 
 
 def run_manifest(train_digest: str, val_digest: str) -> str:

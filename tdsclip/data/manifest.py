@@ -1,8 +1,9 @@
 """The dataset manifest: one hash that identifies exactly what data a run saw.
 
 It covers the class names, each found sample's relative path, frame count and label, and, for
-frames extracted by `python -m tdsclip.data extract`, the extractor recorded in the root's
-provenance.json (decoder, version, naming): frame counts differ by extractor and move accuracy.
+frames extracted by `python -m tdsclip.data extract` or videos re-encoded by `... resize`, the
+settings recorded in the root's provenance.json (tool, version, naming, size): frame counts and
+pixels differ by preparation and move accuracy.
 Absolute locations and file times are left out, so a copy of the data elsewhere hashes the same.
 
 Counting frames means opening every video, minutes for SSv2, so the counts are cached per
@@ -45,14 +46,15 @@ def default_cache_dir() -> Path:
 
 
 def provenance_header(root: str | os.PathLike) -> dict:
-    """The extractor's description from the root's provenance.json, per-video counts left out
-    (they are in the manifest's own entries), or {} for data used as distributed."""
+    """The extractor's (or resizer's) settings from the root's provenance.json, per-video entries and
+    failures left out (the samples are in the manifest's own entries), or {} for data as distributed."""
     path = Path(root) / PROVENANCE
     if not path.exists():
         return {}
     try:
         header = json.loads(path.read_text())
         header.pop("videos", None)
+        header.pop("failed", None)
     except (OSError, ValueError, AttributeError) as error:
         raise DataError(f"{path}: expected the JSON object extract writes, got {type(error).__name__}: {error}") from None
     return header

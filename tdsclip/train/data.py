@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tdsclip.config import ConfigError, RunConfig
 from tdsclip.data.dataset import FailureLog, build_dataset, collate
-from tdsclip.data.locate import run_manifest
+from tdsclip.data.locate import fingerprint, run_manifest
 from tdsclip.train.distributed import DistEnv
 from tdsclip.train.loop import RunData
 
@@ -28,5 +28,6 @@ def build_run_data(cfg: RunConfig, env: DistEnv) -> RunData:
         failure_log=lambda: FailureLog(len(train), cfg.data.max_corrupt_fraction),
         protocol={"val": "1 view per video: centre clip, centre crop (single-view validation)",
                   "test": f"{cfg.data.test_crops} {crops} x {cfg.data.test_clips} clips = {test.views} views per video"},
-        info={"train": train.info.as_dict(), "val": val.info.as_dict()},
+        info={"train": train.info.as_dict(), "val": val.info.as_dict(),
+              "fingerprint": fingerprint(manifest, train.info.as_dict(), val.info.as_dict())},
     )
