@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from tdsclip.config import RunConfig
 from tdsclip.identity import identity, run_id
+from tdsclip.train.checkpoint import init_from
 from tdsclip.train.distributed import DistEnv, env_from, setup, teardown
 from tdsclip.train.loop import Hooks, Outcome, RunData, train
 from tdsclip.train.sampling import seed_everything
@@ -62,6 +63,8 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
             return Outcome("finished", run_dir / "result.json", done)
         seed_everything(cfg.train.seed)  # the initial weights (side network, random backbones) follow the seed
         model = build_model(cfg.model, device)
+        if cfg.model.init_from:  # a resumed run's latest.pt overrides this in train()
+            init_from(model, cfg.model.init_from, cfg.model.weights)
         tracker = Tracker(
             run_dir, rid, params=identity(cfg),
             tags={"run_id": rid, "preset": preset, "data_manifest": data.manifest, "world_size": str(env.world_size),
