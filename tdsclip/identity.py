@@ -9,8 +9,9 @@ What a run computes decides its id; where files live and how it is babysat do no
 RECIPE_VERSION is bumped deliberately when a change to the code changes what a config trains
 (new defaults, a fixed bug in the model or the recipe). Version 2: the TD-Adapter's 1x1x1
 convolutions lost their biases (model.td_bias=false, as in the released code), and
-model.td_bias / model.init / model.init_from became keys, so every earlier run id changed. The git SHA is recorded with each run as a
-tag but is not part of its identity, so an unrelated commit does not orphan finished runs.
+model.td_bias / model.init / model.init_from became keys, so every earlier run id changed.
+The git SHA is recorded with each run as a tag but is not part of its identity, so an unrelated
+commit does not orphan finished runs.
 """
 
 from __future__ import annotations

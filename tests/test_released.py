@@ -298,3 +298,14 @@ def test_evaluate_refuses_a_class_list_that_does_not_fit(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "error: dataset class 'Class A' has no counterpart in the checkpoint's class list"
     assert evaluate(["--checkpoint", str(TINY), *data]) == 2
     assert "--released" in capsys.readouterr().err
+
+
+def test_training_with_weights_from_a_checkpoint_needs_init_from(tmp_path):
+    from tdsclip.config import ConfigError
+    from tdsclip.model.released import released_run_config
+    from tdsclip.train.run import run_config
+
+    cfg = released_run_config(load_released(TINY)[1])
+    assert cfg.model.weights == "checkpoint" and not cfg.model.init_from
+    with pytest.raises(ConfigError, match=r"model\.weights=checkpoint .* model\.init_from, which is not set"):
+        run_config(cfg, preset="released-code", runs_dir=tmp_path)

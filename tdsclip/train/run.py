@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch.distributed as dist
 
-from tdsclip.config import RunConfig
+from tdsclip.config import ConfigError, RunConfig
 from tdsclip.identity import identity, run_id
 from tdsclip.train.checkpoint import init_from
 from tdsclip.train.distributed import DistEnv, env_from, setup, teardown
@@ -49,6 +49,9 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
 
     if data_builder is None:
         from tdsclip.train.data import build_run_data as data_builder  # noqa: N813 - the default builder
+    if cfg.model.weights == "checkpoint" and not cfg.model.init_from:
+        raise ConfigError("model.weights=checkpoint takes the frozen CLIP weights from the checkpoint in "
+                          "model.init_from, which is not set; set it, or model.weights to a CLIP weights file")
     env = env or env_from()
     owns_group = not dist.is_initialized()
     device = setup(env)
