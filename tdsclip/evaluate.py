@@ -43,6 +43,64 @@ def _overrides(texts: list[str]) -> list[str]:
     return overrides
 
 
+def evaluate_source(*, checkpoint: Path | None = None, released: Path | None = None, overrides: list[str] = (),
+                    classes: Path | None = None, scores: Path | None = None) -> dict[str, object]:
+    """Evaluate a project checkpoint or a released one (exactly one) with the multi-view protocol;
+    returns the record (on every rank; only rank 0 writes `scores`). Raises ConfigError,
+    WeightsError, CheckpointError, ReleasedError or DataError, each one line."""
+    from tdsclip import locations
+    from tdsclip.data.classmap import ALPHABETICAL, checkpoint_order, class_rows, reorder_classifier
+    from tdsclip.identity import file_sha256
+    from tdsclip.model.build import build_model
+    from tdsclip.model.released import load_released, released_run_config
+    from tdsclip.train.data import build_run_data
+    from tdsclip.train.distributed import env_from, setup, teardown
+    from tdsclip.train.loop import evaluate
+
+    if (checkpoint is None) == (released is None):
+        raise ConfigError("evaluate: expected exactly one of a checkpoint and a released checkpoint")
+    if classes and not released:
+        raise ConfigError("--classes maps a released checkpoint's classes; it needs --released")
+    overrides = _overrides(list(overrides))
+    record: dict[str, object] = {}
+    if released:
+        model, model_cfg = load_released(released, [t for t in overrides if t.startswith("model.")])
+        cfg: RunConfig = released_run_config(model_cfg, [t for t in overrides if not t.startswith("model.")])
+        cfg = locations.fill(cfg, require_weights=False)
+        record["released"] = {"file": str(released), "sha256": file_sha256(str(released))}
+    else:
+        state = load(checkpoint)
+        saved = state.get("extra", {}).get("config")
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"checkpoint {checkpoint} does not record its config; was it written by tdsclip.train?")
+        cfg = apply_overrides(from_dict(saved), overrides)
+        record["checkpoint"] = str(checkpoint)
+        if "released" in state["extra"]:
+            record["released"] = state["extra"]["released"]
+    env = env_from()
+    device = setup(env)
+    try:
+        data = build_run_data(cfg, env)
+        if released:
+            order = checkpoint_order(data.train.classes, classes)
+            reorder_classifier(model.fc, class_rows(data.train.classes, order, model.fc.out_features))
+            record["classes"] = {"source": str(classes) if classes else ALPHABETICAL, "order": list(order)}
+            model = model.to(device)
+        else:
+            model = build_model(cfg.model, device)
+            load_for_evaluation(model, cfg.model, state["model"], str(checkpoint))
+        evaluation = evaluate(model, data.val_views, data.views, cfg, env, device, data.collate)
+    finally:
+        teardown()
+    result = evaluation.scores.result()
+    if scores and env.is_main:
+        evaluation.scores.save(scores)
+    record.update({"top1": result.top1, "top5": result.top5, "mean_class_accuracy": result.mean_class_accuracy,
+                   "videos": result.videos, "views": result.views, "videos_skipped": len(evaluation.skipped),
+                   "manifest": data.manifest, "protocol": data.protocol["test"], "frames": cfg.data.frames})
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tdsclip.evaluate", description=__doc__.split("\n\n")[1])
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="views=CxK and config overrides")
@@ -53,59 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scores", type=Path, help="save per-video per-view scores here (npz)")
     parser.add_argument("--out", type=Path, help="also write the result record (JSON) here")
     args = parser.parse_args(argv)
-    from tdsclip import locations
-    from tdsclip.data.classmap import ALPHABETICAL, checkpoint_order, class_rows, reorder_classifier
-    from tdsclip.identity import file_sha256
-    from tdsclip.model.build import build_model
-    from tdsclip.model.released import ReleasedError, load_released, released_run_config
-    from tdsclip.train.data import build_run_data
-    from tdsclip.train.distributed import env_from, setup, teardown
-    from tdsclip.train.loop import evaluate
+    from tdsclip.model.released import ReleasedError
+    from tdsclip.train.distributed import env_from
 
-    record: dict[str, object] = {}
     try:
-        if args.classes and not args.released:
-            raise ConfigError("--classes maps a released checkpoint's classes; it needs --released")
-        overrides = _overrides(args.overrides)
-        if args.released:
-            model, model_cfg = load_released(args.released, [t for t in overrides if t.startswith("model.")])
-            cfg: RunConfig = released_run_config(model_cfg, [t for t in overrides if not t.startswith("model.")])
-            cfg = locations.fill(cfg, require_weights=False)
-            record["released"] = {"file": str(args.released), "sha256": file_sha256(str(args.released))}
-        else:
-            state = load(args.checkpoint)
-            saved = state.get("extra", {}).get("config")
-            if not isinstance(saved, dict):
-                raise CheckpointError(f"checkpoint {args.checkpoint} does not record its config; was it written by tdsclip.train?")
-            cfg = apply_overrides(from_dict(saved), overrides)
-            record["checkpoint"] = str(args.checkpoint)
-            if "released" in state["extra"]:
-                record["released"] = state["extra"]["released"]
-        env = env_from()
-        device = setup(env)
-        try:
-            data = build_run_data(cfg, env)
-            if args.released:
-                order = checkpoint_order(data.train.classes, args.classes)
-                reorder_classifier(model.fc, class_rows(data.train.classes, order, model.fc.out_features))
-                record["classes"] = {"source": str(args.classes) if args.classes else ALPHABETICAL, "order": list(order)}
-                model = model.to(device)
-            else:
-                model = build_model(cfg.model, device)
-                load_for_evaluation(model, cfg.model, state["model"], str(args.checkpoint))
-            evaluation = evaluate(model, data.val_views, data.views, cfg, env, device, data.collate)
-        finally:
-            teardown()
+        record = evaluate_source(checkpoint=args.checkpoint, released=args.released, overrides=args.overrides,
+                                 classes=args.classes, scores=args.scores)
     except (ConfigError, WeightsError, CheckpointError, ReleasedError, DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result = evaluation.scores.result()
-    if env.is_main:
-        if args.scores:
-            evaluation.scores.save(args.scores)
-        record.update({"top1": result.top1, "top5": result.top5, "mean_class_accuracy": result.mean_class_accuracy,
-                       "videos": result.videos, "views": result.views, "videos_skipped": len(evaluation.skipped),
-                       "manifest": data.manifest, "protocol": data.protocol["test"], "frames": cfg.data.frames})
+    if env_from().is_main:
         text = json.dumps(record)
         if args.out:
             from tdsclip.atomic import atomic_write
