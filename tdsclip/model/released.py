@@ -40,7 +40,7 @@ import torch
 
 from tdsclip.config import ConfigError, ModelConfig, RunConfig, apply_overrides, to_dict
 from tdsclip.model.backbone import CONFIG_DIR, PAPER_BACKBONES
-from tdsclip.model.weights import _reason, is_torchscript_archive
+from tdsclip.model.weights import is_torchscript_archive, load_error_line
 
 SOURCE = "github.com/BBYL9413/TDS-CLIP at cf4e58c"
 EXPECTED = ("the authors' training checkpoint (torch.save of a dict with epoch, model_state_dict and "
@@ -224,7 +224,7 @@ def read_released(path: str | Path) -> Released:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many kinds on damaged or foreign files
-        raise ReleasedError(f"cannot read released checkpoint {path}: {_reason(error)}; expected {EXPECTED}") from None
+        raise ReleasedError(f"cannot read released checkpoint {path}: {load_error_line(error)}; expected {EXPECTED}") from None
     if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict):
         state, epoch = obj["model_state_dict"], obj.get("epoch")
     elif isinstance(obj, dict) and any("side_conv1" in str(k) for k in obj):
