@@ -309,3 +309,28 @@ def test_training_with_weights_from_a_checkpoint_needs_init_from(tmp_path):
     assert cfg.model.weights == "checkpoint" and not cfg.model.init_from
     with pytest.raises(ConfigError, match=r"model\.weights=checkpoint .* model\.init_from, which is not set"):
         run_config(cfg, preset="released-code", runs_dir=tmp_path)
+
+
+def test_a_training_run_starts_from_the_converted_model(tmp_path, monkeypatch):
+    from tdsclip.model.released import main as released
+    from tdsclip.presets import resolve
+    from tdsclip.identity import file_sha256
+    from tdsclip.train.run import run_config
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    dst = tmp_path / "converted.pt"
+    assert released(["convert", str(TINY), str(dst)]) == 0
+    data = _tiny_ssv1(tmp_path / "ssv1", [f"Class {c}" for c in "ABCDEFGHIJ"])
+    model = ["model.backbone=tdsclip-authors-tiny", "model.side_width=64", "model.num_classes=10", "model.td_reduction=16",
+             "model.weights=checkpoint", f"model.init_from={dst}", "data.input_size=16"]
+    cfg = resolve("released-code", [*model, *data, "data.randaugment=", "data.num_sample=1", "data.test_crops=1",
+                                    "data.test_clips=1", "train.epochs=1", "train.batch_size=5", "train.micro_batch=5",
+                                    "train.val_every=0", "optim.lr=1e-9", "optim.warmup_epochs=0"])
+    outcome = run_config(cfg, preset="released-code", runs_dir=tmp_path / "runs")
+    assert outcome.status == "finished"
+    run = outcome.path.parent
+    assert json.loads((run / "run.json").read_text())["params"]["model.init_from"] == f"sha256:{file_sha256(str(dst))}"
+    trained, start = load(run / "latest.pt")["model"], load(dst)["model"]
+    # lr 1e-9 for 2 steps: the trainable weights are still the converted model's, not a fresh init
+    assert torch.allclose(trained["fc.weight"], start["fc.weight"], atol=1e-6)
+    assert torch.allclose(trained["projs.0.weight"], start["projs.0.weight"], atol=1e-6)
