@@ -45,7 +45,9 @@ class ModelConfig:
     weights: str = ""
     """Backbone weights: a local file (OpenAI .pt archive, open_clip .bin/.pt/.pth/.safetensors),
     an open_clip pretrained tag already in the local cache (e.g. openai); "" means not set (a
-    paper run then looks it up in the locations file), "random" means random initialisation."""
+    paper run then looks it up in the locations file), "random" means random initialisation,
+    "checkpoint" means the checkpoint the model is loaded from holds them (the authors' released
+    checkpoints and their conversions, tdsclip/model/released.py)."""
     quick_gelu: Optional[bool] = None
     """QuickGELU activations in the backbone; None lets the weights decide (OpenAI ones need it)."""
     num_classes: int = 174
@@ -74,6 +76,9 @@ class ModelConfig:
     """out = x * (0.5 + sigmoid(restore(y))) (released code); off: out = x + restore(y)."""
     td_placement: Literal["stacked", "replace"] = "stacked"
     """stacked: after the 3D conv branch (released code); replace: in place of it (a reading of the paper)."""
+    td_bias: bool = False
+    """Biases in the TD-Adapter's two 1x1x1 convolutions: off as in the released code (bias=False;
+    the paper is silent); on: the project's earlier form (+d/r + d parameters per adapter)."""
     td_layers: str = "all"
     """Side blocks that carry the TD-Adapter, 1-based: 'all', '1-6', '7-12', '1,3,5', or
     'first-half' / 'second-half' (Table IX's rows at any depth);
@@ -88,6 +93,18 @@ class ModelConfig:
     """Weight of the SME stem (Table V); the released code uses 0.5."""
     sme_placement: Literal["temporal", "spatial", "spatial_temporal", "cross", "additional"] = "temporal"
     """Where SME features enter (Table XI); formulas in tdsclip/model/build.py."""
+
+    # --- initialisation of a run trained from scratch, or from a checkpoint ---
+    init: Literal["paper", "released"] = "paper"
+    """paper: every side projection normal with std (2d)^-0.5, attention and MLP output layers with
+    std d^-0.5 (2L)^-0.5 for L blocks, the classifier truncated normal 0.02 with zero bias.
+    released: as the authors' code actually behaves (its initialize_parameters re-initialises the
+    *text* tower's side projections): the side projections and the classifier keep PyTorch's
+    default nn.Linear init, and the output layers use 2 x 12 blocks whatever the depth."""
+    init_from: str = ""
+    """A project checkpoint whose model state (trainable weights, statistics and, when it holds
+    them, the frozen CLIP weights) the run starts from, e.g. one written by
+    `python -m tdsclip.model.released convert`; its sha256 is part of the run id."""
 
     # --- recomputation in backward: less activation memory, the same maths (not part of a run's
     # identity); under torch.compile (train.compile) the plain path runs ---

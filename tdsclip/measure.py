@@ -1,6 +1,9 @@
 """Measure a model: parameters, FLOPs per view, activation memory, CUDA peak memory.
 
-    python -m tdsclip.measure --backbone ViT-B-16 --frames 8 [key=value ...] [--batch N] [--json]
+    python -m tdsclip.measure [--preset P] --backbone ViT-B-16 --frames 8 [key=value ...] [--batch N] [--json]
+
+--preset resolves the config as `python -m tdsclip.train` does (paper by default), e.g.
+`--preset released-code model.backbone=ViT-L-14 model.num_classes=400` for the authors' L/14 K400 model.
 
 Conventions (printed with every measurement):
 - FLOPs count one multiply-add as one FLOP, the convention of the paper's TFLOPs column
@@ -36,9 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tdsclip.config import ConfigError, RunConfig, apply_overrides
+from tdsclip.config import ConfigError, RunConfig
 from tdsclip.model.build import describe
 from tdsclip.model.weights import WeightsError
+from tdsclip.presets import PRESETS, resolve
 
 FLOP_CONVENTION = "one multiply-add counted as one FLOP, the paper's TFLOPs convention"
 
@@ -308,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Any config key can be set as key=value, e.g. model.num_classes=400 data.input_size=224.",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    parser.add_argument("--preset", default="paper", help=f"recipe the config resolves with: {', '.join(PRESETS)} (default paper)")
     parser.add_argument("--backbone", help="shorthand for model.backbone=NAME (default ViT-B-16)")
     parser.add_argument("--frames", type=int, help="shorthand for data.frames=N (default 8)")
     parser.add_argument("--batch", type=int, default=1, help="clips per step for the memory measurements (default 1)")
@@ -322,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.frames is not None:
         overrides.append(f"data.frames={args.frames}")
     try:
-        cfg = apply_overrides(RunConfig(), overrides)
+        cfg = resolve(args.preset, overrides)
         result = measure(cfg, batch=args.batch, cuda=args.cuda, backbone_only=args.backbone_only)
     except (ConfigError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -17,9 +17,9 @@ from pathlib import Path
 from tdsclip.config import RunConfig
 
 
-NOT_FLOPS = ("weights", "quick_gelu", "td_recompute", "proj_recompute")
+NOT_FLOPS = ("weights", "quick_gelu", "td_recompute", "proj_recompute", "init", "init_from")
 """Model fields that change no forward FLOPs or parameter count (recomputation repeats work in
-backward only)."""
+backward only; initialisation changes values, not shapes)."""
 
 
 def key(cfg: RunConfig) -> str:

@@ -49,7 +49,7 @@ PAPER: tuple[Rule, ...] = (
 # The authors' released code where it differs from the paper (model-notes.md).
 RELEASED_CODE: tuple[Rule, ...] = PAPER + (
     Rule({}, {"model.sme_beta": 0.5, "model.td_placement": "stacked", "model.td_channel_mean": True,
-              "model.td_gate": True, "model.stem_padding": 1}),
+              "model.td_gate": True, "model.stem_padding": 1, "model.td_bias": False, "model.init": "released"}),
     Rule({"model.backbone": "ViT-L-14"}, {"model.side_width": 512}),
     Rule({"data.dataset": "k400"}, {"data.randaugment": ""}),
 )

@@ -131,12 +131,14 @@ def test_cls_shift_moves_half_the_channels_each_way():
     assert torch.all(shifted[:, -1, :3] == 0) and torch.all(shifted[:, 0, 3:] == 0)
 
 
-def test_one_side_block_parameter_count_matches_its_formula():
+@pytest.mark.parametrize("bias", [False, True])
+def test_one_side_block_parameter_count_matches_its_formula(bias):
     d, r, layers = 320, 16, 12
-    td = dict(mode="pool", kernel=3, reduction=r, channel_mean=True, gate=True)
+    td = dict(mode="pool", kernel=3, reduction=r, channel_mean=True, gate=True, bias=bias)
     block = TDSBlock(d, layers, TemporalBranch(d, "td", td, "stacked"), cls_shift=True)
     conv_branch = 2 * d + (d * d + d) + (3 * d + d) + (d * d + d)  # BN, 1x1x1, depthwise (3,1,1), 1x1x1
-    td_adapter = (d * (d // r) + d // r) + 2 * (d // r) + ((d // r) * d + d) + 2 * d
+    # two 1x1x1 convs (bias only with model.td_bias; the released code has none), each with its BN
+    td_adapter = d * (d // r) + 2 * (d // r) + (d // r) * d + 2 * d + bias * (d // r + d)
     attention = 2 * d + (3 * d * d + 3 * d) + (d * d + d)  # LayerNorm, in_proj, out_proj
     mlp = 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)  # BN pre-norm, fc1, fc2
     assert sum(p.numel() for p in block.parameters()) == conv_branch + td_adapter + attention + mlp
@@ -148,6 +150,68 @@ def test_b16_trainable_parameters_match_the_paper():
     model = build_model(RunConfig().model, "meta")
     assert sum(p.numel() for n, p in model.named_parameters() if ".td." in n) == pytest.approx(0.16e6, rel=0.05)
     assert sum(p.numel() for p in model.sme_stem.parameters()) == pytest.approx(2.95e6, rel=0.01)
+
+
+def _side_network(*overrides: str):
+    """The model of a config with its frozen CLIP on the meta device: the side network's real
+    random init, without allocating (or initialising) the backbone."""
+    from tdsclip.model.backbone import build_backbone
+    from tdsclip.model.build import TDSCLIP
+
+    cfg = apply_overrides(RunConfig(), list(overrides)).model
+    torch.manual_seed(0)
+    return TDSCLIP(cfg, build_backbone(cfg.backbone, "", cfg.quick_gelu, "meta"))
+
+
+def _std(tensors) -> float:
+    return torch.cat([t.detach().flatten() for t in tensors]).std().item()
+
+
+def test_released_init_measures_as_the_released_code_behaves():
+    # B/16, d 320: the released code's visual side projections keep nn.Linear's default init
+    # (its initialize_parameters re-initialises the text tower's), std 1/sqrt(3 W) = 0.021; ours 0.040
+    for init, expected in (("paper", (2 * 320) ** -0.5), ("released", (3 * 768) ** -0.5)):
+        model = _side_network(f"model.init={init}")
+        assert _std(p.weight for p in model.projs) == pytest.approx(expected, rel=0.02)
+        assert round(_std(p.weight for p in model.projs), 3) == {"paper": 0.040, "released": 0.021}[init]
+    # output layers: std d^-0.5 (2 L)^-0.5 with L = the depth (paper) or 12 whatever the depth (released);
+    # a 4-block tower shows the difference (as L/14's 24 blocks would); the classifier keeps nn.Linear's
+    # default init in the released code (uniform, std 1/sqrt(3d), a non-zero bias)
+    tower = ["model.backbone=tdsclip-tiny", "model.side_width=320"]
+    for init, depth, fc_std in (("paper", 4, 0.02), ("released", 12, (3 * 320) ** -0.5)):
+        model = _side_network(*tower, f"model.init={init}")
+        out = [b.attn.out_proj.weight for b in model.blocks] + [b.mlp.fc2.weight for b in model.blocks]
+        assert _std(out) == pytest.approx(320 ** -0.5 * (2 * depth) ** -0.5, rel=0.02)
+        assert _std([b.attn.in_proj.weight for b in model.blocks]) == pytest.approx(320 ** -0.5, rel=0.02)
+        assert _std([model.fc.weight]) == pytest.approx(fc_std, rel=0.03)
+        assert (model.fc.bias.abs().max().item() > 0) == (init == "released")
+
+
+def test_released_code_preset_trains_from_the_released_init():
+    from tdsclip.presets import resolve
+
+    assert resolve("released-code").model.init == "released"
+    assert resolve("paper").model.init == "paper"
+
+
+def test_released_parameter_counts_are_exact(capsys):
+    """The released code's TD-Adapter convs have no bias (model.td_bias=false, the default): the
+    counts equal the authors' (tests/test_released.py checks them against their key lists too)."""
+    import json
+
+    from tdsclip.measure import main
+    from tdsclip.presets import resolve
+
+    assert main(["--json", "--no-cuda", "--preset", "released-code", "model.num_classes=174"]) == 0
+    assert json.loads(capsys.readouterr().out)["trainable_params"] == 24_224_526
+
+    def trainable(*overrides: str) -> int:
+        return count_parameters(build_model(resolve("released-code", overrides).model, "meta"))[0]
+
+    assert trainable("model.backbone=ViT-L-14", "model.num_classes=174") == 106_535_598
+    assert trainable("model.backbone=ViT-L-14", "model.num_classes=400") == 106_651_536
+    # the earlier form, biases on: + d/r + d per adapter, 12 adapters at B/16
+    assert trainable("model.num_classes=174", "model.td_bias=true") == 24_224_526 + 12 * (20 + 320)
 
 
 def test_l14_with_the_released_side_width_matches_the_released_parameter_count():

@@ -49,18 +49,20 @@ class TDAdapter(nn.Module):
         y   = 0.5 * D + 0.5 * mean_c(D)     channel_mean on (released code); y = D when off
         g   = BN(Conv1x1x1_{d/r -> d}(y))
         out = x * (0.5 + sigmoid(g))        gate on (released code); out = x + g when off
+
+    The two 1x1x1 convolutions have no bias, as in the released code (model.td_bias adds them).
     """
 
     def __init__(self, width: int, mode: str = "pool", kernel: int = 3, reduction: int = 16,
-                 channel_mean: bool = True, gate: bool = True) -> None:
+                 channel_mean: bool = True, gate: bool = True, bias: bool = False) -> None:
         super().__init__()
         reduced = width // reduction
         self.mode, self.kernel, self.channel_mean, self.gate = mode, kernel, channel_mean, gate
-        self.reduce = nn.Sequential(nn.Conv3d(width, reduced, 1), nn.BatchNorm3d(reduced))
+        self.reduce = nn.Sequential(nn.Conv3d(width, reduced, 1, bias=bias), nn.BatchNorm3d(reduced))
         self.temporal_conv = (
             nn.Conv3d(reduced, reduced, (kernel, 1, 1), padding=(kernel // 2, 0, 0)) if mode == "conv" else None
         )
-        self.restore = nn.Sequential(nn.Conv3d(reduced, width, 1), nn.BatchNorm3d(width))
+        self.restore = nn.Sequential(nn.Conv3d(reduced, width, 1, bias=bias), nn.BatchNorm3d(width))
 
     def difference(self, f: torch.Tensor) -> torch.Tensor:
         if self.mode == "pool":

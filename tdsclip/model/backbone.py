@@ -184,11 +184,12 @@ def build_backbone(
 ) -> CLIPBackbone:
     """Build the frozen ViT `name` with `weights` (see tdsclip.model.weights), on `device`.
 
-    weights "" or "random": random initialisation.
+    weights "" or "random": random initialisation; "checkpoint": random here, the frozen weights
+    come from the checkpoint loaded next (a released or converted one, which holds them).
     quick_gelu=None lets the weights decide: OpenAI archives and tags marked quick_gelu get it.
     device="meta" builds the architecture without allocating weights (for measurement).
     """
-    loaded = load_weights(name, weights) if weights and weights != "random" else None
+    loaded = load_weights(name, weights) if weights not in ("", "random", "checkpoint") else None
     if loaded is not None and loaded.openai_archive:
         if quick_gelu is False:
             raise WeightsError(

@@ -24,6 +24,7 @@ Side network: for each frozen block i, with z_i its output (B*T, 1 + h*w, W):
 model.td_recompute and model.proj_recompute (both on by default) recompute the TD-Adapter's and
 the projection LayerNorm's outputs in backward instead of keeping them: same maths, less memory.
 Head: logits = Linear_{d -> K}(mean over T, h, w of BN3d(x_L)).
+Initialisation: model.init (paper | released), see tdsclip/config.py.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from tdsclip.model.adapters import PatchStem, TemporalConv, sme_differences
 from tdsclip.model.backbone import CLIPBackbone, build_backbone
 from tdsclip.model.recompute import recompute
 from tdsclip.model.side import TDSBlock, TemporalBranch, tokens_to_video, video_to_tokens
+
+
+RELEASED_INIT_DEPTH = 12
+"""The released code's side blocks scale their output layers' init for 2 x 12 blocks at any depth."""
 
 
 class SideInputs(NamedTuple):
@@ -90,14 +95,15 @@ class TDSCLIP(nn.Module):
 
         self.proj_norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(layers))
         self.projs = nn.ModuleList(nn.Linear(width, d) for _ in range(layers))
-        for proj in self.projs:
-            nn.init.normal_(proj.weight, std=(2 * d) ** -0.5)
+        if cfg.init == "paper":  # released: PyTorch's default (see ModelConfig.init)
+            for proj in self.projs:
+                nn.init.normal_(proj.weight, std=(2 * d) ** -0.5)
         self.pos = nn.Parameter(torch.empty(backbone.grid_size[0] * backbone.grid_size[1], d))
         nn.init.normal_(self.pos, std=0.01)
 
         td_layers = parse_layer_spec(cfg.td_layers, layers)
         td = dict(mode=cfg.td_mode, kernel=cfg.td_kernel, reduction=cfg.td_reduction,
-                  channel_mean=cfg.td_channel_mean, gate=cfg.td_gate)
+                  channel_mean=cfg.td_channel_mean, gate=cfg.td_gate, bias=cfg.td_bias)
 
         def temporal(i: int) -> TemporalBranch | None:
             if cfg.temporal == "none":
@@ -105,13 +111,15 @@ class TDSCLIP(nn.Module):
             kind = "td" if cfg.temporal == "td" and (td_layers is None or i in td_layers) else "conv3d"
             return TemporalBranch(d, kind, td, cfg.td_placement, cfg.td_recompute)
 
-        self.blocks = nn.ModuleList(TDSBlock(d, layers, temporal(i), cfg.cls_shift) for i in range(layers))
+        init_depth = layers if cfg.init == "paper" else RELEASED_INIT_DEPTH
+        self.blocks = nn.ModuleList(TDSBlock(d, init_depth, temporal(i), cfg.cls_shift) for i in range(layers))
         self.checkpoint_blocks = False
         """Recompute each side block in backward instead of keeping its activations (train.checkpoint_blocks)."""
         self.head_norm = nn.BatchNorm3d(d)
         self.fc = nn.Linear(d, cfg.num_classes)
-        nn.init.trunc_normal_(self.fc.weight, std=0.02)
-        nn.init.zeros_(self.fc.bias)
+        if cfg.init == "paper":
+            nn.init.trunc_normal_(self.fc.weight, std=0.02)
+            nn.init.zeros_(self.fc.bias)
 
     def _project(self, i: int, frozen: torch.Tensor) -> torch.Tensor:
         """Linear_i(LN_i(z_i)). With model.proj_recompute, backward keeps z_i only and recomputes

@@ -14,7 +14,8 @@ The block, on side tokens x (B*T, h*w, d), each step a residual:
 
 pos is one (h*w, d) positional embedding shared by all blocks (std 0.01 at init). Init follows
 the released code (Side4Video's): attention and MLP weights normal with CLIP's stds, norms at
-one/zero, convolutions at PyTorch defaults; no dropout, no drop path.
+one/zero, convolutions at PyTorch defaults; no dropout, no drop path. The output layers' std is
+d^-0.5 (2 L)^-0.5 with L = `num_layers`, the depth the caller passes (model.init).
 """
 
 from __future__ import annotations

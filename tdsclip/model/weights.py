@@ -59,7 +59,7 @@ def is_torchscript_archive(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
-def _reason(error: BaseException) -> str:
+def load_error_line(error: BaseException) -> str:
     """The informative line of a load error (torch's weights_only errors bury it in a preamble)."""
     text = str(error)
     if "WeightsUnpickler error:" in text:
@@ -83,7 +83,7 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
             return dict(archive.state_dict()), True
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load, torch.jit.load and safetensors raise many kinds
-        raise WeightsError(f"cannot read weights file {path}: {_reason(error)}; expected {FORMATS}") from None
+        raise WeightsError(f"cannot read weights file {path}: {load_error_line(error)}; expected {FORMATS}") from None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):

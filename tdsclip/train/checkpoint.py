@@ -42,6 +42,12 @@ def load(path: Path) -> dict[str, Any]:
     except Exception as error:  # torch.load raises many kinds on damaged files
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+    if isinstance(state, dict) and "model_state_dict" in state:
+        raise CheckpointError(
+            f"checkpoint {path} is one of the authors' released checkpoints (epoch, model_state_dict, "
+            "optimizer_state_dict), not a tdsclip one: evaluate it with --released, or convert it with "
+            "python -m tdsclip.model.released convert SRC DST"
+        )
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"checkpoint {path} holds no training state (no 'model' entry)")
     return state
@@ -60,7 +66,18 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k not in frozen}
 
 
-def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, require_frozen: bool = False) -> None:
+    """Load a checkpoint's model state: every trainable weight and buffer must be there; the frozen
+    parameters may be (a converted released checkpoint holds them), all of them or none, and must be
+    with `require_frozen` (model.weights=checkpoint: no other source has them)."""
+    frozen = frozen_parameter_names(model)
+    held = frozen & set(state)
+    if (held or require_frozen) and held != frozen:
+        absent = sorted(frozen - held)
+        raise CheckpointError(
+            f"checkpoint {source} holds {len(held)} of the model's {len(frozen)} frozen parameters (e.g. {absent[0]} is "
+            f"missing){'; model.weights=checkpoint needs them all' if require_frozen else ''}"
+        )
     current = model.state_dict()
     for key, value in state.items():
         if key in current and current[key].shape != value.shape:
@@ -69,13 +86,29 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: s
                 f"{tuple(current[key].shape)} in the model; was it made with another model config?"
             )
     result = model.load_state_dict(state, strict=False)
-    missing = set(result.missing_keys) - frozen_parameter_names(model)
+    missing = set(result.missing_keys) - frozen
     if missing or result.unexpected_keys:
         example = sorted(missing)[:1] or result.unexpected_keys[:1]
         raise CheckpointError(
             f"checkpoint {source} does not fit this model: {len(missing)} missing and "
             f"{len(result.unexpected_keys)} unexpected entries (e.g. {example[0]}); was it made with another model config?"
         )
+
+
+def init_from(model: nn.Module, path: str, weights: str) -> dict[str, Any]:
+    """Start a run from a checkpoint's model state (model.init_from), e.g. a converted released
+    model; returns the checkpoint's `extra` (its config, and where a released model came from)."""
+    state = load(Path(path).expanduser())
+    load_model_state(model, state["model"], path, require_frozen=weights == "checkpoint")
+    return state.get("extra", {})
+
+
+def load_for_evaluation(model: nn.Module, model_cfg: Any, state: dict[str, torch.Tensor], source: str) -> None:
+    """A run's checkpoint into a freshly built model: the run's model.init_from first when it has
+    one (the frozen weights of a model.weights=checkpoint run live there), then the checkpoint."""
+    if model_cfg.init_from:
+        init_from(model, model_cfg.init_from, model_cfg.weights)
+    load_model_state(model, state, source, require_frozen=model_cfg.weights == "checkpoint" and not model_cfg.init_from)
 
 
 # ----------------------------------------------------------------------------- RNG states

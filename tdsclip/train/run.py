@@ -16,8 +16,9 @@ from typing import Callable
 
 import torch.distributed as dist
 
-from tdsclip.config import RunConfig
+from tdsclip.config import ConfigError, RunConfig
 from tdsclip.identity import identity, run_id
+from tdsclip.train.checkpoint import init_from
 from tdsclip.train.distributed import DistEnv, env_from, setup, teardown
 from tdsclip.train.loop import Hooks, Outcome, RunData, train
 from tdsclip.train.sampling import seed_everything
@@ -48,6 +49,9 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
 
     if data_builder is None:
         from tdsclip.train.data import build_run_data as data_builder  # noqa: N813 - the default builder
+    if cfg.model.weights == "checkpoint" and not cfg.model.init_from:
+        raise ConfigError("model.weights=checkpoint takes the frozen CLIP weights from the checkpoint in "
+                          "model.init_from, which is not set; set it, or model.weights to a CLIP weights file")
     env = env or env_from()
     owns_group = not dist.is_initialized()
     device = setup(env)
@@ -62,6 +66,8 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
             return Outcome("finished", run_dir / "result.json", done)
         seed_everything(cfg.train.seed)  # the initial weights (side network, random backbones) follow the seed
         model = build_model(cfg.model, device)
+        if cfg.model.init_from:  # a resumed run's latest.pt overrides this in train()
+            init_from(model, cfg.model.init_from, cfg.model.weights)
         tracker = Tracker(
             run_dir, rid, params=identity(cfg),
             tags={"run_id": rid, "preset": preset, "data_manifest": data.manifest, "world_size": str(env.world_size),
