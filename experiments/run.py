@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,12 +28,9 @@ from slurm.profiles import add_profile_arguments
 from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError
 from tdsclip.presets import PRESETS
+from tdsclip.runstate import default_runs_dir
 
 log = logging.getLogger("experiments")
-
-
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("TDSCLIP_RUNS", "runs"))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from experiments.run import default_runs_dir
 from experiments.spec import NAMES, Spec, SpecError, load
 from reports import html, index, latex, markdown
 from reports.grid import FigureRef, summary_text
@@ -30,14 +28,13 @@ from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError
 from tdsclip.mirror import MirrorError
 from tdsclip.presets import PRESETS
+from tdsclip.runstate import default_reports_dir, default_runs_dir
 
 FORMATS = ("md", "tex", "html")
 ABLATION_CHARTS = ("table3", "table4", "table5", "table6", "table7", "table8", "table9", "table11")
 
 
-def default_out() -> Path:
-    """reports/out, or $TDSCLIP_REPORTS (the test suite points it at a temporary folder)."""
-    return Path(os.environ.get("TDSCLIP_REPORTS", "reports/out"))
+default_out = default_reports_dir
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

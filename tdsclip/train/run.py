@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -18,16 +17,13 @@ import torch.distributed as dist
 
 from tdsclip.config import RunConfig
 from tdsclip.identity import identity, run_id
+from tdsclip.runstate import default_runs_dir  # noqa: F401 - tdsclip.train.__main__ reads it here
 from tdsclip.train.distributed import DistEnv, env_from, setup, teardown
 from tdsclip.train.loop import Hooks, Outcome, RunData, train
 from tdsclip.train.sampling import seed_everything
 
 log = logging.getLogger(__name__)
 DataBuilder = Callable[[RunConfig, DistEnv], RunData]
-
-
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("TDSCLIP_RUNS", "runs"))
 
 
 def finished_result(run_dir: Path) -> dict | None:
