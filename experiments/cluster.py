@@ -36,7 +36,7 @@ def _groups(runs: Sequence[Planned], preset: str, spec: Spec):
     from slurm.profiles import Resources
     from slurm.submit import RunGroup, RunSpec
 
-    pending = [p for p in runs if p.status != "done" and not p.shared_with]
+    pending = [p for p in runs if p.status != "finished" and not p.shared_with]
     by_backbone: dict[str, list[Planned]] = {}
     for p in pending:
         by_backbone.setdefault(p.cfg.model.backbone, []).append(p)
@@ -102,20 +102,21 @@ def report_job(name: str, preset: str, overrides: list[str], runs_dir: str) -> s
 
 
 def _progress(run_dir: Path) -> str:
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.exists():
-        return "-"
-    lines = metrics.read_text().strip().splitlines()
-    if not lines:
-        return "-"
-    last = json.loads(lines[-1])
-    return f"epoch {last.get('epoch')} step {last.get('step')}"
+    """The last complete line of metrics.jsonl (a torn last line, a crash's, is skipped)."""
+    from tdsclip.records import METRICS_FILE, RecordError, read_metrics
+
+    try:
+        entries = read_metrics(run_dir / METRICS_FILE)
+    except RecordError as error:
+        return f"unreadable ({error})"
+    return f"epoch {entries[-1].epoch} step {entries[-1].step}" if entries else "-"
 
 
 def status(spec: Spec, preset: str, runs: Sequence[Planned], runs_dir: Path) -> str:
     """Each row's run id, Slurm state, progress, GPU-hours used beside the estimate, and its result;
     finished runs are synced into MLflow."""
     from slurm.submit import failure_reason, job_states
+    from tdsclip.runstate import read_state
     from tdsclip.track import sync_runs
 
     where = folder(runs_dir, spec, preset)
@@ -133,7 +134,8 @@ def status(spec: Spec, preset: str, runs: Sequence[Planned], runs_dir: Path) -> 
         result = json.loads(result_file.read_text()).get("metrics", {}) if result_file.exists() else {}
         estimate = f"{p.cost.hours:.3g}" if p.cost else "?"
         used = f"{state.gpu_hours:.3g}" if state else "-"
-        table.append((p.row.name, p.seed, p.run_id, job["job_id"] if job else "-", state.state if state else p.status,
+        table.append((p.row.name, p.seed, p.run_id, job["job_id"] if job else "-", state.state if state else "-",
+                      read_state(runs_dir / p.run_id).state,
                       _progress(runs_dir / p.run_id), f"{used} / {estimate}",
                       f"{result[metric]:.4g}" if metric in result else "-"))
         if state and state.state not in ("COMPLETED", "RUNNING", "PENDING", "REQUEUED") and state.finished:
@@ -141,7 +143,7 @@ def status(spec: Spec, preset: str, runs: Sequence[Planned], runs_dir: Path) -> 
     report = states.get(record["report_job"])
     synced = sync_runs(runs_dir)
     lines = [f"{spec.title} -- preset {preset}, Slurm", "",
-             grid(("row", "seed", "run id", "job", "state", "progress", "GPU-h used / est.", "result"), table), "",
+             grid(("row", "seed", "run id", "job", "Slurm state", "run state", "progress", "GPU-h used / est.", "result"), table), "",
              f"report job {record['report_job']}: {report.state if report else 'unknown'}",
              f"MLflow: {synced.summary()}"]
     return "\n".join(lines + notes)

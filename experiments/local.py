@@ -46,7 +46,7 @@ def train_rows(spec: Spec, preset: str, runs: list[Planned], runs_dir: Path) -> 
             earlier = done[planned.run_id]
             outcomes.append(Outcome(planned, earlier.run_id, earlier.result, earlier.path, earlier.error, earlier.stopped))
             continue
-        if planned.status == "done":
+        if planned.status == "finished":
             path = runs_dir / planned.run_id / "result.json"
             done[planned.run_id] = Outcome(planned, planned.run_id, json.loads(path.read_text()), path)
             outcomes.append(done[planned.run_id])

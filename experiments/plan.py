@@ -10,7 +10,6 @@ manifest part unknown, and the plan names what to set.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +21,7 @@ from tdsclip.config import ConfigError, RunConfig, apply_overrides, parse_overri
 from tdsclip.data.locate import planned_manifest
 from tdsclip.identity import run_id
 from tdsclip.presets import GPUS_PER_RUN, OWNS, PRESETS, resolve
+from tdsclip.runstate import read_state
 
 FLOPS_CACHE = Path(__file__).with_name("flops.json")
 
@@ -37,7 +37,7 @@ class Planned:
     provisional: str
     """Why the run id is not final yet ('' when it is): the data or weights location to set."""
     status: str
-    """done | partial (a checkpoint to resume) | failed | not started."""
+    """A tdsclip.runstate state: not started, running, finished, failed, stopped, pruned."""
     gpus: int
     cost: Cost | None
     cost_note: str
@@ -68,15 +68,8 @@ def row_config(spec: Spec, row: Row, preset: str, overrides: Sequence[str] = (),
 
 
 def run_status(run_dir: Path) -> str:
-    result = run_dir / "result.json"
-    if result.exists():
-        try:
-            return "done" if json.loads(result.read_text()).get("status", "FINISHED") == "FINISHED" else "failed"
-        except (OSError, ValueError):
-            return "failed"
-    if (run_dir / "latest.pt").exists():
-        return "partial"
-    return "not started"
+    """The run's state, in tdsclip.runstate's words (what --status, reports and sweeps say too)."""
+    return read_state(run_dir).state
 
 
 def _located(cfg: RunConfig, preset: str) -> tuple[RunConfig, str]:

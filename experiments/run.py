@@ -135,7 +135,7 @@ def execute(spec: Spec, preset: str, runs: list[planning.Planned], runs_dir: Pat
         return 0
     if force:
         for run in runs:
-            if run.status == "done" and not run.shared_with and (runs_dir / run.run_id).exists():
+            if run.status == "finished" and not run.shared_with and (runs_dir / run.run_id).exists():
                 shutil.rmtree(runs_dir / run.run_id)
     if spec.kind == "measure":
         outcomes = local.measure_rows(spec, runs, runs_dir)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Protocol
 
 from tdsclip.records import RESULT_FILE, RUN_FILE, RecordError, final_metrics, read_json
+from tdsclip.runstate import read_state
 
-State = Literal["done", "failed", "running"]
+State = Literal["done", "failed", "running", "stopped"]
 SOURCES = ("records", "mlflow")
 
 
@@ -27,7 +28,9 @@ class RunView:
     metrics: Mapping[str, float] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     error: str = ""
-    """Why a record could not be read (the run then counts as failed)."""
+    """Why the run failed, or why its record could not be read (the run then counts as failed)."""
+    detail: str = ""
+    """The run's state in one line (tdsclip.runstate): who runs it, why it failed or stopped."""
 
 
 class Source(Protocol):
@@ -47,17 +50,18 @@ class LocalSource:
 
     def get(self, run_id: str) -> RunView | None:
         folder = self.runs_dir / run_id
+        state = read_state(folder)
+        if state.state == "not started":
+            return None
         try:
             tags = read_json(folder / RUN_FILE).get("tags", {}) if (folder / RUN_FILE).exists() else {}
-            if (folder / RESULT_FILE).exists():
-                result = read_json(folder / RESULT_FILE)
-                state: State = "done" if result.get("status", "FINISHED") == "FINISHED" else "failed"
-                return RunView(run_id, state, final_metrics(result), tags)
+            if state.state == "finished":
+                return RunView(run_id, "done", final_metrics(read_json(folder / RESULT_FILE)), tags)
         except RecordError as error:
             return RunView(run_id, "failed", error=str(error))
-        if (folder / RUN_FILE).exists() or (folder / "latest.pt").exists():
-            return RunView(run_id, "running", {}, tags)
-        return None
+        if state.state == "failed":
+            return RunView(run_id, "failed", {}, tags, error=state.reason, detail=state.describe())
+        return RunView(run_id, "running" if state.state == "running" else "stopped", {}, tags, detail=state.describe())
 
 
 class MlflowSource:

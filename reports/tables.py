@@ -287,7 +287,7 @@ def maps_summary(folder: Path) -> dict:
 
 def _state(runs: Sequence[RunView | None]) -> str:
     states = {r.state for r in runs if r}
-    for state in ("done", "running", "failed"):
+    for state in ("done", "running", "stopped", "failed"):
         if state in states:
             return state
     return st.NOT_RUN
