@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from experiments.plan import Planned
+from experiments.plan import Planned, record_tags
 from experiments.render import grid
 from experiments.spec import Spec
 
@@ -32,7 +32,7 @@ class Submission:
     report_job: str
 
 
-def _groups(runs: Sequence[Planned], preset: str, spec: Spec):
+def _groups(runs: Sequence[Planned], preset: str, spec: Spec, overrides: Sequence[str] = ()):
     from slurm.profiles import Resources
     from slurm.submit import RunGroup, RunSpec
 
@@ -40,7 +40,7 @@ def _groups(runs: Sequence[Planned], preset: str, spec: Spec):
     by_backbone: dict[str, list[Planned]] = {}
     for p in pending:
         by_backbone.setdefault(p.cfg.model.backbone, []).append(p)
-    groups = [RunGroup(Resources(backbone), [RunSpec(p.cfg, preset, {f"table.{spec.name}": p.row.name}) for p in rows])
+    groups = [RunGroup(Resources(backbone), [RunSpec(p.cfg, preset, record_tags(spec, p, preset, overrides)) for p in rows])
               for backbone, rows in by_backbone.items()]
     return groups, [p for rows in by_backbone.values() for p in rows]
 
@@ -72,7 +72,7 @@ def submit(spec: Spec, preset: str, runs: Sequence[Planned], overrides: Sequence
 
     profile = load_profile(profile_name, profile_overrides)
     where = folder(runs_dir, spec, preset)
-    groups, submitted = _groups(runs, preset, spec)
+    groups, submitted = _groups(runs, preset, spec, overrides)
     code = take_snapshot(where / "code")
     ids = submit_runs(groups, profile, nodes, where, runs_dir=runs_dir, snapshot=code) if groups else []
     report = submit_after(report_job, spec.name, preset, list(overrides), str(runs_dir.resolve()), after=ids,

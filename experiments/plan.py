@@ -10,6 +10,7 @@ manifest part unknown, and the plan names what to set.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -70,6 +71,13 @@ def row_config(spec: Spec, row: Row, preset: str, overrides: Sequence[str] = (),
 def run_status(run_dir: Path) -> str:
     """The run's state, in tdsclip.runstate's words (what --status, reports and sweeps say too)."""
     return read_state(run_dir).state
+
+
+def record_tags(spec: Spec, planned: Planned, preset: str, overrides: Sequence[str]) -> dict[str, str]:
+    """What a run's record says it is, so a report finds it without re-planning: its kind, table,
+    row, preset and the command line's overrides (JSON list)."""
+    return {"kind": "train", "table": spec.name, "row": planned.row.name, f"table.{spec.name}": planned.row.name,
+            "preset": preset, "overrides": json.dumps(list(overrides)), "seed": str(planned.seed)}
 
 
 def _located(cfg: RunConfig, preset: str) -> tuple[RunConfig, str]:

@@ -150,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, ConfigError, ValueError) as error:
         print(f"reports.build: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a read-only or missing output folder, an unreadable runs folder
+        print(f"reports.build: {error.filename or args.out}: {error.strerror or error}", file=sys.stderr)
+        return 2
     except MirrorError as error:  # --source mlflow and MLflow cannot be reached
         print(f"reports.build: {error}", file=sys.stderr)
         return 1

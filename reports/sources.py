@@ -96,8 +96,8 @@ class MlflowSource:
         if run is None:
             return None
         status = run.info.status
-        if status not in ("FINISHED", "FAILED"):
-            return RunView(run_id, "running", {}, dict(run.data.tags))
+        if status not in ("FINISHED", "FAILED"):  # KILLED: stopped or interrupted, as the tracker closes it
+            return RunView(run_id, "running" if status == "RUNNING" else "stopped", {}, dict(run.data.tags))
         return RunView(run_id, "done" if status == "FINISHED" else "failed", dict(run.data.metrics), dict(run.data.tags))
 
 

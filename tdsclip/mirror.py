@@ -23,10 +23,11 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import urlparse
 
 from tdsclip.records import (RESULT_FILE, RUN_FILE, MetricEntry, RunRecord, final_metrics, iso_to_ms)
+from tdsclip.runstate import read_state
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,6 +123,17 @@ def _first_open_lock(uri: str) -> Iterator[None]:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+"""MLflow 3's UI opens an experiment by its kind: without it, on the GenAI traces overview."""
+
+
+def run_name(run_id: str, tags: Mapping[str, str]) -> str:
+    """What the runs list shows: table/row for a table's run (the id stays a tag), else the id."""
+    if tags.get("table") and tags.get("row"):
+        return f"{tags['table']}/{tags['row']}"
+    return run_id
 
 
 def param_value(value: Any) -> str:
@@ -248,7 +260,8 @@ class Mirror:
             if found is None:
                 try:
                     self._experiment_id = self.call("create experiment", self.client.create_experiment,
-                                                    self.experiment, artifact_location=self._artifact_location)
+                                                    self.experiment, artifact_location=self._artifact_location,
+                                                    tags=EXPERIMENT_TAGS)
                     return self._experiment_id
                 except MirrorError:  # another process created it first
                     found = self.call("find experiment", self.client.get_experiment_by_name, self.experiment)
@@ -258,6 +271,9 @@ class Mirror:
                 raise MirrorError(f"MLflow experiment {self.experiment!r} at {self.tracking_uri} is deleted; "
                                   "restore it (mlflow experiments restore) or use another experiment name")
             self._experiment_id = found.experiment_id
+            for key, value in EXPERIMENT_TAGS.items():  # an experiment made before the tag existed
+                if found.tags.get(key) != value:
+                    self.call("tag experiment", self.client.set_experiment_tag, found.experiment_id, key, value)
         return self._experiment_id
 
     def find_run(self, run_id: str) -> Any:
@@ -304,10 +320,11 @@ class Mirror:
         created = run is None
         tags = {k: _cut(v, TAG_VALUE_LIMIT) for k, v in record.tags.items()}
         tags["run_id"] = record.run_id
+        tags["mlflow.runName"] = run_name(record.run_id, record.tags)
         if run is None:
             run = self.call("create run", self.client.create_run, self.experiment_id(),
                             start_time=iso_to_ms(record.created), tags={"run_id": record.run_id},
-                            run_name=record.run_id)
+                            run_name=tags["mlflow.runName"])
         mlflow_id = run.info.run_id
 
         have_params, have_tags = run.data.params, run.data.tags
@@ -329,6 +346,12 @@ class Mirror:
             if run.info.status != wanted:
                 self.set_status(mlflow_id, wanted, iso_to_ms(record.result["finished"]))
                 status = wanted
+        elif with_result:  # no result: FAILED if the record says so, else left as the tracker set it
+            state = read_state(record.run_dir)
+            if state.state == "failed" and run.info.status != "FAILED":
+                self.set_status(mlflow_id, "FAILED", iso_to_ms(state.since) if state.since else None)
+                self.log_batch(mlflow_id, tags={"failure": _cut(state.reason, TAG_VALUE_LIMIT)})
+                status = "FAILED"
         return PushReport(record.run_id, mlflow_id, created, len(new_params), len(new_tags), logged, artifacts, status)
 
     def _history(self, mlflow_id: str, key: str) -> list[Any]:

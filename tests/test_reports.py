@@ -26,7 +26,7 @@ MANIFEST = "0123456789abcdef01234567"
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    """A runs folder with finished, failed, running and multi-seed rows (preset paper, whose run ids
+    """A runs folder with finished, failed, interrupted (stopped) and multi-seed rows (preset paper, whose run ids
     are provisional here: no data is located), written by Tracker into a sqlite MLflow store."""
     root = tmp_path_factory.mktemp("reports")
     patch = pytest.MonkeyPatch()
@@ -86,9 +86,9 @@ EXPECTED = {  # table: ({row: (ours, paper, difference, status)} for top-1, summ
     "table3": ({"Baseline": ("58.3", "58.1", "+0.2", "reproduced"), "+ TD-Adapter": ("57.9", "59.1", "-1.2", "off"),
                 "+ SME-Adapter": ("59.6", "59.4", "+0.2", "reproduced")},
                {"reproduced": 2, "off": 1}),
-    "table4": ({"1": ("57.9", "58.0", "-0.1", "reproduced"), "3": ("", "58.5", "", "running"),
+    "table4": ({"1": ("57.9", "58.0", "-0.1", "reproduced"), "3": ("", "58.5", "", "stopped"),
                 "5": ("59.6", "59.4", "+0.2", "reproduced")},
-               {"reproduced": 2, "running": 1}),
+               {"reproduced": 2, "stopped": 1}),
     "table7": ({"k=3": ("59.6", "59.4", "+0.2", "reproduced"), "k=5": ("", "59.2", "", "failed"),
                 "k=7": ("", "58.8", "", "not run")},
                {"reproduced": 1, "failed": 1, "not run": 1}),

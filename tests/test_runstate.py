@@ -185,3 +185,11 @@ def test_the_last_epoch_is_validated_even_off_the_validation_period(tmp_path, ca
     assert "val_top1" in json.loads(line)["metrics"]
     assert any(r.getMessage().startswith("epoch 1/1: train loss ") and "val top-1 " in r.getMessage()
                and "ETA " in r.getMessage() for r in caplog.records)
+
+
+def test_slurm_status_progress_skips_a_torn_last_line_of_metrics(tmp_path):
+    """Why: --status crashed on a torn last line of metrics.jsonl, which readers may skip."""
+    from experiments.cluster import _progress
+
+    (tmp_path / "metrics.jsonl").write_text('{"step":3,"epoch":1,"time":1.0,"metrics":{"loss":1.0}}\n{"step":6,"ep')
+    assert _progress(tmp_path) == "epoch 1 step 3"
