@@ -312,7 +312,7 @@ class Mirror:
 
     # ------------------------------------------------------------------ one record, idempotently
 
-    def push(self, record: RunRecord, *, with_result: bool = True) -> PushReport:
+    def push(self, record: RunRecord, *, with_result: bool = True, settle: bool = False) -> PushReport:
         """Make MLflow's run for `record` complete: create it if missing, log the params and tags
         it lacks, every (key, step) of metrics.jsonl it lacks, and with a result the final metrics,
         result.json and run.json as artifacts, and the status. Pushing twice adds nothing."""
@@ -346,12 +346,14 @@ class Mirror:
             if run.info.status != wanted:
                 self.set_status(mlflow_id, wanted, iso_to_ms(record.result["finished"]))
                 status = wanted
-        elif with_result:  # no result: FAILED if the record says so, else left as the tracker set it
+        elif settle:  # sync: no result, so the run state decides (a live run keeps its status)
             state = read_state(record.run_dir)
-            if state.state == "failed" and run.info.status != "FAILED":
-                self.set_status(mlflow_id, "FAILED", iso_to_ms(state.since) if state.since else None)
-                self.log_batch(mlflow_id, tags={"failure": _cut(state.reason, TAG_VALUE_LIMIT)})
-                status = "FAILED"
+            wanted = {"failed": "FAILED", "stopped": "KILLED", "pruned": "KILLED"}.get(state.state)
+            if wanted and run.info.status != wanted:
+                self.set_status(mlflow_id, wanted, iso_to_ms(state.since) if state.since else None)
+                if state.reason:
+                    self.log_batch(mlflow_id, tags={"failure" if wanted == "FAILED" else "stopped": _cut(state.reason, TAG_VALUE_LIMIT)})
+                status = wanted
         return PushReport(record.run_id, mlflow_id, created, len(new_params), len(new_tags), logged, artifacts, status)
 
     def _history(self, mlflow_id: str, key: str) -> list[Any]:

@@ -312,7 +312,7 @@ def sync_runs(runs_dir: Path, tracking_uri: str | None = None, experiment: str =
                               "expected one directory per run")
         seen[record.run_id] = record.run_dir
     mirror = Mirror(tracking_uri, experiment, retry)
-    report = SyncReport(tuple(mirror.push(record) for record in records), mirror.retries)
+    report = SyncReport(tuple(mirror.push(record, settle=True) for record in records), mirror.retries)
     tables: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     for record in records:  # the parents: one per (table, preset, override set), rebuilt from the records
         for key, row in record.tags.items():
