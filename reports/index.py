@@ -52,11 +52,14 @@ def legend() -> str:
 
 
 def render(views: Sequence[TableView], figures: dict[str, list[FigureRef]], files: dict[str, list[str]],
-           preset: str, source: str, sweeps: Sequence[StudyPage] = ()) -> str:
+           preset: str, source: str, sweeps: Sequence[StudyPage] = (), others: Sequence[tuple[str, str]] = ()) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"<h1>TDS-CLIP: the paper's tables, regenerated from our runs</h1>"
               f'<p class="meta">Preset {escape(preset)} · read from {escape(source)} · built {when} by '
               f"<code>python -m reports.build</code></p>")
+    if others:
+        links = " · ".join(f'<a href="{escape(link)}">{escape(name)}</a>' for name, link in others)
+        header += f'<p class="meta">Other presets with runs: {links}</p>'
     sections = "\n".join(html.section(v, figures.get(v.name, ()), files.get(v.name, ())) for v in views)
     body = f"{header}<h2>Summary</h2>{summary_table(views)}{legend()}{studies.section(list(sweeps))}\n{sections}"
     return html.page("TDS-CLIP reproduction report", body)

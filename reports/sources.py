@@ -8,12 +8,16 @@ its tags and its status to MLflow (`python -m tdsclip.track sync` fills whatever
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Protocol
 
-from tdsclip.records import RESULT_FILE, RUN_FILE, RecordError, final_metrics, read_json
-from tdsclip.runstate import read_state
+from tdsclip.records import RESULT_FILE, RUN_FILE, RecordError, final_metrics, read_json, read_run_json
+from tdsclip.runstate import RunsFolder, read_state
+
+log = logging.getLogger("reports")
 
 State = Literal["done", "failed", "running", "stopped"]
 SOURCES = ("records", "mlflow")
@@ -33,11 +37,45 @@ class RunView:
     """The run's state in one line (tdsclip.runstate): who runs it, why it failed or stopped."""
 
 
+@dataclass(frozen=True)
+class Found:
+    """A recorded run of a table, as its record says: the row, preset, overrides and seed it was
+    made for (tags written by experiments.run), so a report finds it without re-planning."""
+
+    run_id: str
+    table: str
+    row: str
+    preset: str
+    overrides: tuple[str, ...]
+    seed: int | None
+    kind: str = "train"
+    created: str = ""
+
+
+def found_in(run_id: str, tags: Mapping[str, str], params: Mapping[str, Any], created: str) -> list[Found]:
+    """One Found per table the run's tags name (a run shared by tables is a row of each)."""
+    try:
+        overrides = tuple(json.loads(tags.get("overrides", "[]")))
+    except ValueError:
+        overrides = ()
+    seed = tags.get("seed") or params.get("train.seed")
+    try:
+        seed = int(seed) if seed is not None else None
+    except (TypeError, ValueError):
+        seed = None
+    return [Found(run_id, key.removeprefix("table."), row, tags.get("preset", ""), overrides, seed,
+                  tags.get("kind", "train"), created)
+            for key, row in tags.items() if key.startswith("table.")]
+
+
 class Source(Protocol):
     description: str
 
     def get(self, run_id: str) -> RunView | None:
         """The run's view, or None when it never started."""
+
+    def find(self) -> list[Found]:
+        """Every recorded run of every table."""
 
 
 class LocalSource:
@@ -48,7 +86,20 @@ class LocalSource:
         self.runs_dir = Path(runs_dir)
         self.description = f"run records in {self.runs_dir}"
 
+    def find(self) -> list[Found]:
+        found = []
+        for folder in RunsFolder(self.runs_dir).run_dirs():
+            try:
+                run = read_run_json(folder / RUN_FILE)
+            except RecordError as error:
+                log.warning("%s; skipped", error)
+                continue
+            found += found_in(run["run_id"], run["tags"], run["params"], run["created"])
+        return found
+
     def get(self, run_id: str) -> RunView | None:
+        if not run_id:
+            return None
         folder = self.runs_dir / run_id
         state = read_state(folder)
         if state.state == "not started":
@@ -90,6 +141,10 @@ class MlflowSource:
                     break
             self._runs = runs
         return self._runs
+
+    def find(self) -> list[Found]:
+        return [f for run_id, run in self._index().items() for f in
+                found_in(run_id, run.data.tags, run.data.params, str(run.info.start_time))]
 
     def get(self, run_id: str) -> RunView | None:
         run = self._index().get(run_id)

@@ -1,6 +1,6 @@
 """The import rules of the house, read from the source (ast; imports inside functions included):
 no cycle between modules, the library imports no other top-level package, reports and sweeps
-import neither experiments.run nor the executors."""
+import neither experiments.run nor the executors, and reports reads only experiments' specs."""
 
 from __future__ import annotations
 
@@ -85,3 +85,17 @@ def test_reports_and_sweeps_do_not_import_the_command_or_the_executors():
                  for t in targets if t in EXECUTORS)
     assert not bad, "; ".join(bad)
 
+
+
+def test_reports_read_only_the_specs_of_experiments():
+    """The tables' definitions and paper values (spec, table*, fig*, and the modules they are
+    written with), nothing of planning, costing or running."""
+    found = graph()
+    specs = {"experiments", "experiments.spec"} | {m for m in found if top(m) == "experiments" and
+                                                    m.split(".")[-1].startswith(("table", "fig"))}
+    allowed = specs | {"experiments.presets_table"}  # Table XIII is the presets, rendered by this module
+    for name in specs:  # what the specs themselves are written with (_ablation, _reference)
+        allowed |= {t for t in found[name] if top(t) == "experiments" and t.split(".")[-1].startswith("_")}
+    bad = sorted(f"{m} imports {t}" for m, targets in found.items() if top(m) == "reports"
+                 for t in targets if top(t) == "experiments" and t not in allowed)
+    assert not bad, "; ".join(bad)
