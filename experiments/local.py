@@ -49,6 +49,9 @@ def train_rows(spec: Spec, preset: str, runs: list[Planned], runs_dir: Path, ove
             outcomes.append(Outcome(planned, earlier.run_id, earlier.result, earlier.path, earlier.error, earlier.stopped))
             continue
         if planned.status == "finished":
+            from tdsclip.track import add_tags
+
+            add_tags(runs_dir / planned.run_id, record_tags(spec, planned, preset, overrides))  # this table's row too
             path = runs_dir / planned.run_id / "result.json"
             done[planned.run_id] = Outcome(planned, planned.run_id, json.loads(path.read_text()), path)
             outcomes.append(done[planned.run_id])

@@ -28,6 +28,7 @@ from slurm.profiles import add_profile_arguments
 from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError
 from tdsclip.presets import PRESETS
+from tdsclip.records import writable_folder
 from tdsclip.runstate import default_runs_dir
 
 log = logging.getLogger("experiments")
@@ -92,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 print("\n" + cluster.dry_run(spec, args.preset, runs, args.profile, args.profile_set, args.nodes, runs_dir))
             return 0
+        if spec.kind not in ("static", "presets"):
+            writable_folder(runs_dir, "runs folder", "--runs-dir or $TDSCLIP_RUNS")
         if args.executor == "slurm" and spec.kind == "runs":
             from experiments import cluster
 

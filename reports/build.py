@@ -32,6 +32,7 @@ from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError
 from tdsclip.mirror import MirrorError
 from tdsclip.presets import PRESETS
+from tdsclip.records import writable_folder
 from tdsclip.runstate import default_reports_dir, default_runs_dir
 
 FORMATS = ("md", "tex", "html")
@@ -114,6 +115,7 @@ def build(names: Sequence[str] = NAMES, *, preset: str | None = None, out: Path 
     specs = [load(name) for name in dict.fromkeys(names)]  # unknown names fail before anything is written
     if preset is not None and preset not in PRESETS:
         raise SpecError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    writable_folder(out, "output folder", "--out or $TDSCLIP_REPORTS")
     reader = open_source(source, runs_dir, tracking_uri) if isinstance(source, str) else source
     presets = [preset] if preset else list(dict.fromkeys([*([first] if first else []), *presets_with_runs(reader)]))
     presets = presets or ["paper"]

@@ -324,6 +324,23 @@ def sync_runs(runs_dir: Path, tracking_uri: str | None = None, experiment: str =
     return report
 
 
+def add_tags(run_dir: Path, tags: Mapping[str, str]) -> None:
+    """Add tags to a run's run.json (under the run's lock: no concurrent update is lost), e.g. the
+    table.<name> of another table a finished run is a row of. MLflow gets them at the next sync."""
+    from tdsclip.runlock import RunLock
+
+    for key, value in tags.items():
+        check_key("tag", key)
+        if not isinstance(value, str):
+            raise RecordError(f"tag {key!r}: expected a string, got {type(value).__name__}")
+    path = Path(run_dir) / RUN_FILE
+    with RunLock(run_dir, wait=60):
+        run = read_run_json(path)
+        merged = {**run["tags"], **{k: v for k, v in tags.items() if k not in ("run_id",)}}
+        if merged != run["tags"]:
+            write_json_atomic(path, {**run, "tags": merged})
+
+
 def table_run_key(table: str, preset: str, overrides: Sequence[str]) -> str:
     """The parent run's identity: a table under a preset with one set of command-line overrides."""
     if not overrides:

@@ -193,3 +193,26 @@ def test_slurm_status_progress_skips_a_torn_last_line_of_metrics(tmp_path):
 
     (tmp_path / "metrics.jsonl").write_text('{"step":3,"epoch":1,"time":1.0,"metrics":{"loss":1.0}}\n{"step":6,"ep')
     assert _progress(tmp_path) == "epoch 1 step 3"
+
+
+@pytest.mark.parametrize("command", ["tdsclip.train", "reports.build", "experiments.run"])
+def test_an_unwritable_folder_is_a_one_line_error(command, capsys, tmp_path, monkeypatch):
+    """Why: a read-only runs or output folder gave a traceback. /sys refuses new folders even to root."""
+    monkeypatch.setenv("TDSCLIP_REPORTS", str(tmp_path / "out"))
+    if command == "tdsclip.train":
+        from tdsclip.train.__main__ import main
+
+        code = main(["--preset", "smoke", "--runs-dir", "/sys/tdsclip-runs"])
+        wanted = "error: runs folder '/sys/tdsclip-runs' cannot be created (Operation not permitted); choose another"
+    elif command == "reports.build":
+        from reports.build import main
+
+        code = main(["table3", "--out", "/sys/tdsclip-out", "--runs-dir", str(tmp_path)])
+        wanted = "reports.build: output folder '/sys/tdsclip-out' cannot be created (Operation not permitted)"
+    else:
+        from experiments.run import main
+
+        code = main(["table3", "--preset", "smoke", "--runs-dir", "/sys/tdsclip-runs"])
+        wanted = "experiments.run: runs folder '/sys/tdsclip-runs' cannot be created (Operation not permitted)"
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(wanted) and "\n" not in err, err

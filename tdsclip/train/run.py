@@ -18,8 +18,9 @@ from tdsclip.config import RunConfig
 from tdsclip.identity import identity, run_id
 from tdsclip.runstate import default_runs_dir  # noqa: F401 - tdsclip.train.__main__ reads it here
 from tdsclip import runstate
-from tdsclip.records import RESULT_FILE, RecordError, read_json
+from tdsclip.records import RESULT_FILE, RecordError, read_json, writable_folder
 from tdsclip.runlock import RunLock, RunLocked
+from tdsclip.track import add_tags
 from tdsclip.train.distributed import DistEnv, all_true, env_from, setup, teardown
 from tdsclip.train.loop import Hooks, Outcome, RunData, train
 from tdsclip.train.sampling import seed_everything
@@ -59,10 +60,11 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
     it with wait=True); its state (tdsclip/runstate.py) is written at every transition, a failure
     as such. A process group the caller set up (a sweep worker's) is used and left up."""
     from tdsclip.model.build import build_model
-    from tdsclip.track import Tracker
+    from tdsclip.track import Tracker  # noqa: F811
 
     if data_builder is None:
         from tdsclip.train.data import build_run_data as data_builder  # noqa: N813 - the default builder
+    writable_folder(Path(runs_dir), "runs folder", "--runs-dir or $TDSCLIP_RUNS")
     env = env or env_from()
     owns_group = not dist.is_initialized()
     device = setup(env)
@@ -75,6 +77,8 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
             hooks.started(rid, run_dir)
         done = finished_result(run_dir)
         if done is not None:
+            if tags and env.is_main:  # e.g. a table's row that another table trained: the record says so now
+                add_tags(run_dir, tags)
             return Outcome("finished", run_dir / RESULT_FILE, done)
         try:
             lock = _lock(run_dir, env, device, wait)
