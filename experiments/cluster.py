@@ -11,6 +11,7 @@ which --status and --cancel read; submitit's logs and the code snapshot are besi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ from experiments.spec import Spec
 
 
 def folder(runs_dir: Path, spec: Spec, preset: str) -> Path:
-    return runs_dir / "slurm" / f"{spec.name}-{preset}"
+    from tdsclip.runstate import RunsFolder
+
+    return RunsFolder(runs_dir).slurm(spec.name, preset)
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,41 @@ def dry_run(spec: Spec, preset: str, runs: Sequence[Planned], profile_name: str,
 
 def submit(spec: Spec, preset: str, runs: Sequence[Planned], overrides: Sequence[str], profile_name: str,
            profile_overrides: Sequence[str], nodes: int, runs_dir: Path) -> Submission:
-    """Submit the pending runs and the report job; return at once."""
+    """Submit the pending runs and the report job; return at once. A failure removes what this
+    submission wrote (the code snapshot, submitit's pickles and scripts)."""
     from slurm.profiles import load_profile
-    from slurm.snapshot import take_snapshot
-    from slurm.submit import submit_after, submit_runs
 
     profile = load_profile(profile_name, profile_overrides)
     where = folder(runs_dir, spec, preset)
     groups, submitted = _groups(runs, preset, spec, overrides)
+    before = _entries(where)
+    try:
+        return _submit(spec, preset, overrides, profile, nodes, runs_dir, where, groups, submitted)
+    except BaseException:
+        _remove_new(where, before)  # a failed submission leaves no snapshot and no pickles behind
+        raise
+
+
+def _entries(where: Path) -> set[Path]:
+    return set(where.rglob("*")) if where.exists() else set()
+
+
+def _remove_new(where: Path, before: set[Path]) -> None:
+    """Remove what appeared under `where` since `before` (deepest first), and `where` if it is new."""
+    existed = where.exists() and bool(before)
+    for path in sorted(_entries(where) - before, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+    if not existed:
+        with contextlib.suppress(OSError):
+            where.rmdir()
+
+
+def _submit(spec: Spec, preset: str, overrides: Sequence[str], profile, nodes: int, runs_dir: Path, where: Path,
+            groups, submitted) -> Submission:
+    from slurm.snapshot import take_snapshot
+    from slurm.submit import submit_after, submit_runs
+
     code = take_snapshot(where / "code")
     ids = submit_runs(groups, profile, nodes, where, runs_dir=runs_dir, snapshot=code) if groups else []
     report = submit_after(report_job, spec.name, preset, list(overrides), str(runs_dir.resolve()), after=ids,

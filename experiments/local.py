@@ -14,6 +14,7 @@ from experiments.plan import Planned, record_tags
 from experiments.spec import Spec
 from tdsclip.atomic import atomic_write
 from tdsclip.records import write_json_atomic
+from tdsclip.runstate import RunsFolder
 
 log = logging.getLogger("experiments")
 
@@ -95,7 +96,7 @@ def measure_rows(spec: Spec, runs: list[Planned], runs_dir: Path) -> list[Outcom
                             if cuda else "bytes saved for backward in one training forward (CPU; batch 1, fp32)"),
             "measurement": m,
         }
-        path = runs_dir / "measurements" / f"{key}.json"
+        path = RunsFolder(runs_dir).measurement(key)
         write_json_atomic(path, result)
         outcomes.append(Outcome(planned, f"m-{key}", result, path))
     base = outcomes[0].result.get("memory_bytes") if outcomes and not outcomes[0].error else None
@@ -137,7 +138,7 @@ def activation_maps(spec: Spec, preset: str, runs: list[Planned], trained: list[
         outcome.result = {**outcome.result, "box_mass": mass}
         summary["rows"][outcome.planned.row.name] = {"run_id": outcome.run_id, "box_mass": mass, "array": f"maps_{number}"}
     key = hashlib.sha256(":".join(o.run_id for o in trained).encode()).hexdigest()[:12]
-    folder = runs_dir / "figures" / f"{spec.name}-{preset}-{key}"
+    folder = RunsFolder(runs_dir).figures(spec.name, preset, key)
     atomic_write(folder / "maps.npz", lambda handle: np.savez_compressed(handle, **arrays))
     write_json_atomic(folder / "summary.json", summary)
     for outcome in trained:

@@ -97,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             writable_folder(runs_dir, "runs folder", "--runs-dir or $TDSCLIP_RUNS")
         if args.executor == "slurm" and spec.kind == "runs":
             from experiments import cluster
+            from slurm.submit import check_controller
+
+            check_controller()  # before reading data or writing a snapshot
 
             if planning.read_data(runs):  # jobs compute the same ids; record final ones
                 runs = planning.plan(spec, args.preset, rows=args.rows, seeds=args.seeds, overrides=args.overrides,

@@ -12,6 +12,7 @@ every reader and writer uses (tdsclip.train, experiments, Slurm status, sweeps, 
       measurements/<key>.json          Table XII's measured rows
       figures/<table>-<preset>-<key>/  Fig. 5's maps
       sweeps/<study>-<preset>.json     a sweep's record; sweeps/<study>-<preset>/ its workers' files
+      slurm/<table>-<preset>/          a table's Slurm submissions (jobs.json, code snapshot, logs)
 
 States (`RunState.state`):
 
@@ -74,6 +75,10 @@ class RunsFolder:
 
     def figures(self, table: str, preset: str, key: str) -> Path:
         return self.root / "figures" / f"{table}-{preset}-{key}"
+
+    def slurm(self, table: str, preset: str) -> Path:
+        """A table's Slurm submissions: jobs.json, the code snapshot, submitit's files."""
+        return self.root / "slurm" / f"{table}-{preset}"
 
     @property
     def sweeps(self) -> Path:

@@ -216,3 +216,21 @@ def test_an_unwritable_folder_is_a_one_line_error(command, capsys, tmp_path, mon
         wanted = "experiments.run: runs folder '/sys/tdsclip-runs' cannot be created (Operation not permitted)"
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(wanted) and "\n" not in err, err
+
+
+def test_an_unreachable_slurm_controller_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """Why: --executor slurm without a controller printed sbatch's errors twice and left a snapshot
+    and pickles behind. A slurm.conf naming a port nothing listens on, as a stopped cluster is."""
+    from experiments.run import main
+
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=nowhere\nSlurmctldHost=localhost\nSlurmctldPort=6\nMessageTimeout=2\n"
+                    "NodeName=localhost CPUs=1 State=UNKNOWN\nPartitionName=debug Nodes=localhost Default=YES\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    runs = tmp_path / "runs"
+    assert main(["table3", "--preset", "smoke", "--rows", "Baseline", "--executor", "slurm", "--profile", "local",
+                 "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("experiments.run: the Slurm controller cannot be reached (") and "\n" not in err, err
+    assert "Unable to contact slurm controller" in err and str(conf) in err
+    assert not (runs / "slurm").exists(), "no snapshot, no pickles"
