@@ -406,13 +406,15 @@ def build_table(spec: Spec, preset: str, source: Source, runs_dir: Path, *, seed
             if mass is not None:
                 entry["box_mass"] = mass
     cols = columns(spec)
-    rows = []
+    rows, states = [], []
     for number, (name, planned) in enumerate(groups.items()):
         views = [measure_views[number]] if spec.kind == "measure" else [source.get(p.run_id) if p.run_id else None for p in planned]
         rows.append(_row(spec, preset, cols, planned, views, values[number], incomparable))
+        states += [f"{name} (seed {p.seed}): {v.detail or v.error}" for p, v in zip(planned, views)
+                   if v is not None and v.state in ("failed", "stopped", "running") and (v.detail or v.error)]
     return TableView(
         spec.name, spec.title, spec.kind, preset, spec.protocol if spec.kind != "measure" else memory_kind or spec.protocol,
-        spec.source, cols, tuple(rows), references_grid(spec), None, notes(spec, preset, runs), incomparable,
+        spec.source, cols, tuple(rows), references_grid(spec), None, (*notes(spec, preset, runs), *states), incomparable,
         tolerance_text(spec), source.description, extra)
 
 

@@ -68,7 +68,7 @@ def test_a_failed_run_is_written_as_failed_and_reads_failed_everywhere(tmp_path)
     assert "Traceback" in Path(state.traceback).read_text() and not (run / LOCK_FILE).exists()
     assert run_status(run) == "failed"
     view = LocalSource(tmp_path / "runs").get(run.name)
-    assert view.state == "failed" and "non-finite loss" in view.error
+    assert view.state == "failed" and "non-finite loss" in view.error and "traceback in" in view.detail
 
 
 def test_states_of_a_runs_folder(tmp_path):
