@@ -119,11 +119,11 @@ class MlflowSource:
     """The MLflow runs of an experiment, found by their `run_id` tag (the oldest if several, as
     the tracker does); read with one paginated search, however many runs the tables need."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str = "tdsclip") -> None:
+    def __init__(self, tracking_uri: str | None, experiment: str | None = None) -> None:
         from tdsclip.mirror import Mirror, RetryPolicy
 
         self._mirror = Mirror(tracking_uri, experiment, RetryPolicy(tries=2))
-        self.description = f"MLflow experiment {experiment!r} at {self._mirror.tracking_uri}"
+        self.description = f"MLflow experiment {self._mirror.experiment!r} at {self._mirror.tracking_uri}"
         self._runs: dict[str, Any] | None = None
 
     def _index(self) -> dict[str, Any]:
@@ -151,12 +151,16 @@ class MlflowSource:
         if run is None:
             return None
         status = run.info.status
+        detail = run.data.tags.get("state", "")  # the run state in one line, as sync mirrors it
         if status not in ("FINISHED", "FAILED"):  # KILLED: stopped or interrupted, as the tracker closes it
-            return RunView(run_id, "running" if status == "RUNNING" else "stopped", {}, dict(run.data.tags))
-        return RunView(run_id, "done" if status == "FINISHED" else "failed", dict(run.data.metrics), dict(run.data.tags))
+            return RunView(run_id, "running" if status == "RUNNING" else "stopped", {}, dict(run.data.tags), detail=detail)
+        if status == "FAILED":
+            return RunView(run_id, "failed", dict(run.data.metrics), dict(run.data.tags),
+                           error=run.data.tags.get("failure", ""), detail=detail)
+        return RunView(run_id, "done", dict(run.data.metrics), dict(run.data.tags))
 
 
-def open_source(kind: str, runs_dir: Path, tracking_uri: str | None = None, experiment: str = "tdsclip") -> Source:
+def open_source(kind: str, runs_dir: Path, tracking_uri: str | None = None, experiment: str | None = None) -> Source:
     if kind == "records":
         return LocalSource(runs_dir)
     if kind == "mlflow":

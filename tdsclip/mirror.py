@@ -125,6 +125,12 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def experiment_name() -> str:
+    """The MLflow experiment every writer and reader uses unless told otherwise: one setting,
+    $TDSCLIP_EXPERIMENT, default tdsclip."""
+    return os.environ.get("TDSCLIP_EXPERIMENT") or "tdsclip"
+
+
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 """MLflow 3's UI opens an experiment by its kind: without it, on the GenAI traces overview."""
 
@@ -206,9 +212,9 @@ class PushReport:
 class Mirror:
     """One tracking URI and experiment; every call retried per `retry` (count in `retries`)."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str, retry: RetryPolicy) -> None:
+    def __init__(self, tracking_uri: str | None, experiment: str | None, retry: RetryPolicy) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
-        self.experiment = experiment
+        self.experiment = experiment or experiment_name()
         self.retry = retry
         self.retries = 0
         self._client: Any = None
@@ -346,13 +352,15 @@ class Mirror:
             if run.info.status != wanted:
                 self.set_status(mlflow_id, wanted, iso_to_ms(record.result["finished"]))
                 status = wanted
+                if wanted != "FINISHED":  # the run state in one line, as the records say it
+                    self.log_batch(mlflow_id, tags={"state": _cut(read_state(record.run_dir).describe(), TAG_VALUE_LIMIT)})
         elif settle:  # sync: no result, so the run state decides (a live run keeps its status)
             state = read_state(record.run_dir)
             wanted = {"failed": "FAILED", "stopped": "KILLED", "pruned": "KILLED"}.get(state.state)
             if wanted and run.info.status != wanted:
                 self.set_status(mlflow_id, wanted, iso_to_ms(state.since) if state.since else None)
-                if state.reason:
-                    self.log_batch(mlflow_id, tags={"failure" if wanted == "FAILED" else "stopped": _cut(state.reason, TAG_VALUE_LIMIT)})
+                self.log_batch(mlflow_id, tags={"state": _cut(state.describe(), TAG_VALUE_LIMIT),
+                                                **({"failure": _cut(state.reason, TAG_VALUE_LIMIT)} if wanted == "FAILED" else {})})
                 status = wanted
         return PushReport(record.run_id, mlflow_id, created, len(new_params), len(new_tags), logged, artifacts, status)
 

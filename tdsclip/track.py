@@ -111,7 +111,7 @@ class Tracker:
     """
 
     def __init__(self, run_dir: Path, run_id: str, *, params: dict[str, object], tags: dict[str, str],
-                 enabled: bool = True, tracking_uri: str | None = None, experiment: str = "tdsclip",
+                 enabled: bool = True, tracking_uri: str | None = None, experiment: str | None = None,
                  retry: RetryPolicy = RetryPolicy()) -> None:
         self.run_dir, self.run_id, self.enabled = Path(run_dir), run_id, enabled
         self.out_of_sync = False
@@ -300,7 +300,7 @@ class SyncReport:
                 f"{len(self.runs) - self.created - self.updated} up to date; {self.metrics} metric points logged")
 
 
-def sync_runs(runs_dir: Path, tracking_uri: str | None = None, experiment: str = "tdsclip",
+def sync_runs(runs_dir: Path, tracking_uri: str | None = None, experiment: str | None = None,
               retry: RetryPolicy = RetryPolicy()) -> SyncReport:
     """Push every local record under runs_dir (each sub-folder with run.json) to MLflow,
     idempotently. Every record is read and checked before anything is pushed."""
@@ -349,7 +349,7 @@ def table_run_key(table: str, preset: str, overrides: Sequence[str]) -> str:
 
 
 def track_table(table: str, preset: str, overrides: Sequence[str], rows: Sequence[tuple[str, str]], runs_dir: Path, *,
-                tracking_uri: str | None = None, experiment: str = "tdsclip", mirror: Mirror | None = None) -> str:
+                tracking_uri: str | None = None, experiment: str | None = None, mirror: Mirror | None = None) -> str:
     """The parent run of (table, preset, override set) in MLflow: created if missing, its rows'
     runs hung under it, closed FINISHED when every row finished, FAILED when one failed (else left
     RUNNING), with the end time of its last row. Returns the parent's MLflow id."""
@@ -382,7 +382,7 @@ def track_table(table: str, preset: str, overrides: Sequence[str], rows: Sequenc
     return parent_id
 
 
-def supersede(run_id: str, *, tracking_uri: str | None = None, experiment: str = "tdsclip") -> bool:
+def supersede(run_id: str, *, tracking_uri: str | None = None, experiment: str | None = None) -> bool:
     """Before a forced retrain: tag the run's MLflow run superseded and delete it (MLflow keeps it
     restorable), so the new training starts a fresh MLflow run instead of adding to the old curves.
     Returns whether there was one."""
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     sync = commands.add_parser("sync", help="push local run records to MLflow (idempotent)")
     sync.add_argument("runs_dir", nargs="?", default="runs", type=Path, help="default: runs")
     sync.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
-    sync.add_argument("--experiment", default="tdsclip")
+    sync.add_argument("--experiment", default=None, help="default: $TDSCLIP_EXPERIMENT, else tdsclip")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "mlflow"):  # schema migration chatter on first open
