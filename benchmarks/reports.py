@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.plan import plan
+from experiments.plan import plan, record_tags
 from experiments.spec import NAMES, load
 from tdsclip.records import now_iso, write_json_atomic
 
@@ -31,6 +31,10 @@ TRAINED = tuple(n for n in NAMES if load(n).kind == "runs")
 def write_records(runs: Path, seeds: int) -> int:
     """One finished record per distinct run the trained tables need; returns how many."""
     rng = random.Random(0)
+    made: dict[str, dict[str, str]] = {}  # run id -> its tags, one table.<name> per table it is a row of
+    for name in TRAINED:
+        for p in plan(load(name), "paper", seeds=seeds, runs_dir=runs):
+            made.setdefault(p.run_id, {}).update(record_tags(load(name), p, "paper", []))
     written: set[str] = set()
     for name in TRAINED:
         for p in plan(load(name), "paper", seeds=seeds, runs_dir=runs):
@@ -38,7 +42,8 @@ def write_records(runs: Path, seeds: int) -> int:
                 continue
             written.add(p.run_id)
             folder = runs / p.run_id
-            tags = {"run_id": p.run_id, "preset": "paper", "data_manifest": "0" * 24, "git_sha": "f" * 40, "git_dirty": "false"}
+            tags = {**made[p.run_id], "run_id": p.run_id, "preset": "paper", "data_manifest": "0" * 24,
+                    "git_sha": "f" * 40, "git_dirty": "false"}
             write_json_atomic(folder / "run.json", {"run_id": p.run_id, "params": {"train.seed": p.seed}, "tags": tags,
                                                     "created": now_iso()})
             metrics = {"val_top1_best": rng.uniform(55, 62), "test_top1": rng.uniform(55, 75),

@@ -11,18 +11,21 @@ which --status and --cancel read; submitit's logs and the code snapshot are besi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from experiments.plan import Planned
+from experiments.plan import Planned, record_tags
 from experiments.render import grid
 from experiments.spec import Spec
 
 
 def folder(runs_dir: Path, spec: Spec, preset: str) -> Path:
-    return runs_dir / "slurm" / f"{spec.name}-{preset}"
+    from tdsclip.runstate import RunsFolder
+
+    return RunsFolder(runs_dir).slurm(spec.name, preset)
 
 
 @dataclass(frozen=True)
@@ -32,15 +35,15 @@ class Submission:
     report_job: str
 
 
-def _groups(runs: Sequence[Planned], preset: str, spec: Spec):
+def _groups(runs: Sequence[Planned], preset: str, spec: Spec, overrides: Sequence[str] = ()):
     from slurm.profiles import Resources
     from slurm.submit import RunGroup, RunSpec
 
-    pending = [p for p in runs if p.status != "done" and not p.shared_with]
+    pending = [p for p in runs if p.status != "finished" and not p.shared_with]
     by_backbone: dict[str, list[Planned]] = {}
     for p in pending:
         by_backbone.setdefault(p.cfg.model.backbone, []).append(p)
-    groups = [RunGroup(Resources(backbone), [RunSpec(p.cfg, preset, {f"table.{spec.name}": p.row.name}) for p in rows])
+    groups = [RunGroup(Resources(backbone), [RunSpec(p.cfg, preset, record_tags(spec, p, preset, overrides)) for p in rows])
               for backbone, rows in by_backbone.items()]
     return groups, [p for rows in by_backbone.values() for p in rows]
 
@@ -65,14 +68,41 @@ def dry_run(spec: Spec, preset: str, runs: Sequence[Planned], profile_name: str,
 
 def submit(spec: Spec, preset: str, runs: Sequence[Planned], overrides: Sequence[str], profile_name: str,
            profile_overrides: Sequence[str], nodes: int, runs_dir: Path) -> Submission:
-    """Submit the pending runs and the report job; return at once."""
+    """Submit the pending runs and the report job; return at once. A failure removes what this
+    submission wrote (the code snapshot, submitit's pickles and scripts)."""
     from slurm.profiles import load_profile
-    from slurm.snapshot import take_snapshot
-    from slurm.submit import submit_after, submit_runs
 
     profile = load_profile(profile_name, profile_overrides)
     where = folder(runs_dir, spec, preset)
-    groups, submitted = _groups(runs, preset, spec)
+    groups, submitted = _groups(runs, preset, spec, overrides)
+    before = _entries(where)
+    try:
+        return _submit(spec, preset, overrides, profile, nodes, runs_dir, where, groups, submitted)
+    except BaseException:
+        _remove_new(where, before)  # a failed submission leaves no snapshot and no pickles behind
+        raise
+
+
+def _entries(where: Path) -> set[Path]:
+    return set(where.rglob("*")) if where.exists() else set()
+
+
+def _remove_new(where: Path, before: set[Path]) -> None:
+    """Remove what appeared under `where` since `before` (deepest first), and `where` if it is new."""
+    existed = where.exists() and bool(before)
+    for path in sorted(_entries(where) - before, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+    if not existed:
+        with contextlib.suppress(OSError):
+            where.rmdir()
+
+
+def _submit(spec: Spec, preset: str, overrides: Sequence[str], profile, nodes: int, runs_dir: Path, where: Path,
+            groups, submitted) -> Submission:
+    from slurm.snapshot import take_snapshot
+    from slurm.submit import submit_after, submit_runs
+
     code = take_snapshot(where / "code")
     ids = submit_runs(groups, profile, nodes, where, runs_dir=runs_dir, snapshot=code) if groups else []
     report = submit_after(report_job, spec.name, preset, list(overrides), str(runs_dir.resolve()), after=ids,
@@ -102,20 +132,21 @@ def report_job(name: str, preset: str, overrides: list[str], runs_dir: str) -> s
 
 
 def _progress(run_dir: Path) -> str:
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.exists():
-        return "-"
-    lines = metrics.read_text().strip().splitlines()
-    if not lines:
-        return "-"
-    last = json.loads(lines[-1])
-    return f"epoch {last.get('epoch')} step {last.get('step')}"
+    """The last complete line of metrics.jsonl (a torn last line, a crash's, is skipped)."""
+    from tdsclip.records import METRICS_FILE, RecordError, read_metrics
+
+    try:
+        entries = read_metrics(run_dir / METRICS_FILE)
+    except RecordError as error:
+        return f"unreadable ({error})"
+    return f"epoch {entries[-1].epoch} step {entries[-1].step}" if entries else "-"
 
 
 def status(spec: Spec, preset: str, runs: Sequence[Planned], runs_dir: Path) -> str:
     """Each row's run id, Slurm state, progress, GPU-hours used beside the estimate, and its result;
     finished runs are synced into MLflow."""
     from slurm.submit import failure_reason, job_states
+    from tdsclip.runstate import read_state
     from tdsclip.track import sync_runs
 
     where = folder(runs_dir, spec, preset)
@@ -133,7 +164,8 @@ def status(spec: Spec, preset: str, runs: Sequence[Planned], runs_dir: Path) -> 
         result = json.loads(result_file.read_text()).get("metrics", {}) if result_file.exists() else {}
         estimate = f"{p.cost.hours:.3g}" if p.cost else "?"
         used = f"{state.gpu_hours:.3g}" if state else "-"
-        table.append((p.row.name, p.seed, p.run_id, job["job_id"] if job else "-", state.state if state else p.status,
+        table.append((p.row.name, p.seed, p.run_id, job["job_id"] if job else "-", state.state if state else "-",
+                      read_state(runs_dir / p.run_id).state,
                       _progress(runs_dir / p.run_id), f"{used} / {estimate}",
                       f"{result[metric]:.4g}" if metric in result else "-"))
         if state and state.state not in ("COMPLETED", "RUNNING", "PENDING", "REQUEUED") and state.finished:
@@ -141,7 +173,7 @@ def status(spec: Spec, preset: str, runs: Sequence[Planned], runs_dir: Path) -> 
     report = states.get(record["report_job"])
     synced = sync_runs(runs_dir)
     lines = [f"{spec.title} -- preset {preset}, Slurm", "",
-             grid(("row", "seed", "run id", "job", "state", "progress", "GPU-h used / est.", "result"), table), "",
+             grid(("row", "seed", "run id", "job", "Slurm state", "run state", "progress", "GPU-h used / est.", "result"), table), "",
              f"report job {record['report_job']}: {report.state if report else 'unknown'}",
              f"MLflow: {synced.summary()}"]
     return "\n".join(lines + notes)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tdsclip.config import RunConfig
-from tdsclip.data.official import OFFICIAL_VIDEOS
+from tdsclip.data.official import video_counts as videos  # noqa: F401 - the planner's name for it
 
 A100_SUSTAINED_TFLOPS = 125.0
 """About 40% of the A100's 312 dense bf16 TFLOP/s, typical of ViT training with data loading."""
@@ -32,19 +32,6 @@ class Cost:
     device: str
     train_pflop: float
     eval_pflop: float
-
-
-def videos(cfg: RunConfig) -> tuple[int, int] | None:
-    """(training videos the run uses, validation videos), or None when unknown before reading data."""
-    data = cfg.data
-    if data.dataset == "synthetic":
-        val_per_class = max(1, round(data.synthetic_videos_per_class / 4))
-        train, val = (data.synthetic_videos_per_class - val_per_class) * data.synthetic_classes, val_per_class * data.synthetic_classes
-    elif data.dataset in OFFICIAL_VIDEOS:
-        train, val = OFFICIAL_VIDEOS[data.dataset]
-    else:
-        return None
-    return max(1, round(train * data.train_fraction)), val
 
 
 def estimate(cfg: RunConfig, flops: dict, gpus: int, tflops: float) -> Cost | None:

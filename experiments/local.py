@@ -8,11 +8,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
-from experiments.plan import Planned
+from experiments.plan import Planned, record_tags
 from experiments.spec import Spec
 from tdsclip.atomic import atomic_write
 from tdsclip.records import write_json_atomic
+from tdsclip.runstate import RunsFolder
 
 log = logging.getLogger("experiments")
 
@@ -34,7 +36,8 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
-def train_rows(spec: Spec, preset: str, runs: list[Planned], runs_dir: Path) -> list[Outcome]:
+def train_rows(spec: Spec, preset: str, runs: list[Planned], runs_dir: Path, overrides: Sequence[str] = (),
+               wait: bool = False) -> list[Outcome]:
     """Train each pending run once (shared rows reuse it), finished ones are read back. A row that
     fails is reported and the others still run; a stop request (signal) ends the loop."""
     from tdsclip.train.run import run_config
@@ -46,15 +49,18 @@ def train_rows(spec: Spec, preset: str, runs: list[Planned], runs_dir: Path) -> 
             earlier = done[planned.run_id]
             outcomes.append(Outcome(planned, earlier.run_id, earlier.result, earlier.path, earlier.error, earlier.stopped))
             continue
-        if planned.status == "done":
+        if planned.status == "finished":
+            from tdsclip.track import add_tags
+
+            add_tags(runs_dir / planned.run_id, record_tags(spec, planned, preset, overrides))  # this table's row too
             path = runs_dir / planned.run_id / "result.json"
             done[planned.run_id] = Outcome(planned, planned.run_id, json.loads(path.read_text()), path)
             outcomes.append(done[planned.run_id])
             continue
         log.info("%s [%d/%d] %s (seed %d): training", spec.name, number, len(runs), planned.row.name, planned.seed)
         try:
-            outcome = run_config(planned.cfg, preset=preset, runs_dir=runs_dir,
-                                 tags={f"table.{spec.name}": planned.row.name})
+            outcome = run_config(planned.cfg, preset=preset, runs_dir=runs_dir, wait=wait,
+                                 tags=record_tags(spec, planned, preset, overrides))
             result = outcome.result if outcome.status == "finished" else {}
             done[planned.run_id] = Outcome(planned, outcome.path.parent.name, result, outcome.path,
                                            stopped=outcome.status != "finished")
@@ -90,7 +96,7 @@ def measure_rows(spec: Spec, runs: list[Planned], runs_dir: Path) -> list[Outcom
                             if cuda else "bytes saved for backward in one training forward (CPU; batch 1, fp32)"),
             "measurement": m,
         }
-        path = runs_dir / "measurements" / f"{key}.json"
+        path = RunsFolder(runs_dir).measurement(key)
         write_json_atomic(path, result)
         outcomes.append(Outcome(planned, f"m-{key}", result, path))
     base = outcomes[0].result.get("memory_bytes") if outcomes and not outcomes[0].error else None
@@ -132,7 +138,7 @@ def activation_maps(spec: Spec, preset: str, runs: list[Planned], trained: list[
         outcome.result = {**outcome.result, "box_mass": mass}
         summary["rows"][outcome.planned.row.name] = {"run_id": outcome.run_id, "box_mass": mass, "array": f"maps_{number}"}
     key = hashlib.sha256(":".join(o.run_id for o in trained).encode()).hexdigest()[:12]
-    folder = runs_dir / "figures" / f"{spec.name}-{preset}-{key}"
+    folder = RunsFolder(runs_dir).figures(spec.name, preset, key)
     atomic_write(folder / "maps.npz", lambda handle: np.savez_compressed(handle, **arrays))
     write_json_atomic(folder / "summary.json", summary)
     for outcome in trained:
@@ -146,32 +152,16 @@ def _rewindow(clips, m: int):
     return clips[:, :, :, centre - half:centre + half + 1]
 
 
-def track_table(spec: Spec, preset: str, outcomes: list[Outcome]) -> None:
-    """Tag each run's MLflow run with the (table, row) it belongs to and keep one parent run per
-    (table, preset) listing them. A tracking outage is logged, never fatal."""
-    from tdsclip.mirror import Mirror, MirrorError, RetryPolicy
+def track_table(spec: Spec, preset: str, outcomes: list[Outcome], runs_dir: Path, overrides: Sequence[str] = ()) -> None:
+    """The table's parent run in MLflow (per preset and override set), through tdsclip.track, the
+    one writer of MLflow. A tracking outage is logged, never fatal."""
+    from tdsclip.mirror import MirrorError
+    from tdsclip.track import track_table as track
 
-    trained = [o for o in outcomes if o.result and o.result.get("kind") != "measurement"]
-    if not trained:
+    rows = [(o.planned.row.name, o.run_id) for o in outcomes if o.result.get("kind") != "measurement" and o.run_id]
+    if not rows or spec.kind == "measure":
         return
     try:
-        mirror = Mirror(None, "tdsclip", RetryPolicy(tries=2))
-        parent_tag = f"{spec.name}:{preset}"
-        found = mirror.call("search runs", mirror.client.search_runs, [mirror.experiment_id()],
-                            filter_string=f"tags.table_run = '{parent_tag}'", max_results=1)
-        parent = found[0].info.run_id if found else mirror.call(
-            "create run", mirror.client.create_run, mirror.experiment_id(), run_name=parent_tag,
-            tags={"table_run": parent_tag, "table": spec.name, "preset": preset}).info.run_id
-        rows: dict[str, str] = {}
-        for number, outcome in enumerate(trained):
-            run = mirror.find_run(outcome.run_id)
-            if run is None:
-                continue
-            tags = {f"table.{spec.name}": outcome.planned.row.name}
-            if "mlflow.parentRunId" not in run.data.tags:
-                tags["mlflow.parentRunId"] = parent  # a run shared by several tables hangs under the first
-            mirror.log_batch(run.info.run_id, tags=tags)
-            rows[f"row.{number:02d}"] = f"{outcome.planned.row.name} (seed {outcome.planned.seed}): {outcome.run_id}"
-        mirror.log_batch(parent, tags=rows)
+        track(spec.name, preset, list(overrides), rows, runs_dir)
     except (MirrorError, OSError) as error:
-        log.warning("MLflow: could not tag %s's runs (%s); the run records are complete", spec.name, error)
+        log.warning("MLflow: could not record %s's parent run (%s); the run records are complete", spec.name, error)

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Sequence
 
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS, Cost, estimate
-from experiments.spec import Row, Spec, SpecError, select_rows
+from experiments.spec import FLOPS_CACHE, Row, Spec, SpecError, row_config, select_rows, spec_overrides  # noqa: F401 - re-exported
 from tdsclip import locations, measure_cache
-from tdsclip.config import ConfigError, RunConfig, apply_overrides, parse_override
+from tdsclip.config import ConfigError, RunConfig
 from tdsclip.data.locate import planned_manifest
 from tdsclip.identity import run_id
-from tdsclip.presets import GPUS_PER_RUN, OWNS, PRESETS, resolve
+from tdsclip.presets import GPUS_PER_RUN, PRESETS
+from tdsclip.runstate import read_state
 
-FLOPS_CACHE = Path(__file__).with_name("flops.json")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Planned:
     provisional: str
     """Why the run id is not final yet ('' when it is): the data or weights location to set."""
     status: str
-    """done | partial (a checkpoint to resume) | failed | not started."""
+    """A tdsclip.runstate state: not started, running, finished, failed, stopped, pruned."""
     gpus: int
     cost: Cost | None
     cost_note: str
@@ -47,36 +47,16 @@ class Planned:
     """Spec overrides the preset decides instead (smoke: dataset, backbone, ...)."""
 
 
-def spec_overrides(spec: Spec, row: Row, preset: str) -> tuple[list[str], tuple[str, ...]]:
-    """The row's overrides (spec base first) minus those the preset owns, and the dropped ones."""
-    owned = set(OWNS[preset])
-    kept, dropped = [], []
-    for text in (*spec.base, *row.overrides):
-        (dropped if parse_override(text)[0] in owned else kept).append(text)
-    return kept, tuple(dropped)
-
-
-def row_config(spec: Spec, row: Row, preset: str, overrides: Sequence[str] = (), seed_offset: int = 0) -> tuple[RunConfig, tuple[str, ...]]:
-    kept, dropped = spec_overrides(spec, row, preset)
-    try:
-        cfg = resolve(preset, [*kept, *overrides])
-    except ConfigError as error:
-        raise ConfigError(f"{spec.name} row {row.name!r}: {error}") from None
-    if seed_offset:
-        cfg = apply_overrides(cfg, {"train.seed": cfg.train.seed + seed_offset})
-    return cfg, dropped
-
-
 def run_status(run_dir: Path) -> str:
-    result = run_dir / "result.json"
-    if result.exists():
-        try:
-            return "done" if json.loads(result.read_text()).get("status", "FINISHED") == "FINISHED" else "failed"
-        except (OSError, ValueError):
-            return "failed"
-    if (run_dir / "latest.pt").exists():
-        return "partial"
-    return "not started"
+    """The run's state, in tdsclip.runstate's words (what --status, reports and sweeps say too)."""
+    return read_state(run_dir).state
+
+
+def record_tags(spec: Spec, planned: Planned, preset: str, overrides: Sequence[str]) -> dict[str, str]:
+    """What a run's record says it is, so a report finds it without re-planning: its kind, table,
+    row, preset and the command line's overrides (JSON list)."""
+    return {"kind": "train", "table": spec.name, "row": planned.row.name, f"table.{spec.name}": planned.row.name,
+            "preset": preset, "overrides": json.dumps(list(overrides)), "seed": str(planned.seed)}
 
 
 def _located(cfg: RunConfig, preset: str) -> tuple[RunConfig, str]:
@@ -124,21 +104,8 @@ def plan(spec: Spec, preset: str, *, rows: str | None = None, seeds: int = 1, ov
 
 
 def measured(runs: Sequence[Planned], flops_cache: Path = FLOPS_CACHE) -> list[dict[str, object]]:
-    """Per run, what the FLOPs cache says of its model: GFLOPs per view, TFLOPs x views as the
-    paper prints them, GFLOPs over the plan's first row, parameters."""
-    flops = measure_cache.load(flops_cache)
-    first = flops.get(measure_cache.key(runs[0].cfg), {}) if runs else {}
-    out = []
-    for p in runs:
-        entry = flops.get(measure_cache.key(p.cfg))
-        if not entry:
-            out.append({})
-            continue
-        views = p.cfg.data.test_crops * p.cfg.data.test_clips
-        out.append({"gflops_per_view": entry["gflops_per_view"], "tflops_x_views": f"{entry['gflops_per_view'] / 1000:.2f}x{views}",
-                    "gflops_over_first_row": entry["gflops_per_view"] - first.get("gflops_per_view", entry["gflops_per_view"]),
-                    "trainable_params": entry["trainable_params"], "total_params": entry["total_params"]})
-    return out
+    """Per run, what the FLOPs cache says of its model (tdsclip.measure_cache.summaries)."""
+    return measure_cache.summaries([p.cfg for p in runs], flops_cache)
 
 
 def read_data(runs: Sequence[Planned]) -> int:

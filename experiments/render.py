@@ -40,7 +40,7 @@ def format_plan(spec: Spec, preset: str, runs: Sequence[Planned], tflops: float 
             cost, unknown = "?", unknown + 1
         rid = p.run_id + (" (provisional)" if p.provisional else "")
         rows.append((p.row.name, p.seed, rid, p.status, p.gpus or "cpu", cost))
-    pending = sum(p.cost.hours for p in runs if p.cost and not p.shared_with and p.status != "done")
+    pending = sum(p.cost.hours for p in runs if p.cost and not p.shared_with and p.status != "finished")
     throughput = tflops or (A100_SUSTAINED_TFLOPS if gpus else CPU_SUSTAINED_TFLOPS)
     lines = [f"{spec.title} -- preset {preset}, protocol: {spec.protocol}", "",
              grid(("row", "seed", "run id", "status", "GPUs", unit), rows), "",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,12 +28,10 @@ from slurm.profiles import add_profile_arguments
 from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError
 from tdsclip.presets import PRESETS
+from tdsclip.records import writable_folder
+from tdsclip.runstate import default_runs_dir
 
 log = logging.getLogger("experiments")
-
-
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("TDSCLIP_RUNS", "runs"))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", help="comma-separated row names (default: all rows)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per row: the preset's seed, +1, +2, ... (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost, run nothing")
-    p.add_argument("--force", action="store_true", help="train finished rows again")
+    p.add_argument("--force", action="store_true", help="train finished rows again (their MLflow runs are marked superseded)")
+    p.add_argument("--wait", action="store_true", help="a row another process is training: wait for it instead of refusing")
     p.add_argument("--runs-dir", type=Path, default=None, help="run folders (default runs/ or $TDSCLIP_RUNS)")
     p.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="local: run the rows here, one after another; slurm: submit them as job arrays and return")
@@ -95,8 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 print("\n" + cluster.dry_run(spec, args.preset, runs, args.profile, args.profile_set, args.nodes, runs_dir))
             return 0
+        if spec.kind not in ("static", "presets"):
+            writable_folder(runs_dir, "runs folder", "--runs-dir or $TDSCLIP_RUNS")
         if args.executor == "slurm" and spec.kind == "runs":
             from experiments import cluster
+            from slurm.submit import check_controller
+
+            check_controller()  # before reading data or writing a snapshot
 
             if planning.read_data(runs):  # jobs compute the same ids; record final ones
                 runs = planning.plan(spec, args.preset, rows=args.rows, seeds=args.seeds, overrides=args.overrides,
@@ -110,9 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.executor == "slurm":
             raise SpecError(f"{spec.name} is a {spec.kind} table: it runs here (--executor local), not on Slurm")
-        code = execute(spec, args.preset, runs, runs_dir, force=args.force)
+        code = execute(spec, args.preset, runs, runs_dir, force=args.force, overrides=args.overrides, wait=args.wait)
     except (SpecError, ConfigError, ValueError, RuntimeError) as error:  # RuntimeError: a Slurm command failed
         print(f"experiments.run: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a read-only or missing runs folder
+        print(f"experiments.run: {error.filename or runs_dir}: {error.strerror or error}", file=sys.stderr)
         return 2
     return report(spec, args.preset, runs_dir, args.overrides, args.seeds) or code
 
@@ -130,7 +136,19 @@ def report(spec: Spec, preset: str, runs_dir: Path, overrides: Sequence[str], se
     return 0
 
 
-def execute(spec: Spec, preset: str, runs: list[planning.Planned], runs_dir: Path, *, force: bool) -> int:
+def _supersede(run_id: str) -> None:
+    """Mark the old MLflow run of a run trained again (--force), so the new curves start fresh."""
+    from tdsclip.mirror import MirrorError
+    from tdsclip.track import supersede
+
+    try:
+        supersede(run_id)
+    except (MirrorError, OSError) as error:
+        log.warning("MLflow: could not mark run %s superseded (%s); its old MLflow run stays", run_id, error)
+
+
+def execute(spec: Spec, preset: str, runs: list[planning.Planned], runs_dir: Path, *, force: bool,
+            overrides: Sequence[str] = (), wait: bool = False) -> int:
     """Run what the plan still needs on this machine, then print the table and where it is."""
     from experiments import local
 
@@ -139,18 +157,19 @@ def execute(spec: Spec, preset: str, runs: list[planning.Planned], runs_dir: Pat
         return 0
     if force:
         for run in runs:
-            if run.status == "done" and not run.shared_with and (runs_dir / run.run_id).exists():
+            if run.status == "finished" and not run.shared_with and (runs_dir / run.run_id).exists():
+                _supersede(run.run_id)
                 shutil.rmtree(runs_dir / run.run_id)
     if spec.kind == "measure":
         outcomes = local.measure_rows(spec, runs, runs_dir)
     else:
-        outcomes = local.train_rows(spec, preset, runs, runs_dir)
+        outcomes = local.train_rows(spec, preset, runs, runs_dir, overrides, wait)
         if spec.kind == "maps":
             outcomes = local.activation_maps(spec, preset, runs, outcomes, runs_dir)
     for outcome, values in zip(outcomes, planning.measured([o.planned for o in outcomes])):
         outcome.result = {**outcome.result, **values} if outcome.result else outcome.result
     print(format_summary(spec, preset, outcomes))
-    local.track_table(spec, preset, outcomes)
+    local.track_table(spec, preset, outcomes, runs_dir, overrides)
     failed = [o for o in outcomes if o.error]
     return 1 if failed else 0
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from pathlib import Path
+from typing import Literal, Mapping, Sequence
+
+from tdsclip.config import ConfigError, RunConfig, apply_overrides, parse_override
+from tdsclip.presets import OWNS, resolve
+
+FLOPS_CACHE = Path(__file__).with_name("flops.json")
+"""FLOPs and parameters per model config (python -m experiments.flops), read by plans and reports."""
 
 Kind = Literal["runs", "measure", "static", "presets", "maps"]
 """runs: each row is a training run; measure: each row is a model measured (no training);
@@ -110,3 +117,25 @@ def select_rows(spec: Spec, names: str | None) -> tuple[Row, ...]:
     if unknown:
         raise SpecError(f"{spec.name} has no row {unknown[0]!r}; expected one of: {', '.join(valid) or '(no rows)'}")
     return tuple(spec.row(n) for n in wanted)
+
+
+# ----------------------------------------------------------------------------- a row's config
+
+def spec_overrides(spec: Spec, row: Row, preset: str) -> tuple[list[str], tuple[str, ...]]:
+    """The row's overrides (spec base first) minus those the preset owns, and the dropped ones."""
+    owned = set(OWNS[preset])
+    kept, dropped = [], []
+    for text in (*spec.base, *row.overrides):
+        (dropped if parse_override(text)[0] in owned else kept).append(text)
+    return kept, tuple(dropped)
+
+
+def row_config(spec: Spec, row: Row, preset: str, overrides: Sequence[str] = (), seed_offset: int = 0) -> tuple[RunConfig, tuple[str, ...]]:
+    kept, dropped = spec_overrides(spec, row, preset)
+    try:
+        cfg = resolve(preset, [*kept, *overrides])
+    except ConfigError as error:
+        raise ConfigError(f"{spec.name} row {row.name!r}: {error}") from None
+    if seed_offset:
+        cfg = apply_overrides(cfg, {"train.seed": cfg.train.seed + seed_offset})
+    return cfg, dropped

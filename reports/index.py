@@ -20,7 +20,8 @@ VOCABULARY = (
     (st.OFF, "ours outside the tolerance"),
     (st.NOT_COMPARABLE, "not a reproduction attempt: smoke preset (synthetic data, tiny ViT), or CPU memory vs the paper's GPU memory"),
     (st.NO_PAPER, "the paper prints no value for this cell"),
-    (st.RUNNING, "started, no result yet: running or interrupted (the same command resumes it)"),
+    (st.RUNNING, "a live process trains it now (it holds the run's lock)"),
+    (st.STOPPED, "stopped by a signal, pruned, or interrupted (killed, crashed): the same command resumes it"),
     (st.FAILED, "the run ended with a failure, or its record cannot be read"),
     (st.NOT_RUN, "no record of this row's run"),
     (st.MISSING, "the run finished without recording this metric"),
@@ -51,11 +52,14 @@ def legend() -> str:
 
 
 def render(views: Sequence[TableView], figures: dict[str, list[FigureRef]], files: dict[str, list[str]],
-           preset: str, source: str, sweeps: Sequence[StudyPage] = ()) -> str:
+           preset: str, source: str, sweeps: Sequence[StudyPage] = (), others: Sequence[tuple[str, str]] = ()) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"<h1>TDS-CLIP: the paper's tables, regenerated from our runs</h1>"
               f'<p class="meta">Preset {escape(preset)} · read from {escape(source)} · built {when} by '
               f"<code>python -m reports.build</code></p>")
+    if others:
+        links = " · ".join(f'<a href="{escape(link)}">{escape(name)}</a>' for name, link in others)
+        header += f'<p class="meta">Other presets with runs: {links}</p>'
     sections = "\n".join(html.section(v, figures.get(v.name, ()), files.get(v.name, ())) for v in views)
     body = f"{header}<h2>Summary</h2>{summary_table(views)}{legend()}{studies.section(list(sweeps))}\n{sections}"
     return html.page("TDS-CLIP reproduction report", body)

@@ -8,13 +8,18 @@ its tags and its status to MLflow (`python -m tdsclip.track sync` fills whatever
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Protocol
 
-from tdsclip.records import RESULT_FILE, RUN_FILE, RecordError, final_metrics, read_json
+from tdsclip.records import RESULT_FILE, RUN_FILE, RecordError, final_metrics, read_json, read_run_json
+from tdsclip.runstate import RunsFolder, read_state
 
-State = Literal["done", "failed", "running"]
+log = logging.getLogger("reports")
+
+State = Literal["done", "failed", "running", "stopped"]
 SOURCES = ("records", "mlflow")
 
 
@@ -27,7 +32,40 @@ class RunView:
     metrics: Mapping[str, float] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     error: str = ""
-    """Why a record could not be read (the run then counts as failed)."""
+    """Why the run failed, or why its record could not be read (the run then counts as failed)."""
+    detail: str = ""
+    """The run's state in one line (tdsclip.runstate): who runs it, why it failed or stopped."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """A recorded run of a table, as its record says: the row, preset, overrides and seed it was
+    made for (tags written by experiments.run), so a report finds it without re-planning."""
+
+    run_id: str
+    table: str
+    row: str
+    preset: str
+    overrides: tuple[str, ...]
+    seed: int | None
+    kind: str = "train"
+    created: str = ""
+
+
+def found_in(run_id: str, tags: Mapping[str, str], params: Mapping[str, Any], created: str) -> list[Found]:
+    """One Found per table the run's tags name (a run shared by tables is a row of each)."""
+    try:
+        overrides = tuple(json.loads(tags.get("overrides", "[]")))
+    except ValueError:
+        overrides = ()
+    seed = tags.get("seed") or params.get("train.seed")
+    try:
+        seed = int(seed) if seed is not None else None
+    except (TypeError, ValueError):
+        seed = None
+    return [Found(run_id, key.removeprefix("table."), row, tags.get("preset", ""), overrides, seed,
+                  tags.get("kind", "train"), created)
+            for key, row in tags.items() if key.startswith("table.")]
 
 
 class Source(Protocol):
@@ -35,6 +73,9 @@ class Source(Protocol):
 
     def get(self, run_id: str) -> RunView | None:
         """The run's view, or None when it never started."""
+
+    def find(self) -> list[Found]:
+        """Every recorded run of every table."""
 
 
 class LocalSource:
@@ -45,30 +86,44 @@ class LocalSource:
         self.runs_dir = Path(runs_dir)
         self.description = f"run records in {self.runs_dir}"
 
+    def find(self) -> list[Found]:
+        found = []
+        for folder in RunsFolder(self.runs_dir).run_dirs():
+            try:
+                run = read_run_json(folder / RUN_FILE)
+            except RecordError as error:
+                log.warning("%s; skipped", error)
+                continue
+            found += found_in(run["run_id"], run["tags"], run["params"], run["created"])
+        return found
+
     def get(self, run_id: str) -> RunView | None:
+        if not run_id:
+            return None
         folder = self.runs_dir / run_id
+        state = read_state(folder)
+        if state.state == "not started":
+            return None
         try:
             tags = read_json(folder / RUN_FILE).get("tags", {}) if (folder / RUN_FILE).exists() else {}
-            if (folder / RESULT_FILE).exists():
-                result = read_json(folder / RESULT_FILE)
-                state: State = "done" if result.get("status", "FINISHED") == "FINISHED" else "failed"
-                return RunView(run_id, state, final_metrics(result), tags)
+            if state.state == "finished":
+                return RunView(run_id, "done", final_metrics(read_json(folder / RESULT_FILE)), tags)
         except RecordError as error:
             return RunView(run_id, "failed", error=str(error))
-        if (folder / RUN_FILE).exists() or (folder / "latest.pt").exists():
-            return RunView(run_id, "running", {}, tags)
-        return None
+        if state.state == "failed":
+            return RunView(run_id, "failed", {}, tags, error=state.reason, detail=state.describe())
+        return RunView(run_id, "running" if state.state == "running" else "stopped", {}, tags, detail=state.describe())
 
 
 class MlflowSource:
     """The MLflow runs of an experiment, found by their `run_id` tag (the oldest if several, as
     the tracker does); read with one paginated search, however many runs the tables need."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str = "tdsclip") -> None:
+    def __init__(self, tracking_uri: str | None, experiment: str | None = None) -> None:
         from tdsclip.mirror import Mirror, RetryPolicy
 
         self._mirror = Mirror(tracking_uri, experiment, RetryPolicy(tries=2))
-        self.description = f"MLflow experiment {experiment!r} at {self._mirror.tracking_uri}"
+        self.description = f"MLflow experiment {self._mirror.experiment!r} at {self._mirror.tracking_uri}"
         self._runs: dict[str, Any] | None = None
 
     def _index(self) -> dict[str, Any]:
@@ -87,17 +142,25 @@ class MlflowSource:
             self._runs = runs
         return self._runs
 
+    def find(self) -> list[Found]:
+        return [f for run_id, run in self._index().items() for f in
+                found_in(run_id, run.data.tags, run.data.params, str(run.info.start_time))]
+
     def get(self, run_id: str) -> RunView | None:
         run = self._index().get(run_id)
         if run is None:
             return None
         status = run.info.status
-        if status not in ("FINISHED", "FAILED"):
-            return RunView(run_id, "running", {}, dict(run.data.tags))
-        return RunView(run_id, "done" if status == "FINISHED" else "failed", dict(run.data.metrics), dict(run.data.tags))
+        detail = run.data.tags.get("state", "")  # the run state in one line, as sync mirrors it
+        if status not in ("FINISHED", "FAILED"):  # KILLED: stopped or interrupted, as the tracker closes it
+            return RunView(run_id, "running" if status == "RUNNING" else "stopped", {}, dict(run.data.tags), detail=detail)
+        if status == "FAILED":
+            return RunView(run_id, "failed", dict(run.data.metrics), dict(run.data.tags),
+                           error=run.data.tags.get("failure", ""), detail=detail)
+        return RunView(run_id, "done", dict(run.data.metrics), dict(run.data.tags))
 
 
-def open_source(kind: str, runs_dir: Path, tracking_uri: str | None = None, experiment: str = "tdsclip") -> Source:
+def open_source(kind: str, runs_dir: Path, tracking_uri: str | None = None, experiment: str | None = None) -> Source:
     if kind == "records":
         return LocalSource(runs_dir)
     if kind == "mlflow":

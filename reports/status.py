@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Iterable
 
 REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER = "reproduced", "off", "not comparable", "no paper value"
-RUNNING, FAILED, NOT_RUN, MISSING = "running", "failed", "not run", "missing"
-ROW_STATUSES = (REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER, RUNNING, FAILED, NOT_RUN)
+RUNNING, STOPPED, FAILED, NOT_RUN, MISSING = "running", "stopped", "failed", "not run", "missing"
+ROW_STATUSES = (REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER, RUNNING, STOPPED, FAILED, NOT_RUN)
 """Summary order: what a reader looks for first."""
 
 MAIN_TABLES = ("table1", "table2")
@@ -49,7 +49,7 @@ def verdict(diff: float, tol: float) -> str:
 def row_status(state: str, cells: Iterable[str]) -> str:
     """A row's status from its run state (not run, running, failed win) and its compared cells:
     off if any cell is off, reproduced if any cell is (and none off), then not comparable."""
-    if state in (NOT_RUN, RUNNING, FAILED):
+    if state in (NOT_RUN, RUNNING, STOPPED, FAILED):
         return state
     found = set(cells)
     for status in (OFF, REPRODUCED, NOT_COMPARABLE):

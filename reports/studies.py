@@ -16,6 +16,7 @@ from html import escape
 from pathlib import Path
 
 from reports.grid import FigureRef
+from tdsclip.runstate import RunsFolder
 
 log = logging.getLogger("reports")
 BEST_SHOWN = 10
@@ -32,7 +33,7 @@ class StudyPage:
 def records(runs_dir: Path) -> list[dict]:
     """Every study started from this runs folder (unreadable records are skipped with a warning)."""
     found = []
-    for path in sorted((Path(runs_dir) / "sweeps").glob("*.json")):
+    for path in sorted(RunsFolder(runs_dir).sweeps.glob("*.json")):
         try:
             found.append(json.loads(path.read_text()))
         except (OSError, ValueError) as error:
@@ -140,7 +141,7 @@ def section(pages: list[StudyPage]) -> str:
 
 def report_for_study(record: dict) -> Path:
     """What `python -m sweeps.run` ends with: the study's page."""
-    from reports.build import default_out
+    from tdsclip.runstate import default_reports_dir
 
-    out = default_out()
+    out = default_reports_dir()
     return out / render(record, out).file

@@ -3,8 +3,8 @@ cell, the measured columns and the row's provenance.
 
     view = build_table(load("table3"), "smoke", LocalSource(runs_dir), runs_dir)
 
-The plan (experiments.plan, no torch) says which run each row and seed is; the source says what
-became of it. Measurements (Table XII) and Fig. 5's maps are files under the runs folder, read here
+The records say which runs a table has (each run's tags: table, row, preset, overrides, seed:
+`find_runs`, no re-planning); the source says what became of each. Measurements (Table XII) and Fig. 5's maps are files under the runs folder, read here
 whatever the source. Nothing is trained, measured or guessed: a row that has not run says so.
 """
 
@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping, Sequence
 
-from experiments.cost import videos
-from experiments.plan import FLOPS_CACHE, Planned, measured, plan
-from experiments.spec import Spec
+from experiments.spec import FLOPS_CACHE, Row, Spec, row_config
 from reports import status as st
-from reports.sources import RunView, Source
+from reports.sources import Found, RunView, Source
 from tdsclip import measure_cache
+from tdsclip.config import RunConfig
+from tdsclip.data.official import video_counts as videos
+from tdsclip.runstate import RunsFolder
 from tdsclip.records import RecordError, read_json
 
 ColumnKind = Literal["paper", "compared", "measured"]
@@ -87,6 +88,8 @@ class Provenance:
     git: str = ""
     provisional: str = ""
     """Why the run id is not final (data or weights not located here), '' when it is."""
+    overrides: str = ""
+    """The command-line overrides the row's runs were made with."""
 
     @property
     def seeds_text(self) -> str:
@@ -134,29 +137,65 @@ class TableView:
         return st.counts(r.status for r in self.rows)
 
 
-# ----------------------------------------------------------------------------- planning
+# ----------------------------------------------------------------------------- the runs of a table
 
-def plan_runs(spec: Spec, preset: str, source: Source, runs_dir: Path, seeds: int | None = None,
-              overrides: Sequence[str] = (), flops_cache: Path = FLOPS_CACHE) -> list[Planned]:
-    """The plan's runs; with seeds=None, as many seeds as have records (the preset's seed, +1, ...:
-    what `experiments.run --seeds N` ran), found by planning one more seed until none has started."""
-    def planned(extra: Sequence[str] = (), count: int = 1) -> list[Planned]:
-        return plan(spec, preset, seeds=count, overrides=[*overrides, *extra], runs_dir=runs_dir, flops_cache=flops_cache)
+@dataclass(frozen=True)
+class Wanted:
+    """One run a row shows: found in the records (run_id), or only the row's config when none is."""
 
-    if seeds is not None:
-        return planned(count=seeds)
-    runs = planned()
-    if spec.kind == "measure" or not runs or len({p.seed for p in runs}) > 1:
-        return runs  # measurements do not depend on the seed
-    base, offset, found = runs[0].seed, 1, list(runs)
-    while True:
-        more = planned([f"train.seed={base + offset}"])
-        if not any(source.get(p.run_id) for p in more):
-            break
-        found += more
-        offset += 1
-    order = {p.row.name: i for i, p in enumerate(runs)}
-    return sorted(found, key=lambda p: (order[p.row.name], p.seed))
+    row: Row
+    seed: int
+    cfg: RunConfig
+    run_id: str
+    replaced: tuple[str, ...] = ()
+    """Spec overrides the preset decides instead."""
+    overrides: tuple[str, ...] = ()
+    """The command line's overrides the run was made with."""
+    provisional: str = ""
+
+
+def _pick(found: Sequence[Found], source: Source) -> Found:
+    """Of several records of one row, override set and seed: a finished one, else the newest."""
+    views = {f.run_id: source.get(f.run_id) for f in found}
+    return sorted(found, key=lambda f: (getattr(views[f.run_id], "state", "") == "done", f.created))[-1]
+
+
+def find_runs(spec: Spec, preset: str, source: Source, seeds: int | None = None,
+              overrides: Sequence[str] | None = None) -> list[Wanted]:
+    """The recorded runs of `spec` under `preset`, found by what their records say they are
+    (table, row, preset, overrides, seed): no re-planning. overrides=None takes every override set
+    (each its own rows), a list only that set. A row with no record is one Wanted without a run
+    id, its config resolved from the spec (for the measured columns). Rows come in spec order,
+    then override set (none first), then seed."""
+    found = [f for f in source.find() if f.table == spec.name and f.preset == preset
+             and (overrides is None or f.overrides == tuple(overrides))]
+    out: list[Wanted] = []
+    for row in spec.rows:
+        mine = [f for f in found if f.row == row.name]
+        sets = sorted({f.overrides for f in mine}, key=lambda s: (len(s) > 0, s)) if spec.kind != "measure" else []
+        if not sets:
+            sets = [tuple(overrides or ())]
+        for chosen in sets:
+            cfg, dropped = row_config(spec, row, preset, chosen)
+            base = cfg.train.seed
+            by_seed: dict[int, list[Found]] = {}
+            for f in mine:
+                if f.overrides == chosen:
+                    by_seed.setdefault(f.seed if f.seed is not None else base, []).append(f)
+            wanted_seeds = sorted(by_seed) if seeds is None else list(range(base, base + seeds))
+            if not wanted_seeds or spec.kind == "measure":
+                out.append(Wanted(row, base, cfg, "", dropped, chosen))
+                continue
+            for seed in wanted_seeds:
+                pick = _pick(by_seed[seed], source) if seed in by_seed else None
+                seed_cfg = cfg if seed == base else row_config(spec, row, preset, chosen, seed - base)[0]
+                out.append(Wanted(row, seed, seed_cfg, pick.run_id if pick else "", dropped, chosen))
+    return out
+
+
+def row_label(wanted: Wanted) -> str:
+    """A row's name on the page: the spec's, with the override set when it has one."""
+    return f"{wanted.row.name} [{' '.join(wanted.overrides)}]" if wanted.overrides else wanted.row.name
 
 
 # ----------------------------------------------------------------------------- columns and cells
@@ -247,33 +286,34 @@ def _git(runs: Sequence[RunView]) -> str:
     return ", ".join(dict.fromkeys(shas))
 
 
-def provenance(spec: Spec, preset: str, planned: Sequence[Planned], runs: Sequence[RunView | None]) -> Provenance:
+def provenance(spec: Spec, preset: str, planned: Sequence[Wanted], runs: Sequence[RunView | None]) -> Provenance:
     done = [r for r in runs if r and r.state == "done"]
     first = done[0] if done else next((r for r in runs if r), None)
     if spec.kind == "measure":  # one measurement per model, whatever the seed
         return Provenance((f"m-{measure_cache.key(planned[0].cfg)}",), (), len(done), preset, "measured, batch 1")
     return Provenance(
-        run_ids=tuple(dict.fromkeys(p.run_id for p in planned)), seeds=tuple(p.seed for p in planned),
+        run_ids=tuple(dict.fromkeys(p.run_id for p in planned if p.run_id)), seeds=tuple(p.seed for p in planned),
         seeds_done=len(done), preset=(first.tags.get("preset") if first else None) or preset,
         protocol=_protocol(spec, planned[0].cfg), manifest=(first.tags.get("data_manifest", "") if first else "")[:12],
-        videos=_videos(planned[0].cfg, first), git=_git([r for r in runs if r]), provisional=planned[0].provisional)
+        videos=_videos(planned[0].cfg, first), git=_git([r for r in runs if r]), provisional=planned[0].provisional,
+        overrides=" ".join(dict.fromkeys(o for p in planned for o in p.overrides)))
 
 
 # ----------------------------------------------------------------------------- files beside the runs
 
-def measurement(runs_dir: Path, planned: Planned) -> dict | None:
+def measurement(runs_dir: Path, planned: Wanted) -> dict | None:
     """Table XII's measurement of a row's model (runs/measurements/<key>.json), or None."""
-    path = Path(runs_dir) / "measurements" / f"{measure_cache.key(planned.cfg)}.json"
+    path = RunsFolder(runs_dir).measurement(measure_cache.key(planned.cfg))
     try:
         return read_json(path) if path.exists() else None
     except RecordError:
         return None
 
 
-def maps_folder(runs_dir: Path, spec: Spec, preset: str, runs: Sequence[Planned]) -> Path:
+def maps_folder(runs_dir: Path, spec: Spec, preset: str, runs: Sequence[Wanted]) -> Path:
     """Where experiments.local.activation_maps put Fig. 5's maps for these runs."""
     key = hashlib.sha256(":".join(p.run_id for p in runs).encode()).hexdigest()[:12]
-    return Path(runs_dir) / "figures" / f"{spec.name}-{preset}-{key}"
+    return RunsFolder(runs_dir).figures(spec.name, preset, key)
 
 
 def maps_summary(folder: Path) -> dict:
@@ -287,13 +327,13 @@ def maps_summary(folder: Path) -> dict:
 
 def _state(runs: Sequence[RunView | None]) -> str:
     states = {r.state for r in runs if r}
-    for state in ("done", "running", "failed"):
+    for state in ("done", "running", "stopped", "failed"):
         if state in states:
             return state
     return st.NOT_RUN
 
 
-def _row(spec: Spec, preset: str, cols: Sequence[ColumnView], planned: Sequence[Planned], runs: Sequence[RunView | None],
+def _row(spec: Spec, preset: str, cols: Sequence[ColumnView], planned: Sequence[Wanted], runs: Sequence[RunView | None],
          measures: Mapping[str, object], incomparable: str) -> RowView:
     row, state = planned[0].row, _state(runs)
     done = [r for r in runs if r and r.state == "done"]
@@ -310,13 +350,13 @@ def _row(spec: Spec, preset: str, cols: Sequence[ColumnView], planned: Sequence[
                 [r.metrics[key] for r in done if key in r.metrics]
             values[column.key] = compared_value(column, paper, found, state, spec, incomparable)
     cells = [values[c.key].status for c in cols if c.kind == "compared"]
-    return RowView(row.name, state, st.row_status(state, cells), values, provenance(spec, preset, planned, runs), row.note)
+    return RowView(row_label(planned[0]), state, st.row_status(state, cells), values, provenance(spec, preset, planned, runs), row.note)
 
 
-def _measured_rows(spec: Spec, runs_dir: Path, firsts: Sequence[Planned], flops_cache: Path) -> tuple[list[dict], list[RunView | None], str]:
+def _measured_rows(spec: Spec, runs_dir: Path, firsts: Sequence[Wanted], flops_cache: Path) -> tuple[list[dict], list[RunView | None], str]:
     """Per row: measured values (FLOPs cache; Table XII's memory and ratio), a run view for the
     measurement (Table XII), and what the memory is (CUDA peak or bytes saved for backward)."""
-    values = [dict(m) for m in measured(firsts, flops_cache)]
+    values = [dict(m) for m in measure_cache.summaries([p.cfg for p in firsts], flops_cache)]
     for entry, p in zip(values, firsts):
         if "trainable_params" in entry:
             entry["trainable_params"] = entry["trainable_params"] / 1e6
@@ -343,14 +383,14 @@ def tflops(gflops: float) -> str:
 
 
 def build_table(spec: Spec, preset: str, source: Source, runs_dir: Path, *, seeds: int | None = None,
-                overrides: Sequence[str] = (), flops_cache: Path = FLOPS_CACHE) -> TableView:
+                overrides: Sequence[str] | None = None, flops_cache: Path = FLOPS_CACHE) -> TableView:
     """The report's view of `spec` under `preset`, from what `source` (and the runs folder) hold."""
     if spec.kind in ("static", "presets"):
         return static_view(spec, preset)
-    runs = plan_runs(spec, preset, source, runs_dir, seeds, overrides, flops_cache)
-    groups: dict[str, list[Planned]] = {}
+    runs = find_runs(spec, preset, source, seeds, overrides)
+    groups: dict[str, list[Wanted]] = {}
     for p in runs:
-        groups.setdefault(p.row.name, []).append(p)
+        groups.setdefault(row_label(p), []).append(p)
     firsts = [ps[0] for ps in groups.values()]
     values, measure_views, memory_kind = _measured_rows(spec, runs_dir, firsts, flops_cache)
     incomparable = st.incomparable(preset)
@@ -366,13 +406,15 @@ def build_table(spec: Spec, preset: str, source: Source, runs_dir: Path, *, seed
             if mass is not None:
                 entry["box_mass"] = mass
     cols = columns(spec)
-    rows = []
+    rows, states = [], []
     for number, (name, planned) in enumerate(groups.items()):
-        views = [measure_views[number]] if spec.kind == "measure" else [source.get(p.run_id) for p in planned]
+        views = [measure_views[number]] if spec.kind == "measure" else [source.get(p.run_id) if p.run_id else None for p in planned]
         rows.append(_row(spec, preset, cols, planned, views, values[number], incomparable))
+        states += [f"{name} (seed {p.seed}): {v.detail or v.error}" for p, v in zip(planned, views)
+                   if v is not None and v.state in ("failed", "stopped", "running") and (v.detail or v.error)]
     return TableView(
         spec.name, spec.title, spec.kind, preset, spec.protocol if spec.kind != "measure" else memory_kind or spec.protocol,
-        spec.source, cols, tuple(rows), references_grid(spec), None, notes(spec, preset, runs), incomparable,
+        spec.source, cols, tuple(rows), references_grid(spec), None, (*notes(spec, preset, runs), *states), incomparable,
         tolerance_text(spec), source.description, extra)
 
 
@@ -382,7 +424,7 @@ def tolerance_text(spec: Spec) -> str:
     return ", ".join(parts)
 
 
-def notes(spec: Spec, preset: str, runs: Sequence[Planned]) -> tuple[str, ...]:
+def notes(spec: Spec, preset: str, runs: Sequence[Wanted]) -> tuple[str, ...]:
     out = list(spec.notes)
     out += [f"{p.row.name}: {p.row.note}" for p in runs if p.row.note and p.seed == runs[0].seed]
     replaced = sorted({o for p in runs for o in p.replaced})

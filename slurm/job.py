@@ -138,11 +138,13 @@ class TrainJob(Checkpointable):
         import submitit
 
         from tdsclip.config import from_dict
+        from tdsclip.runlock import stale_after_s
         from tdsclip.train.run import run_config
 
         env = enter_job(self.environ, self.code_dir)
         tags = {**self.tags, "slurm_job_id": submitit.JobEnvironment().job_id}
-        outcome = run_config(from_dict(self.config), preset=self.preset, runs_dir=Path(self.runs_dir), tags=tags, env=env)
+        outcome = run_config(from_dict(self.config), preset=self.preset, runs_dir=Path(self.runs_dir), tags=tags, env=env,
+                             wait=stale_after_s() + 60)  # a requeue after a dead node waits out its stale lock
         if outcome.status == "stopped":
             hand_over_to_submitit()
             return {"status": "stopped", "checkpoint": str(outcome.path)}

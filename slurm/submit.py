@@ -15,11 +15,12 @@ that copy; its git SHA is a tag of every run.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import submitit
 
@@ -28,6 +29,9 @@ from slurm.profiles import Profile, Resources, sbatch_parameters
 from slurm.snapshot import Snapshot, job_setup, take_snapshot
 from tdsclip.config import RunConfig, to_dict
 from tdsclip.mirror import resolve_tracking_uri, sqlite_path
+
+
+T = TypeVar("T")
 
 
 class SlurmError(RuntimeError):
@@ -58,6 +62,27 @@ def _run(*command: str, timeout: float = 60, check: bool = True) -> str:
     if done.returncode != 0 and check:
         raise SlurmError(f"{' '.join(command[:3])} ... exited {done.returncode}: {done.stderr.strip()[-300:]}")
     return done.stdout
+
+
+def check_controller() -> None:
+    """Refuse before anything is written when the Slurm controller cannot be reached: one line."""
+    try:
+        _run("sinfo", "--noheader", "-o", "%P", timeout=60)
+    except SlurmError as error:
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        raise SlurmError(f"the Slurm controller cannot be reached ({detail.split(': ', 1)[-1]}); check that slurmctld "
+                         f"runs and that SLURM_CONF ({os.environ.get('SLURM_CONF', 'unset')}) names it") from None
+
+
+def _one_line_submit(submit: Callable[[], T]) -> T:
+    """submitit's submission errors (sbatch's whole stderr) as one SlurmError line."""
+    try:
+        return submit()
+    except SlurmError:
+        raise
+    except Exception as error:  # noqa: BLE001 - submitit raises several kinds; all end here as one line
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise SlurmError(f"sbatch failed: {lines[-1] if lines else type(error).__name__}") from None
 
 
 def tracking_uri_for_jobs() -> str:
@@ -98,8 +123,12 @@ def submit_runs(groups: Sequence[RunGroup], profile: Profile, nodes: int, folder
         if not group.runs:
             continue
         executor = array_executor(profile, nodes, group.resources, folder, code)
-        with executor.batch():
-            submitted = [executor.submit(_train_job(run, profile, Path(runs_dir), code, environ)) for run in group.runs]
+        def batch() -> list:
+            with executor.batch():
+                jobs = [executor.submit(_train_job(run, profile, Path(runs_dir), code, environ)) for run in group.runs]
+            return jobs
+
+        submitted = _one_line_submit(batch)
         ids.extend(job.job_id for job in submitted)
     return ids
 
@@ -120,7 +149,7 @@ def submit_after(function: Callable[..., Any], *args: Any, after: Sequence[str],
     if after:
         params["dependency"] = "afterany:" + ":".join(after)
     executor.update_parameters(**params)
-    return executor.submit(function, *args).job_id
+    return _one_line_submit(lambda: executor.submit(function, *args)).job_id
 
 
 def sbatch_script(profile: Profile, nodes: int, resources: Resources, array_size: int, folder: Path) -> str:

@@ -29,7 +29,6 @@ from typing import Sequence
 
 import optuna
 
-from experiments.run import default_runs_dir
 from sweeps import space
 from sweeps.storage import check_url, default_url, experimental_ok, open_storage
 from sweeps.study import NAMES, Study, SweepError, load
@@ -40,6 +39,7 @@ from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError, parse_override
 from tdsclip.presets import PRESETS
 from tdsclip.records import write_json_atomic
+from tdsclip.runstate import RunsFolder, default_runs_dir
 
 log = logging.getLogger("sweeps")
 
@@ -75,7 +75,7 @@ def study_name(study: Study, preset: str) -> str:
 
 
 def record_path(runs_dir: Path, name: str) -> Path:
-    return runs_dir / "sweeps" / f"{name}.json"
+    return RunsFolder(runs_dir).sweep_record(name)
 
 
 def check_overrides(study: Study, overrides: Sequence[str]) -> None:
@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_trials = args.n_trials or study.n_trials
         storage = check_url(args.storage or default_url(runs_dir))
         name = study_name(study, args.preset)
-        folder = runs_dir / "sweeps" / name
+        folder = RunsFolder(runs_dir).sweep_folder(name)
         check_overrides(study, args.overrides)
         enqueued = parse_enqueued(study, args.enqueue)
         if args.dry_run:

@@ -26,6 +26,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from sweeps.study import SweepError
 from tdsclip.mirror import MirrorError, sqlite_path
+from tdsclip.runstate import RunsFolder
 
 NETWORK_FILESYSTEMS = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "fuse.ceph", "glusterfs",
@@ -44,7 +45,7 @@ def experimental_ok() -> Iterator[None]:
 
 
 def default_url(runs_dir: Path) -> str:
-    return f"sqlite:///{(Path(runs_dir) / 'sweeps' / 'optuna.db').resolve()}"
+    return f"sqlite:///{(RunsFolder(runs_dir).sweeps / 'optuna.db').resolve()}"
 
 
 def sqlite_file(url: str) -> Path | None:

@@ -17,7 +17,7 @@ def parent_run(study: Study, name: str, preset: str, storage: str) -> str | None
     from tdsclip.mirror import Mirror, MirrorError, RetryPolicy
 
     try:
-        mirror = Mirror(None, "tdsclip", RetryPolicy(tries=2))
+        mirror = Mirror(None, None, RetryPolicy(tries=2))
         found = mirror.call("search runs", mirror.client.search_runs, [mirror.experiment_id()],
                             filter_string=f"tags.sweep_run = '{name}'", max_results=1)
         if found:
@@ -37,7 +37,7 @@ def close_parent(parent: str | None, loaded: optuna.Study, objective: str) -> No
     if not parent:
         return
     try:
-        mirror = Mirror(None, "tdsclip", RetryPolicy(tries=2))
+        mirror = Mirror(None, None, RetryPolicy(tries=2))
         if loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             best = loaded.best_trial
             mirror.call("log best", mirror.client.log_metric, parent, f"best_{objective}", best.value)
@@ -55,7 +55,7 @@ def tag_run(run_id: str | None, tags: dict[str, str]) -> None:
     from tdsclip.mirror import Mirror, MirrorError, RetryPolicy
 
     try:
-        mirror = Mirror(None, "tdsclip", RetryPolicy(tries=3))
+        mirror = Mirror(None, None, RetryPolicy(tries=3))
         run = mirror.find_run(run_id)
         if run is not None:
             mirror.log_batch(run.info.run_id, tags=tags)

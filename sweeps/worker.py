@@ -120,7 +120,7 @@ class Objective:
 
         _to_other_ranks(("trial", values))
         outcome = run_config(cfg, preset=self.job.preset, runs_dir=Path(self.job.runs_dir), tags=tags, env=self.env,
-                             hooks=Hooks(started=started, validated=validated))
+                             hooks=Hooks(started=started, validated=validated), wait=True)  # a twin trial: its result
         if outcome.status == "pruned":
             tag_run(trial.user_attrs.get("run_id"), {"sweep.state": "PRUNED"})
             raise optuna.TrialPruned(f"pruned after epoch {epochs[-1]}")

@@ -61,3 +61,21 @@ def save(path: Path, entries: dict[str, dict]) -> None:
                                 "refresh with python -m experiments.flops", "entries": dict(sorted(entries.items()))},
                       indent=1, sort_keys=True)
     atomic_write(path, lambda handle: handle.write((text + "\n").encode()))
+
+
+def summaries(cfgs: "list[RunConfig]", path: Path) -> list[dict[str, object]]:
+    """Per config, what the cache at `path` says of its model: GFLOPs per view, TFLOPs x views as
+    the paper prints them, GFLOPs over the first config's, parameters ({} when not measured)."""
+    flops = load(path)
+    first = flops.get(key(cfgs[0]), {}) if cfgs else {}
+    out: list[dict[str, object]] = []
+    for cfg in cfgs:
+        entry = flops.get(key(cfg))
+        if not entry:
+            out.append({})
+            continue
+        views = cfg.data.test_crops * cfg.data.test_clips
+        out.append({"gflops_per_view": entry["gflops_per_view"], "tflops_x_views": f"{entry['gflops_per_view'] / 1000:.2f}x{views}",
+                    "gflops_over_first_row": entry["gflops_per_view"] - first.get("gflops_per_view", entry["gflops_per_view"]),
+                    "trainable_params": entry["trainable_params"], "total_params": entry["total_params"]})
+    return out

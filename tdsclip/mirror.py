@@ -23,10 +23,11 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import urlparse
 
 from tdsclip.records import (RESULT_FILE, RUN_FILE, MetricEntry, RunRecord, final_metrics, iso_to_ms)
+from tdsclip.runstate import read_state
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -124,6 +125,23 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def experiment_name() -> str:
+    """The MLflow experiment every writer and reader uses unless told otherwise: one setting,
+    $TDSCLIP_EXPERIMENT, default tdsclip."""
+    return os.environ.get("TDSCLIP_EXPERIMENT") or "tdsclip"
+
+
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+"""MLflow 3's UI opens an experiment by its kind: without it, on the GenAI traces overview."""
+
+
+def run_name(run_id: str, tags: Mapping[str, str]) -> str:
+    """What the runs list shows: table/row for a table's run (the id stays a tag), else the id."""
+    if tags.get("table") and tags.get("row"):
+        return f"{tags['table']}/{tags['row']}"
+    return run_id
+
+
 def param_value(value: Any) -> str:
     """How a param value appears in MLflow: strings as they are, anything else as JSON."""
     return _cut(value if isinstance(value, str) else json.dumps(value), PARAM_VALUE_LIMIT)
@@ -194,9 +212,9 @@ class PushReport:
 class Mirror:
     """One tracking URI and experiment; every call retried per `retry` (count in `retries`)."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str, retry: RetryPolicy) -> None:
+    def __init__(self, tracking_uri: str | None, experiment: str | None, retry: RetryPolicy) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
-        self.experiment = experiment
+        self.experiment = experiment or experiment_name()
         self.retry = retry
         self.retries = 0
         self._client: Any = None
@@ -248,7 +266,8 @@ class Mirror:
             if found is None:
                 try:
                     self._experiment_id = self.call("create experiment", self.client.create_experiment,
-                                                    self.experiment, artifact_location=self._artifact_location)
+                                                    self.experiment, artifact_location=self._artifact_location,
+                                                    tags=EXPERIMENT_TAGS)
                     return self._experiment_id
                 except MirrorError:  # another process created it first
                     found = self.call("find experiment", self.client.get_experiment_by_name, self.experiment)
@@ -258,6 +277,9 @@ class Mirror:
                 raise MirrorError(f"MLflow experiment {self.experiment!r} at {self.tracking_uri} is deleted; "
                                   "restore it (mlflow experiments restore) or use another experiment name")
             self._experiment_id = found.experiment_id
+            for key, value in EXPERIMENT_TAGS.items():  # an experiment made before the tag existed
+                if found.tags.get(key) != value:
+                    self.call("tag experiment", self.client.set_experiment_tag, found.experiment_id, key, value)
         return self._experiment_id
 
     def find_run(self, run_id: str) -> Any:
@@ -296,7 +318,7 @@ class Mirror:
 
     # ------------------------------------------------------------------ one record, idempotently
 
-    def push(self, record: RunRecord, *, with_result: bool = True) -> PushReport:
+    def push(self, record: RunRecord, *, with_result: bool = True, settle: bool = False) -> PushReport:
         """Make MLflow's run for `record` complete: create it if missing, log the params and tags
         it lacks, every (key, step) of metrics.jsonl it lacks, and with a result the final metrics,
         result.json and run.json as artifacts, and the status. Pushing twice adds nothing."""
@@ -304,10 +326,11 @@ class Mirror:
         created = run is None
         tags = {k: _cut(v, TAG_VALUE_LIMIT) for k, v in record.tags.items()}
         tags["run_id"] = record.run_id
+        tags["mlflow.runName"] = run_name(record.run_id, record.tags)
         if run is None:
             run = self.call("create run", self.client.create_run, self.experiment_id(),
                             start_time=iso_to_ms(record.created), tags={"run_id": record.run_id},
-                            run_name=record.run_id)
+                            run_name=tags["mlflow.runName"])
         mlflow_id = run.info.run_id
 
         have_params, have_tags = run.data.params, run.data.tags
@@ -328,6 +351,16 @@ class Mirror:
             wanted = record.result.get("status", "FINISHED")
             if run.info.status != wanted:
                 self.set_status(mlflow_id, wanted, iso_to_ms(record.result["finished"]))
+                status = wanted
+                if wanted != "FINISHED":  # the run state in one line, as the records say it
+                    self.log_batch(mlflow_id, tags={"state": _cut(read_state(record.run_dir).describe(), TAG_VALUE_LIMIT)})
+        elif settle:  # sync: no result, so the run state decides (a live run keeps its status)
+            state = read_state(record.run_dir)
+            wanted = {"failed": "FAILED", "stopped": "KILLED", "pruned": "KILLED"}.get(state.state)
+            if wanted and run.info.status != wanted:
+                self.set_status(mlflow_id, wanted, iso_to_ms(state.since) if state.since else None)
+                self.log_batch(mlflow_id, tags={"state": _cut(state.describe(), TAG_VALUE_LIMIT),
+                                                **({"failure": _cut(state.reason, TAG_VALUE_LIMIT)} if wanted == "FAILED" else {})})
                 status = wanted
         return PushReport(record.run_id, mlflow_id, created, len(new_params), len(new_tags), logged, artifacts, status)
 

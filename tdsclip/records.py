@@ -92,6 +92,19 @@ def json_normal(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- writing
 
+def writable_folder(folder: Path, what: str, choose: str) -> Path:
+    """`folder`, made if missing; a read-only or impossible one is a one-line RecordError naming it
+    and how to choose another."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RecordError(f"{what} {str(folder)!r} cannot be created ({error.strerror}); choose another with {choose}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RecordError(f"{what} {str(folder)!r} is not writable; choose another with {choose}")
+    return folder
+
+
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON to a temp file beside `path`, fsync, rename: readers see the old or the new file."""
     text = json.dumps(data, indent=2) + "\n"

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -27,17 +29,18 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from tdsclip.mirror import STATUSES, Mirror, MirrorError, PushReport, RetryPolicy, metric_points
 from tdsclip.records import (METRICS_FILE, RESULT_FILE, RUN_FILE, MetricEntry, RecordError, append_jsonl,
                              check_key, check_number, check_run_id, check_step, find_records, json_normal,
-                             load_record, now_iso, read_run_json, trim_torn_tail, write_json_atomic)
+                             iso_to_ms, load_record, now_iso, read_run_json, trim_torn_tail, write_json_atomic)
+from tdsclip.runstate import read_state
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Tracker", "environment_tags", "child_environment", "sync_runs", "SyncReport", "RetryPolicy",
-           "RecordError", "MirrorError"]
+           "RecordError", "MirrorError", "track_table", "supersede"]
 
 _INHERITED_MLFLOW = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
 
@@ -108,7 +111,7 @@ class Tracker:
     """
 
     def __init__(self, run_dir: Path, run_id: str, *, params: dict[str, object], tags: dict[str, str],
-                 enabled: bool = True, tracking_uri: str | None = None, experiment: str = "tdsclip",
+                 enabled: bool = True, tracking_uri: str | None = None, experiment: str | None = None,
                  retry: RetryPolicy = RetryPolicy()) -> None:
         self.run_dir, self.run_id, self.enabled = Path(run_dir), run_id, enabled
         self.out_of_sync = False
@@ -297,7 +300,7 @@ class SyncReport:
                 f"{len(self.runs) - self.created - self.updated} up to date; {self.metrics} metric points logged")
 
 
-def sync_runs(runs_dir: Path, tracking_uri: str | None = None, experiment: str = "tdsclip",
+def sync_runs(runs_dir: Path, tracking_uri: str | None = None, experiment: str | None = None,
               retry: RetryPolicy = RetryPolicy()) -> SyncReport:
     """Push every local record under runs_dir (each sub-folder with run.json) to MLflow,
     idempotently. Every record is read and checked before anything is pushed."""
@@ -309,7 +312,87 @@ def sync_runs(runs_dir: Path, tracking_uri: str | None = None, experiment: str =
                               "expected one directory per run")
         seen[record.run_id] = record.run_dir
     mirror = Mirror(tracking_uri, experiment, retry)
-    return SyncReport(tuple(mirror.push(record) for record in records), mirror.retries)
+    report = SyncReport(tuple(mirror.push(record, settle=True) for record in records), mirror.retries)
+    tables: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for record in records:  # the parents: one per (table, preset, override set), rebuilt from the records
+        for key, row in record.tags.items():
+            if key.startswith("table.") and record.tags.get("preset"):
+                group = (key.removeprefix("table."), record.tags["preset"], record.tags.get("overrides", "[]"))
+                tables.setdefault(group, []).append((row, record.run_id))
+    for (table, preset, overrides), rows in tables.items():
+        track_table(table, preset, json.loads(overrides), rows, Path(runs_dir), mirror=mirror)
+    return report
+
+
+def add_tags(run_dir: Path, tags: Mapping[str, str]) -> None:
+    """Add tags to a run's run.json (under the run's lock: no concurrent update is lost), e.g. the
+    table.<name> of another table a finished run is a row of. MLflow gets them at the next sync."""
+    from tdsclip.runlock import RunLock
+
+    for key, value in tags.items():
+        check_key("tag", key)
+        if not isinstance(value, str):
+            raise RecordError(f"tag {key!r}: expected a string, got {type(value).__name__}")
+    path = Path(run_dir) / RUN_FILE
+    with RunLock(run_dir, wait=60):
+        run = read_run_json(path)
+        merged = {**run["tags"], **{k: v for k, v in tags.items() if k not in ("run_id",)}}
+        if merged != run["tags"]:
+            write_json_atomic(path, {**run, "tags": merged})
+
+
+def table_run_key(table: str, preset: str, overrides: Sequence[str]) -> str:
+    """The parent run's identity: a table under a preset with one set of command-line overrides."""
+    if not overrides:
+        return f"{table}:{preset}"
+    return f"{table}:{preset}:{hashlib.sha256(json.dumps(list(overrides)).encode()).hexdigest()[:8]}"
+
+
+def track_table(table: str, preset: str, overrides: Sequence[str], rows: Sequence[tuple[str, str]], runs_dir: Path, *,
+                tracking_uri: str | None = None, experiment: str | None = None, mirror: Mirror | None = None) -> str:
+    """The parent run of (table, preset, override set) in MLflow: created if missing, its rows'
+    runs hung under it, closed FINISHED when every row finished, FAILED when one failed (else left
+    RUNNING), with the end time of its last row. Returns the parent's MLflow id."""
+    mirror = mirror or Mirror(tracking_uri, experiment, RetryPolicy(tries=2))
+    key = table_run_key(table, preset, overrides)
+    found = mirror.call("search runs", mirror.client.search_runs, [mirror.experiment_id()],
+                        filter_string=f"tags.table_run = '{key}'", max_results=1)
+    name = f"{table} ({preset}{'; ' + ' '.join(overrides) if overrides else ''})"
+    parent = found[0] if found else mirror.call(
+        "create run", mirror.client.create_run, mirror.experiment_id(), run_name=name[:250],
+        tags={"table_run": key, "table": table, "preset": preset, "overrides": json.dumps(list(overrides))})
+    parent_id = parent.info.run_id
+    states, ends, tags = [], [], {}
+    for number, (row, run_id) in enumerate(rows):
+        state = read_state(Path(runs_dir) / run_id)
+        states.append(state.state)
+        if state.since:
+            ends.append(iso_to_ms(state.since))
+        tags[f"row.{number:02d}"] = f"{row}: {run_id} ({state.state})"
+        child = mirror.find_run(run_id)
+        if child is not None:
+            child_tags = {f"table.{table}": row}
+            if "mlflow.parentRunId" not in child.data.tags:
+                child_tags["mlflow.parentRunId"] = parent_id  # a run shared by several tables hangs under the first
+            mirror.log_batch(child.info.run_id, tags=child_tags)
+    mirror.log_batch(parent_id, tags=tags)
+    status = "FAILED" if "failed" in states else "FINISHED" if states and all(s == "finished" for s in states) else None
+    if status and parent.info.status != status:
+        mirror.set_status(parent_id, status, max(ends) if ends else None)
+    return parent_id
+
+
+def supersede(run_id: str, *, tracking_uri: str | None = None, experiment: str | None = None) -> bool:
+    """Before a forced retrain: tag the run's MLflow run superseded and delete it (MLflow keeps it
+    restorable), so the new training starts a fresh MLflow run instead of adding to the old curves.
+    Returns whether there was one."""
+    mirror = Mirror(tracking_uri, experiment, RetryPolicy(tries=2))
+    run = mirror.find_run(run_id)
+    if run is None:
+        return False
+    mirror.log_batch(run.info.run_id, tags={"superseded": now_iso()})
+    mirror.call("delete run", mirror.client.delete_run, run.info.run_id)
+    return True
 
 
 class _Parser(argparse.ArgumentParser):
@@ -323,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     sync = commands.add_parser("sync", help="push local run records to MLflow (idempotent)")
     sync.add_argument("runs_dir", nargs="?", default="runs", type=Path, help="default: runs")
     sync.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
-    sync.add_argument("--experiment", default="tdsclip")
+    sync.add_argument("--experiment", default=None, help="default: $TDSCLIP_EXPERIMENT, else tdsclip")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "mlflow"):  # schema migration chatter on first open

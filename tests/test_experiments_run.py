@@ -52,7 +52,7 @@ def test_every_table_and_figure_runs_in_smoke(smoke):
     assert len(measurements) == 2 and all(m["memory_bytes"] > 0 for m in measurements)
 
 
-def test_a_rerun_trains_nothing_and_reports_done(smoke, capsys):
+def test_a_rerun_trains_nothing_and_reports_finished(smoke, capsys):
     root, _ = smoke
     before = _runs(root)
     rows = ["--rows", "+ TD-Adapter,+ SME-Adapter"]  # fig5 trained the first, the ablations the second
@@ -60,7 +60,7 @@ def test_a_rerun_trains_nothing_and_reports_done(smoke, capsys):
     assert "training" not in capsys.readouterr().err
     assert _runs(root) == before
     assert main(["table3", "--preset", "smoke", "--runs-dir", str(root / "runs"), "--dry-run", *rows, *MINIMAL]) == 0
-    assert capsys.readouterr().out.count(" done ") == 2
+    assert capsys.readouterr().out.count(" finished ") == 2
 
 
 def test_runs_are_tagged_with_their_tables_in_mlflow(smoke):

@@ -33,4 +33,4 @@ def test_a_smoke_table_on_slurm_lands_in_records_mlflow_and_the_report(slurm_clu
                                 filter_string="tags.`table.table3` = 'Baseline'")
     assert {r.data.tags["run_id"] for r in tagged} >= {record["rows"][0]["run_id"]}
     assert main([*common, "--dry-run"]) == 0
-    assert capsys.readouterr().out.count(" done ") == 2, "the table's rows are done: a re-run submits nothing"
+    assert capsys.readouterr().out.count(" finished ") == 2, "the table's rows are done: a re-run submits nothing"

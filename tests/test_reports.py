@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.plan import measured, plan
+from experiments.plan import measured, plan, record_tags
 from experiments.spec import load
 from reports import latex, markdown
 from reports.build import build, main
 from reports.sources import LocalSource, MlflowSource
-from reports.tables import build_table, maps_folder, plan_runs
+from reports.tables import build_table, find_runs, maps_folder
 from tdsclip.track import RetryPolicy, Tracker, environment_tags, sync_runs
 
 FAST = RetryPolicy(tries=2, first_delay=0.05)
@@ -26,7 +26,7 @@ MANIFEST = "0123456789abcdef01234567"
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    """A runs folder with finished, failed, running and multi-seed rows (preset paper, whose run ids
+    """A runs folder with finished, failed, interrupted (stopped) and multi-seed rows (preset paper, whose run ids
     are provisional here: no data is located), written by Tracker into a sqlite MLflow store."""
     root = tmp_path_factory.mktemp("reports")
     patch = pytest.MonkeyPatch()
@@ -34,12 +34,17 @@ def records(tmp_path_factory):
     patch.setenv("TDSCLIP_CACHE", str(root / "cache"))
     runs, uri = root / "runs", f"sqlite:///{root}/tracker.db"
 
+    made: dict[str, dict[str, str]] = {}  # run id -> the table tags experiments.run gives it
+
     def ids(name: str, preset: str = "paper", seeds: int = 1) -> dict[tuple[str, int], str]:
-        return {(p.row.name, p.seed): p.run_id for p in plan(load(name), preset, seeds=seeds, runs_dir=runs)}
+        planned = plan(load(name), preset, seeds=seeds, runs_dir=runs)
+        for p in planned:
+            made.setdefault(p.run_id, {}).update(record_tags(load(name), p, preset, []))
+        return {(p.row.name, p.seed): p.run_id for p in planned}
 
     def write(run_id: str, metrics: dict | None, status: str = "FINISHED", preset: str = "paper") -> None:
         tracker = Tracker(runs / run_id, run_id, params={"train.seed": 1}, tracking_uri=uri, retry=FAST,
-                          tags={"run_id": run_id, "preset": preset, "data_manifest": MANIFEST})
+                          tags={**made[run_id], "run_id": run_id, "preset": preset, "data_manifest": MANIFEST})
         tracker.log_metrics({"train/loss": 1.5}, step=1, epoch=1)
         if metrics is None:  # started, checkpointed, interrupted
             (runs / run_id / "latest.pt").write_bytes(b"checkpoint")
@@ -47,7 +52,7 @@ def records(tmp_path_factory):
         else:
             tracker.finish({"preset": preset, "metrics": metrics}, status=status)
 
-    t3, t4, t7 = ids("table3"), ids("table4"), ids("table7")
+    t3, t4, t7, f5 = ids("table3"), ids("table4"), ids("table7"), ids("fig5")
     write(t3["Baseline", 1024], {"val_top1_best": 58.3, "test_top1": 57.0, "test_videos": 11522.0})
     write(t3["+ TD-Adapter", 1024], {"val_top1_best": 57.9, "test_videos": 11522.0})
     write(t4["3", 1024], None)
@@ -59,6 +64,8 @@ def records(tmp_path_factory):
     write(ids("table1")["TDS-CLIP-B/16 8f SSv1", 1024],
           {"test_top1": 61.0, "test_top5": 83.0, "val_top1_best": 59.6, "test_videos": 11522.0})
     write(ids("table3", "smoke")["Baseline", 1024], {"val_top1_best": 80.0}, preset="smoke")
+    # Fig. 5's rows: TD only is Table III's "+ TD-Adapter" run, with SME the full model (both written above)
+    assert set(f5.values()) <= {t3["+ TD-Adapter", 1024], ids("table1")["TDS-CLIP-B/16 8f SSv1", 1024]}
     fig5 = maps_folder(runs, load("fig5"), "paper", plan(load("fig5"), "paper", runs_dir=runs))
     fig5.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -86,9 +93,9 @@ EXPECTED = {  # table: ({row: (ours, paper, difference, status)} for top-1, summ
     "table3": ({"Baseline": ("58.3", "58.1", "+0.2", "reproduced"), "+ TD-Adapter": ("57.9", "59.1", "-1.2", "off"),
                 "+ SME-Adapter": ("59.6", "59.4", "+0.2", "reproduced")},
                {"reproduced": 2, "off": 1}),
-    "table4": ({"1": ("57.9", "58.0", "-0.1", "reproduced"), "3": ("", "58.5", "", "running"),
+    "table4": ({"1": ("57.9", "58.0", "-0.1", "reproduced"), "3": ("", "58.5", "", "stopped"),
                 "5": ("59.6", "59.4", "+0.2", "reproduced")},
-               {"reproduced": 2, "running": 1}),
+               {"reproduced": 2, "stopped": 1}),
     "table7": ({"k=3": ("59.6", "59.4", "+0.2", "reproduced"), "k=5": ("", "59.2", "", "failed"),
                 "k=7": ("", "58.8", "", "not run")},
                {"reproduced": 1, "failed": 1, "not run": 1}),
@@ -127,20 +134,24 @@ def test_a_multi_view_row_is_judged_within_one_point_and_its_provenance_is_the_r
     assert p.seeds == (1024,) and p.seeds_done == 1 and p.preset == "paper" and p.manifest == MANIFEST[:12]
     assert p.protocol == "3x2 views, val split" and p.videos == "11,522 / 11,522 official"
     assert p.git == environment_tags()["git_sha"][:10] + ("-dirty" if environment_tags()["git_dirty"] == "true" else "")
-    assert p.run_ids == (plan(load("table1"), "paper", runs_dir=runs)[0].run_id,) and p.provisional
+    assert p.run_ids == (plan(load("table1"), "paper", runs_dir=runs)[0].run_id,)
     assert row.values["tflops"].paper == "0.2x6" and row.values["tflops"].ours.endswith("x6")
 
 
 def test_seeds_are_found_from_the_records_as_the_plan_numbers_them(records):
+    """Each row shows the seeds its records hold (the records say their table, row and seed)."""
     _, runs = records
     spec = load("table8")
-    found = plan_runs(spec, "paper", LocalSource(runs), runs)
-    assert [(p.row.name, p.seed, p.run_id) for p in found] == \
-        [(p.row.name, p.seed, p.run_id) for p in plan(spec, "paper", seeds=3, runs_dir=runs)]
+    found = find_runs(spec, "paper", LocalSource(runs))
+    planned = {(p.row.name, p.seed): p.run_id for p in plan(spec, "paper", seeds=3, runs_dir=runs)}
+    assert [(p.row.name, p.seed, p.run_id) for p in found] == [
+        *[("128", s, planned["128", s]) for s in (1024, 1025, 1026)], ("320", 1024, planned["320", 1024]), ("512", 1024, "")]
     row, shared, _ = build_table(spec, "paper", LocalSource(runs), runs).rows
     assert row.provenance.seeds_text == "1024, 1025, 1026 (3/3 done)"
     assert row.values["top1"].spread == pytest.approx(0.4) and row.values["top1"].n == 3
-    assert shared.provenance.seeds_text == "1024, 1025, 1026 (1/3 done)" and shared.values["top1"].spread is None
+    assert shared.provenance.seeds_text == "1024" and shared.values["top1"].spread is None
+    asked = build_table(spec, "paper", LocalSource(runs), runs, seeds=3).rows[1]  # --seeds 3: the missing ones say so
+    assert asked.provenance.seeds_text == "1024, 1025, 1026 (1/3 done)"
 
 
 def test_smoke_results_are_not_comparable_never_off(records):
@@ -220,7 +231,7 @@ def test_experiments_run_ends_with_the_tables_report(argv, tmp_path, capsys, mon
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == str(tmp_path / "out" / f"{argv[0]}.html")
     page = Path(last).read_text()
-    assert "index.html" not in page  # experiments.run writes no index, so the page links none
+    assert 'href="index.html"' in page and (tmp_path / "out" / "index.html").is_file()  # the whole report, rebuilt
     if argv[0] == "table12":  # measured on the CPU here: the two rows measured, the others not run
         view_md = (tmp_path / "out" / "table12.md").read_text()
         assert "**5 rows: 2 not comparable, 3 not run**" in view_md
@@ -235,3 +246,35 @@ def test_the_command_line_takes_names_and_overrides_in_any_order(records, tmp_pa
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == str(tmp_path) and out[0].startswith("table3   3 rows: 3 not run")  # other epochs, other runs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table3.md", "table4.md"]
+
+
+def test_the_report_finds_runs_by_their_records_whatever_the_overrides_and_presets(tmp_path, capsys, monkeypatch):
+    """Why: `reports.build --preset smoke` showed "3 not run" beside finished smoke runs made with
+    overrides (it re-planned without them), and the default preset paper hid every smoke run."""
+    monkeypatch.setenv("TDSCLIP_LOCATIONS", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("TDSCLIP_CACHE", str(tmp_path / "cache"))
+    runs, uri, spec = tmp_path / "runs", f"sqlite:///{tmp_path}/mlflow.db", load("table3")
+    smoke = plan(spec, "smoke", overrides=["train.epochs=1"], runs_dir=runs)
+    for p in smoke[:2]:
+        tracker = Tracker(runs / p.run_id, p.run_id, params={"train.seed": p.seed}, tracking_uri=uri, retry=FAST,
+                          tags={**record_tags(spec, p, "smoke", ["train.epochs=1"]), "run_id": p.run_id})
+        tracker.finish({"metrics": {"val_top1_best": 40.0}})
+    paper = plan(spec, "paper", runs_dir=runs)[0]
+    Tracker(runs / paper.run_id, paper.run_id, params={"train.seed": 1}, tracking_uri=uri, retry=FAST,
+            tags={**record_tags(spec, paper, "paper", []), "run_id": paper.run_id}).finish({"metrics": {"val_top1_best": 58.0}})
+
+    assert main(["table3", "--runs-dir", str(runs), "--out", str(tmp_path / "out"), "--no-figures"]) == 0
+    assert "**3 rows: 1 reproduced, 2 not run**" in (tmp_path / "out" / "table3.md").read_text()  # paper: first
+    text = (tmp_path / "out" / "smoke" / "table3.md").read_text()
+    assert "**3 rows: 2 not comparable, 1 not run**" in text
+    assert text.count("train.epochs=1") >= 2, "the overrides the runs were made with are on the page"
+    assert f"run records in {runs}" in text, "the page says which runs folder it was built from"
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert 'href="smoke/index.html"' in index and 'href="../index.html"' in (tmp_path / "out" / "smoke" / "index.html").read_text()
+
+    assert main(["table3", "--preset", "smoke", "--runs-dir", str(runs), "--out", str(tmp_path / "only"),
+                 "--no-figures", "--format", "md"]) == 0
+    assert "2 not comparable, 1 not run" in (tmp_path / "only" / "table3.md").read_text()
+    assert main(["table3", "--preset", "smoke", "train.epochs=2", "--runs-dir", str(runs), "--out",
+                 str(tmp_path / "other"), "--no-figures", "--format", "md"]) == 0
+    assert "3 rows: 3 not run" in (tmp_path / "other" / "table3.md").read_text(), "another override set: its own runs"

@@ -58,7 +58,7 @@ def build(cfg: RunConfig, env, nan_at: int | None = None) -> RunData:
     )
 
 
-def signal_after_checkpoint(step: int, signum: int) -> None:
+def signal_after_checkpoint(step: int, signum: int, times: int = 1) -> None:
     """Send this process `signum` once, right after the checkpoint of `step` is on disk.
 
     A real signal at a known step: polling the checkpoint from outside raced the trainer on a fast
@@ -70,7 +70,8 @@ def signal_after_checkpoint(step: int, signum: int) -> None:
         path = save(*args, **kwargs)
         if kwargs["step"] >= step and not sent:
             sent.append(signum)
-            os.kill(os.getpid(), signum)
+            for _ in range(times):
+                os.kill(os.getpid(), signum)
         return path
 
     ckpt.save_training_state = save_then_signal
@@ -87,9 +88,11 @@ def main() -> None:
     p.add_argument("--nan-at", type=int, help="this training video's clips are NaN")
     p.add_argument("--prune-at", type=int, help="the caller's hook asks to stop after this epoch; it records each call")
     p.add_argument("--signal-at", nargs=2, metavar=("STEP", "SIG"), help="e.g. --signal-at 5 SIGKILL")
+    p.add_argument("--twice", action="store_true", help="--signal-at sends its signal twice (a second Ctrl-C)")
+    p.add_argument("--wait", action="store_true", help="wait for the run's lock instead of refusing")
     args = p.parse_intermixed_args()
     if args.signal_at:
-        signal_after_checkpoint(int(args.signal_at[0]), signal.Signals[args.signal_at[1]])
+        signal_after_checkpoint(int(args.signal_at[0]), signal.Signals[args.signal_at[1]], 2 if args.twice else 1)
     runs_dir, overrides, nan_at, prune_at = args.runs_dir, args.overrides, args.nan_at, args.prune_at
     cfg = tiny_config(*overrides)
 
@@ -99,7 +102,14 @@ def main() -> None:
         return epoch == prune_at
 
     hooks = Hooks(validated=validated if prune_at is not None else None)
-    outcome = run_config(cfg, preset="test", runs_dir=runs_dir, data_builder=lambda c, e: build(c, e, nan_at), hooks=hooks)
+    from tdsclip.runlock import RunLocked
+
+    try:
+        outcome = run_config(cfg, preset="test", runs_dir=runs_dir, data_builder=lambda c, e: build(c, e, nan_at),
+                             hooks=hooks, wait=args.wait)
+    except RunLocked as error:
+        print(f"refused: {error}", file=sys.stderr)
+        sys.exit(5)
     print(json.dumps({"status": outcome.status, "path": str(outcome.path)}))
     sys.exit({"stopped": 3, "pruned": 4}.get(outcome.status, 0))
 

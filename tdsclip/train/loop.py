@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
 import sys
 import time
 from dataclasses import dataclass, field
@@ -58,19 +59,38 @@ class RunData:
     """What the result records about the data (listed, found, missing, ...)."""
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM")
+"""Stop signals besides train.stop_signal: Ctrl-C and what `kill` and most schedulers send."""
+
+
 class StopRequest:
-    """Sets a flag when the stop signal arrives; the loop checks it at step boundaries."""
+    """Sets a flag when a stop signal arrives (train.stop_signal, Ctrl-C, SIGTERM); the loop checks
+    it at step boundaries and checkpoints. A second Ctrl-C aborts at once (KeyboardInterrupt).
+    Handlers are installed only in the main thread (Python's rule); elsewhere none is."""
 
     def __init__(self, name: str) -> None:
-        self.signum = getattr(signal, name)
         self.requested = False
-        self.previous = signal.signal(self.signum, self._handle)
+        self.signal = ""
+        self.previous: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signal_name in dict.fromkeys((name, *STOP_SIGNALS)):
+            signum = getattr(signal, signal_name)
+            self.previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002 - signal protocol
-        self.requested = True
+        name = signal.Signals(signum).name
+        if self.requested and name == "SIGINT":
+            raise KeyboardInterrupt
+        if not self.requested:
+            self.requested, self.signal = True, name
+            print(f"{name}: stopping at the next step boundary (checkpoint, then exit); "
+                  f"{'Ctrl-C again aborts at once' if name == 'SIGINT' else ''}".rstrip("; "),
+                  file=sys.stderr, flush=True)
 
     def restore(self) -> None:
-        signal.signal(self.signum, self.previous)
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
 
 
 def _ignore_signal_in_worker(name: str) -> Callable[[int], None]:
@@ -161,11 +181,27 @@ class Progress:
             self.bar.close()
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], elapsed: float, fraction: float) -> str:
+    """The epoch's summary for a terminal and a log: train loss, val top-1 (or why there is none),
+    elapsed time and the time left at this pace."""
+    top1 = metrics.get("val_top1")
+    val = f"val top-1 {top1:.2f}" if top1 is not None else "val top-1 not validated this epoch (train.val_every)"
+    eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("inf")
+    return (f"epoch {epoch}/{epochs}: train loss {metrics['loss']:.4g}, {val}, elapsed {_minutes(elapsed)}, "
+            f"ETA {_minutes(eta) if eta != float('inf') else 'unknown'}")
+
+
 @dataclass
 class Outcome:
     status: str  # "finished" | "stopped" | "pruned"
     path: Path  # result.json when finished, the checkpoint when stopped or pruned
     result: dict[str, Any] = field(default_factory=dict)
+    signal: str = ""
+    """The signal that stopped the run ("stopped")."""
 
 
 @dataclass(frozen=True)
@@ -274,7 +310,7 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
                     path = save()
                     if env.is_main:
                         tracker.close(status="KILLED")
-                    return Outcome("stopped", path)
+                    return Outcome("stopped", path, signal=stop.signal or "stop request")
                 if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
                     save()
             elapsed = time.monotonic() - tic
@@ -283,13 +319,16 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
             epoch, batch_in_epoch = epoch + 1, 0
             epoch_loss_sum = 0.0
             is_best, validated = False, None
-            if cfg.train.val_every and epoch % cfg.train.val_every == 0:
+            if cfg.train.val_every and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
+                # the last epoch is always validated: val_top1_best and the report never lack a value
                 validated = evaluate(raw_model, data.val_single, 1, cfg, env, device, data.collate).scores.result()
                 metrics.update(validated.metrics("val_"))
                 is_best = best is None or validated.top1 > best
                 best = validated.top1 if is_best else best
             if env.is_main:
                 tracker.log_metrics(metrics, step=step, epoch=epoch)
+                log.info("%s", epoch_line(epoch, cfg.train.epochs, metrics, time.monotonic() - started,
+                                          (step - progress.start_step) / max(1, total_steps - progress.start_step)))
             save(is_best)
             if validated is not None and hooks.validated is not None:
                 # Only rank 0 decides (the others contribute False), and every rank learns its decision.
@@ -302,7 +341,11 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
         stop.restore()
         progress.close()
 
+    if env.is_main:
+        log.info("final test: %d videos x %d views (multi-view protocol)", len(data.val_views), data.views)  # type: ignore[arg-type]
     evaluation = evaluate(raw_model, data.val_views, data.views, cfg, env, device, data.collate)
+    if env.is_main:
+        log.info("final test: done, top-1 %.2f over %d videos", evaluation.scores.result().top1, evaluation.scores.result().videos)
     scores, test = evaluation.scores, evaluation.scores.result()
     result = {
         "run_id": run_id,
