@@ -29,7 +29,7 @@ from tdsclip.data.annotations import VIDEO_EXTENSIONS
 from tdsclip.data.errors import DataError, UnreadableError
 from tdsclip.data.files import new_folder, write_json
 from tdsclip.data.manifest import PROVENANCE, provenance_header
-from tdsclip.data.video import frame_names, sequential_frames
+from tdsclip.data.video import frame_names, sequential_frames, upright
 
 log = logging.getLogger("tdsclip.data")
 
@@ -85,7 +85,7 @@ def _extract_one(job: tuple[str, str, int]) -> str:
         with new_folder(folder) as tmp:
             count = 0
             for count, frame in enumerate(sequential_frames(video, strict=True), 1):
-                Image.fromarray(frame.to_ndarray(format="rgb24")).save(tmp / f"{count:05d}.jpg", quality=quality)
+                Image.fromarray(upright(frame)).save(tmp / f"{count:05d}.jpg", quality=quality)
             if count == 0:
                 raise UnreadableError(video, "no video frames")
         return ""

@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from tdsclip.data.errors import UnreadableError
+from tdsclip.data.probe import Probe, allowance, probe
 
 SEEK_FRAMES = 4.0
 """A seek costs about this many frames decoded and converted (measured 3-8 from 64x48 to 640x360)."""
@@ -50,9 +51,6 @@ SEEK_FIXED_PIXELS = 50_000
 """...plus a fixed cost (~0.2 ms) worth converting this many pixels: tiny frames favour walking."""
 TYPICAL_PIXELS = 340 * 256
 """Frame size assumed for a decision taken before any frame of the video is decoded."""
-NO_SEEK_EXTENSIONS = (".webm",)
-OVER_REPORT = 3
-"""A container may claim up to max(this, 5%) more frames than it holds before it counts as truncated."""
 
 Pick = Callable[[int], np.ndarray]
 
@@ -81,17 +79,6 @@ def decode_errors() -> tuple[type[BaseException], ...]:
     return (RuntimeError, decord().DECORDError, IndexError, StopIteration)
 
 
-def open_video(path: str | os.PathLike) -> Any:
-    """A fresh decord reader with one decoding thread; UnreadableError if it cannot be opened."""
-    try:
-        reader = decord().VideoReader(str(path), num_threads=1)
-    except decode_errors() as error:
-        raise UnreadableError(str(path), f"cannot open: {error}") from None
-    if len(reader) < 1:
-        raise UnreadableError(str(path), "no video frames")
-    return reader
-
-
 def frame_names(folder: str | os.PathLike) -> list[str]:
     """The JPEG files of a frame folder in natural order (frame2.jpg before frame10.jpg)."""
     try:
@@ -106,14 +93,47 @@ def _natural(name: str) -> tuple:
 
 
 def frame_count(path: str | os.PathLike, is_folder: bool) -> int:
-    """Frames of a sample as a run sees them: JPEGs in the folder, or the reader's reported count."""
-    if is_folder:
-        return len(frame_names(path))
-    reader = open_video(path)
+    """Frames of a sample as a run sees them: JPEGs in the folder, or the video's shown packets."""
+    return len(frame_names(path)) if is_folder else video_info(path).packets
+
+
+def video_info(path: str | os.PathLike) -> Probe:
+    """The file's probe (tdsclip.data.probe); UnreadableError if it cannot be opened or has no frames."""
     try:
-        return len(reader)
-    finally:
-        del reader
+        info = probe(path)
+    except (av.FFmpegError, IndexError, OSError, ValueError) as error:
+        raise UnreadableError(str(path), f"cannot open: {error}") from None
+    if info.packets < 1:
+        raise UnreadableError(str(path), "no video frames")
+    return info
+
+
+def video_problem(path: str | os.PathLike) -> str:
+    """Why training would not use this video ('' when it would): the preflight's verdict, by the
+    same rules the reader applies, after decoding every frame."""
+    try:
+        info = video_info(path)
+    except UnreadableError as error:
+        return error.reason
+    if info.problem:
+        return info.problem
+    decodable = sum(1 for _ in sequential_frames(path))
+    return _short(info.packets, decodable)
+
+
+def _short(reported: int, decodable: int) -> str:
+    if decodable < reported - allowance(reported) or decodable == 0:
+        return f"truncated or damaged: {reported} frames in the file, {decodable} decodable"
+    return ""
+
+
+def upright(frame: Any) -> np.ndarray:
+    """A PyAV frame as 8-bit RGB the way players show it: PyAV's `to_ndarray(format="rgb24")`
+    (libswscale, from any pixel format: 10-bit and 4:4:4 included), then turned by the stream's
+    rotation (the display matrix's counter-clockwise angle)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def read_frames(path: str | os.PathLike, is_folder: bool, pick: Pick) -> np.ndarray:
@@ -155,36 +175,66 @@ def _gather(frames: list[np.ndarray] | np.ndarray, inverse: np.ndarray, shape: t
 # ----------------------------------------------------------------------------- videos
 
 def _read_video(path: Path, pick: Pick) -> np.ndarray:
-    reader = open_video(path)
-    reported = len(reader)
+    info = video_info(path)
+    if info.problem:
+        raise UnreadableError(str(path), info.problem)
+    if info.plan != "pyav":
+        frames = _read_decord(path, pick, info)
+        if frames is not None:
+            return frames
+    return _read_pyav(path, pick, info.packets)
+
+
+def _read_decord(path: Path, pick: Pick, info: Probe) -> np.ndarray | None:
+    """The clip through decord, or None when decord cannot open the file or counts its frames
+    differently from the container (then it is not trusted with the file)."""
     try:
-        indices = np.asarray(pick(reported))
-        return _decode(reader, indices, may_seek=not path.name.lower().endswith(NO_SEEK_EXTENSIONS))
+        reader = decord().VideoReader(str(path), num_threads=1)
+    except decode_errors():
+        return None
+    try:
+        if len(reader) != info.packets:
+            return None
+        indices = np.asarray(pick(info.packets))
+        return _decode(reader, indices, may_seek=info.plan == "seek")
     except decode_errors():
         pass  # the reader's state is now unknown: start over sequentially, below
     finally:
         del reader
-    return _read_video_sequentially(path, pick, reported)
+    return _read_video_sequentially(path, pick, info.packets)
 
 
-def _read_video_sequentially(path: Path, pick: Pick, reported: int) -> np.ndarray:
-    """The fallback after a decord error: PyAV, in order, no seeks (same pixels as decord, and its
-    errors surface at the packet that caused them, not later on another thread as decord's do)."""
-    decodable = sum(1 for _ in sequential_frames(path))
-    if decodable < reported - over_report_allowance(reported) or decodable == 0:
-        raise UnreadableError(str(path), f"truncated or damaged: {reported} frames reported, {decodable} decodable")
-    indices = np.asarray(pick(decodable))
+def _read_pyav(path: Path, pick: Pick, reported: int) -> np.ndarray:
+    """One sequential PyAV pass to the end (so a file that stops early is caught as in the
+    preflight), converting only the frames asked for."""
+    indices = np.asarray(pick(reported))
     unique, inverse = np.unique(indices, return_inverse=True)
-    wanted, last = set(unique.tolist()), int(unique[-1])
-    frames = [frame.to_ndarray(format="rgb24") for i, frame in enumerate(sequential_frames(path, last + 1)) if i in wanted]
-    if len(frames) != len(unique):
-        raise UnreadableError(str(path), f"decodes differently on a second pass: {len(frames)} of {len(unique)} frames")
+    wanted = set(unique.tolist())
+    frames, decodable = [], 0
+    for decodable, frame in enumerate(sequential_frames(path), 1):
+        if decodable - 1 in wanted:
+            frames.append(upright(frame))
+    if problem := _short(reported, decodable):
+        raise UnreadableError(str(path), problem)
+    if len(frames) < len(unique):  # over-reported by a few frames: draw again from those that decode
+        return _read_video_sequentially(path, pick, reported, decodable)
     return _gather(frames, inverse, indices.shape)
 
 
-def over_report_allowance(reported: int) -> int:
-    """How many of its reported frames a video may lack and still count as whole."""
-    return max(OVER_REPORT, int(0.05 * reported))
+def _read_video_sequentially(path: Path, pick: Pick, reported: int, decodable: int | None = None) -> np.ndarray:
+    """The fallback after a decord error: PyAV, in order, no seeks (same pixels as decord, and its
+    errors surface at the packet that caused them, not later on another thread as decord's do)."""
+    if decodable is None:
+        decodable = sum(1 for _ in sequential_frames(path))
+    if problem := _short(reported, decodable):
+        raise UnreadableError(str(path), problem)
+    indices = np.asarray(pick(decodable))
+    unique, inverse = np.unique(indices, return_inverse=True)
+    wanted, last = set(unique.tolist()), int(unique[-1])
+    frames = [upright(frame) for i, frame in enumerate(sequential_frames(path, last + 1)) if i in wanted]
+    if len(frames) != len(unique):
+        raise UnreadableError(str(path), f"decodes differently on a second pass: {len(frames)} of {len(unique)} frames")
+    return _gather(frames, inverse, indices.shape)
 
 
 def sequential_frames(path: str | os.PathLike, limit: int | None = None, strict: bool = False) -> Iterator[Any]:
@@ -202,19 +252,6 @@ def sequential_frames(path: str | os.PathLike, limit: int | None = None, strict:
     except (av.FFmpegError, IndexError, OSError) as error:
         if strict:
             raise UnreadableError(str(path), f"{type(error).__name__}: {error}") from None
-
-
-def expected_frames(path: str | os.PathLike) -> int | None:
-    """Frames the container's header promises (frame count, else duration x frame rate), or None."""
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            if stream.frames:
-                return int(stream.frames)
-            duration = stream.duration * stream.time_base if stream.duration else (container.duration or 0) / av.time_base
-            return round(float(duration * stream.average_rate)) if duration and stream.average_rate else None
-    except (av.FFmpegError, IndexError, OSError, TypeError, ZeroDivisionError):
-        return None
 
 
 def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
