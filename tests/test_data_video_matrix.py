@@ -55,7 +55,8 @@ def test_frames_equal_a_sequential_pyav_decode_or_the_file_is_refused(matrix, me
 
 DECORD_PLANS = {"h264-closed.mp4": "seek", "h264.mov": "seek", "vfr.mp4": "seek", "h264-closed.mkv": "walk",
                 "vp8.webm": "walk", "vp9.webm": "walk", "vfr.webm": "walk", "audio-first.mkv": "walk",
-                "three.mp4": "seek", "three.webm": "walk"}
+                "three.mp4": "seek", "three.webm": "walk", "one.mp4": "seek",
+                "rotated.mp4": "seek", "rotated270.mp4": "seek"}
 
 
 def test_decord_reads_only_what_it_reads_right_and_pyav_gives_the_same_frames(matrix):

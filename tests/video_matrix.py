@@ -32,7 +32,7 @@ class Media:
     expected: str = "exact"
     frames: int = FRAMES
     source: tuple[str, ...] = SOURCE  # {seconds}: the length of `frames` frames
-    then: str = ""  # a step after encoding: "editlist", "rotate", "half" (cut in half) or "damage"
+    then: str = ""  # a step after encoding: "editlist", "rotate=<degrees>", "half" (cut in half) or "damage"
 
 
 def _x264(*extra: str) -> tuple[str, ...]:
@@ -64,7 +64,10 @@ MATRIX: list[Media] = [
                                                       "-fps_mode", "vfr", "-c:v", "libvpx-vp9", "-cpu-used", "8", "-g", "12")),
     Media("H.264 mp4 variable frame rate", "vfr.mp4", ("-vf", "settb=1/1000,setpts='(N*40+20*mod(N\\,3))/1000/TB'",
                                                       "-fps_mode", "vfr", *_x264())),
-    Media("H.264 mp4 rotated 90 degrees (display matrix)", "rotated.mp4", _x264(), then="rotate"),
+    Media("H.264 mp4 rotated 90 degrees (display matrix)", "rotated.mp4", _x264(), then="rotate=90"),
+    Media("H.264 mp4 rotated 270 degrees", "rotated270.mp4", _x264(), then="rotate=270"),
+    Media("HEVC mp4 rotated 180 degrees", "rotated180-hevc.mp4", ("-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1",
+                                                                 "-x265-params", "keyint=12:log-level=none"), then="rotate=180"),
     Media("H.264 mp4 yuv444p", "yuv444.mp4", (*_x264(), "-pix_fmt", "yuv444p")),
     Media("H.264 mp4 10-bit", "h264-10bit.mp4", (*_x264(), "-pix_fmt", "yuv420p10le")),
     Media("HEVC mp4 10-bit", "hevc-10bit.mp4", ("-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
@@ -98,8 +101,8 @@ def make(media: Media, folder: Path) -> Path:
     _run([ffmpeg, *source, *media.args, *frames, str(encoded)])
     if media.then == "editlist":  # a stream copy from 1.3 s: the kept packets start at the keyframe before
         _run([ffmpeg, "-ss", "1.3", "-i", str(encoded), "-c", "copy", str(path)])
-    elif media.then == "rotate":  # ffmpeg 5.1 writes a display matrix from this tag on a stream copy only
-        _run([ffmpeg, "-i", str(encoded), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(path)])
+    elif media.then.startswith("rotate="):  # ffmpeg 5.1 writes a display matrix from this tag on a stream copy only
+        _run([ffmpeg, "-i", str(encoded), "-c", "copy", "-metadata:s:v:0", media.then, str(path)])
     elif media.then == "half":
         data = encoded.read_bytes()
         path.write_bytes(data[: len(data) // 2])

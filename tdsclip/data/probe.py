@@ -1,28 +1,29 @@
-"""What a video file's container and stream say, read by demuxing its packets (no decoding), and
+"""What a video file's container and stream say, read from its index or its packets (no decoding), and
 the decoding plan that gets every frame right on it.
 
     info = probe("clip.mp4"); info.plan  # "seek", "walk" or "pyav"; info.problem: '' or why unreadable
 
 Plans (tdsclip.data.video carries them out):
 - "seek": decord with keyframe seeks. Only H.264 in mp4/mov with closed GOPs, no frames dropped by
-  an edit list, 8-bit 4:2:0, no rotation: the files on which decord's seeks were checked frame-exact.
+  an edit list, 8-bit 4:2:0: the files on which decord's seeks were checked frame-exact.
   Its seeks land wrong on open GOPs (leading pictures of a GOP reference the previous one), on
   B-frames in HEVC, MPEG-4 part 2 and AVI, on MPEG-2 and on edit lists.
 - "walk": decord without a seek (it reads on from the start): VP8/VP9 and H.264 (closed GOP) in
-  Matroska/WebM, 8-bit 4:2:0, no rotation. VP9 seeks can land on wrong frames; a sequential read
+  Matroska/WebM, 8-bit 4:2:0. VP9 seeks can land on wrong frames; a sequential read
   is exact.
 - "pyav": everything else: one sequential PyAV decode (AV1, which decord cannot open; HEVC;
   MPEG-2, whose frames decord gets wrong even sequentially; MPEG-4 part 2; AVI; open GOPs; edit
-  lists that drop frames; rotation; 10-bit and 4:4:4; VFR H.264).
+  lists that drop frames; 10-bit and 4:4:4, which decord converts to other pixels; a file decord cannot open or counts differently).
 
-Frames come out as players display them (rotation applied) and converted to 8-bit RGB by PyAV
+Frames come out as players display them (rotation applied: decord does it itself, exactly as the
+PyAV plan does with frame.rotation) and converted to 8-bit RGB by PyAV
 (`VideoFrame.to_ndarray(format="rgb24")`, libswscale) on the PyAV plan; decord's conversion on
 the decord plans gives the same bytes there (8-bit 4:2:0 only; checked in tests/test_data_video_matrix.py).
 
-Truncation is told from the stream itself, not the container: the video packets must span the
-video track's own duration (Matroska's per-track DURATION tag, else the stream duration, else the
-container's end as measured from the video's first timestamp) and reach the frame count the
-index promises, within OVER_REPORT frames or 5%. Audio that starts first or a variable frame rate
+Truncation is told from the video track itself, not the container: its packets must reach where
+the header says the track ends (Matroska's per-track DURATION tag, else the stream's start plus
+duration, else, as a last resort, the container's end) and the frame count the mp4 index promises,
+within allowance() frames. Audio that starts first or a variable frame rate
 therefore does not look truncated; a WebM cut in half does.
 """
 
@@ -46,20 +47,18 @@ class Probe:
     container: str  # libavformat's name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
     codec: str
     pix_fmt: str
-    rotation: int | None  # counter-clockwise degrees (PyAV's frame.rotation); None: not looked at
-    packets: int  # video packets that are shown (not dropped by an edit list): the frame count
+    packets: int  # video packets in the file that are shown (not dropped by an edit list): the frame count
     dropped: int  # packets an edit list drops
     open_gop: bool  # a packet after a keyframe (in decode order) is shown before it
-    promised: int | None  # frames the index promises (mp4 sample count), if it says
-    end: float  # seconds: where the last shown packet ends
-    promised_end: float | None  # seconds: where the header says the video track ends
-    frame_seconds: float  # the shortest step between frames, seconds
+    promised: int | None = None  # packets the mp4 index lists
+    end: float | None = None  # seconds: where the last shown packet ends (when the packets were read)
+    promised_end: float | None = None  # seconds: where the header says the video track ends
+    frame_seconds: float = 0.04  # the shortest step between frames, seconds
 
     @property
     def plan(self) -> str:
         """"seek", "walk" or "pyav" (module doc)."""
-        if _decord_candidate(self.container, self.codec, self.pix_fmt) and self.rotation == 0 \
-                and not self.open_gop and not self.dropped:
+        if _decord_candidate(self.container, self.codec, self.pix_fmt) and not self.open_gop and not self.dropped:
             return "seek" if self.container == MP4 else "walk"
         return "pyav"
 
@@ -71,9 +70,10 @@ class Probe:
         held = self.packets + self.dropped
         if self.promised and held < self.promised - allowance(self.promised):
             return f"truncated or damaged: {self.promised} frames in the index, {held} in the file"
-        if self.promised_end and (self.promised_end - self.end) / self.frame_seconds > allowance(self.packets):
+        if self.promised_end and self.end is not None \
+                and (self.promised_end - self.end) / self.frame_seconds > allowance(self.packets):
             return (f"truncated or damaged: the header says the video ends at {self.promised_end:.2f} s, "
-                    f"the file's ends at {self.end:.2f} s")
+                    f"its packets end at {self.end:.2f} s")
         return ""
 
 
@@ -91,41 +91,57 @@ def allowance(frames: int) -> int:
 
 
 def probe(path: str | os.PathLike) -> Probe:
-    """Demux every video packet of `path` (decoding only the first frame, for its rotation, when
-    decord might read the file); av.FFmpegError, IndexError or OSError if it cannot be opened."""
+    """The file's Probe; av.FFmpegError, IndexError or OSError if it cannot be opened.
+
+    An mp4 is judged from its index (libavformat reads the whole sample table on opening): each
+    sample's keyframe and edit-list flags, and whether its bytes lie inside the file. Its packets
+    are read only to look for leading pictures after the second keyframe (an encoder's open-GOP
+    setting holds for the whole stream), and only where decord might read it. Other containers
+    have no such index: every video packet is demuxed."""
+    size = os.path.getsize(path)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         context = stream.codec_context
-        context.thread_type = "NONE"
-        pix_fmt = context.format.name if context.format else ""
-        rotation = None if _decord_candidate(container.format.name, context.name, pix_fmt) else 0
-        looked = rotation is not None
-        shown: list[tuple[int, int]] = []  # (pts, duration) of each shown packet
-        dropped, open_gop, key_pts = 0, False, None
-        for packet in container.demux(stream):
-            if not looked and packet.size:
-                for frame in context.decode(packet):
-                    rotation, looked = frame.rotation, True
-            if packet.size == 0 or packet.is_discard:
-                dropped += packet.size > 0
-                continue
-            pts = packet.pts if packet.pts is not None else packet.dts
-            if pts is None:
-                continue
-            if packet.is_keyframe:
-                key_pts = pts
-            elif key_pts is not None and pts < key_pts:
-                open_gop = True
-            shown.append((pts, packet.duration or 0))
+        kind = (container.format.name, context.name, context.format.name if context.format else "")
+        entries = stream.index_entries if kind[0] == MP4 else None
+        if entries is not None and len(entries):
+            inside = [e for e in entries if e.pos + e.size <= size]
+            dropped = sum(e.is_discard for e in inside)
+            keys = [i for i, e in enumerate(entries) if e.is_keyframe and not e.is_discard]
+            open_gop = len(keys) > 1 and _decord_candidate(*kind) and _packets(container, stream, keys[1] + 16)[1]
+            return Probe(*kind, len(inside) - dropped, dropped, open_gop, promised=len(entries))
+        shown, open_gop, dropped = _packets(container, stream)
         base = stream.time_base or Fraction(1, 1000)
         times = sorted(pts for pts, _ in shown)
         steps = [b - a for a, b in zip(times, times[1:]) if b > a]
         step = min(steps) if steps else None
         frame_seconds = float(step * base) if step else 1 / float(stream.average_rate or 25)
         end = float(max(pts + (duration or step or 0) for pts, duration in shown) * base) if shown else 0.0
-        return Probe(container.format.name, context.name, pix_fmt, rotation, len(shown), dropped, open_gop,
-                     int(stream.frames) if stream.frames and container.format.name == MP4 else None,
-                     end, _promised_end(container, stream), max(frame_seconds, 1e-3))
+        return Probe(*kind, len(shown), dropped, open_gop, None, end, _promised_end(container, stream),
+                     max(frame_seconds, 1e-3))
+
+
+def _packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+             limit: int | None = None) -> tuple[list[tuple[int, int]], bool, int]:
+    """(pts, duration) of the shown video packets (the first `limit`), whether a packet is shown
+    before the keyframe it follows in decode order (an open GOP), and the packets dropped."""
+    shown: list[tuple[int, int]] = []
+    dropped, open_gop, key_pts = 0, False, None
+    for count, packet in enumerate(container.demux(stream)):
+        if limit is not None and count >= limit:
+            break
+        if packet.size == 0 or packet.is_discard:
+            dropped += packet.size > 0
+            continue
+        pts = packet.pts if packet.pts is not None else packet.dts
+        if pts is None:
+            continue
+        if packet.is_keyframe:
+            key_pts = pts
+        elif key_pts is not None and pts < key_pts:
+            open_gop = True
+        shown.append((pts, packet.duration or 0))
+    return shown, open_gop, dropped
 
 
 def _promised_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:

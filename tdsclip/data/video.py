@@ -5,22 +5,27 @@
 The caller passes a function from the frame count to the indices, because a video's frame count is
 only known once it is open (and containers over-report it; see below).
 
-Videos. decord decodes random frames by seeking to the previous keyframe and decoding forward, so
-a clip of T*m frames can cost far more than it reads. One reader per clip, one decoding thread
-(VP9 fails with more), dropped after the clip (readers leak). Reading plan, per video:
+Videos are probed first (tdsclip.data.probe: packets demuxed, not decoded), which picks the plan:
+decord with seeks, decord reading on, or one sequential PyAV pass; frames come out upright (the
+stream's rotation applied) in 8-bit RGB, the same bytes whichever plan (`upright`). A file shorter
+than its header promises is unreadable before anything is decoded.
+
+On the decord plans decord decodes random frames by seeking to the previous keyframe and decoding
+forward, so a clip of T*m frames can cost far more than it reads. One reader per clip, one decoding
+thread (VP9 fails with more), dropped after the clip (readers leak). Reading plan, per video:
 - indices are decoded once each, in increasing order;
 - inside one GOP decord skips forward without converting the skipped frames to RGB: cheap;
 - to reach a frame in a later GOP there are two ways: seek to its keyframe (decord's get_batch
   does this; a seek costs about SEEK_FRAMES decoded-and-converted frames plus a fixed overhead),
   or walk on through the frames before that keyframe with next(). The plan walks when the walk is
-  the cheaper, which makes short videos and short GOPs one sequential pass;
-- WebM (VP9) is never seeked: its seeks can land on the wrong frame; walking is always exact.
+  the cheaper, which makes short videos and short GOPs one sequential pass; on the "walk" plan
+  (Matroska/WebM) it always walks.
 A reader that fails is never reused (its errors depend on its seek history, and its threaded
 decoder reports a damaged packet a few frames late, at random). The clip is read again in one
 strictly sequential PyAV pass, which gives the same pixels (checked bit for bit) and stops exactly
-at the damage. If fewer frames decode than the reader reported (decord counts packets, and some
-packets hold no picture), the count was over-reported: within OVER_REPORT frames the indices are
-drawn again from the frames that decode; beyond that the file is truncated or damaged: unreadable.
+at the damage. If fewer frames decode than the probe counted, by at most allowance() frames, the
+indices are drawn again from the frames that decode; beyond that the file is truncated or damaged:
+unreadable. The preflight (`video_problem`) applies the same rules after decoding every frame.
 
 Frame folders: JPEG files in natural order (00001.jpg, img_00002.jpg, frame10.jpg ...), only the
 needed ones opened.
