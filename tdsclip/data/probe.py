@@ -1,19 +1,18 @@
 """What a video file's container and stream say, read from its index or its packets (no decoding), and
 the decoding plan that gets every frame right on it.
 
-    info = probe("clip.mp4"); info.plan  # "seek", "walk" or "pyav"; info.problem: '' or why unreadable
+    info = probe("clip.mp4"); info.plan  # "seek" or "pyav"; info.problem: '' or why unreadable
 
 Plans (tdsclip.data.video carries them out):
 - "seek": decord with keyframe seeks. Only H.264 in mp4/mov with closed GOPs, no frames dropped by
-  an edit list, 8-bit 4:2:0: the files on which decord's seeks were checked frame-exact.
-  Its seeks land wrong on open GOPs (leading pictures of a GOP reference the previous one), on
-  B-frames in HEVC, MPEG-4 part 2 and AVI, on MPEG-2 and on edit lists.
-- "walk": decord without a seek (it reads on from the start): VP8/VP9 and H.264 (closed GOP) in
-  Matroska/WebM, 8-bit 4:2:0. VP9 seeks can land on wrong frames; a sequential read
-  is exact.
-- "pyav": everything else: one sequential PyAV decode (AV1, which decord cannot open; HEVC;
-  MPEG-2, whose frames decord gets wrong even sequentially; MPEG-4 part 2; AVI; open GOPs; edit
-  lists that drop frames; 10-bit and 4:4:4, which decord converts to other pixels; a file decord cannot open or counts differently).
+  an edit list, 8-bit 4:2:0: the files on which decord's seeks were checked frame-exact. Its seeks
+  land wrong on open GOPs (leading pictures of a GOP reference the previous one), on B-frames in
+  HEVC, MPEG-4 part 2 and AVI, on MPEG-2 and on edit lists; VP9 seeks can land on wrong frames.
+- "pyav": everything else: one sequential PyAV decode (AV1, which decord cannot open; VP8/VP9 and
+  anything in Matroska/WebM, where PyAV decodes the packets the probe already demuxed, faster than
+  a second reader; HEVC; MPEG-2, whose frames decord gets wrong even sequentially; MPEG-4 part 2;
+  AVI; open GOPs; edit lists that drop frames; 10-bit and 4:4:4, which decord converts to other
+  pixels; a file decord cannot open or counts differently).
 
 Frames come out as players display them (rotation applied: decord does it itself, exactly as the
 PyAV plan does with frame.rotation) and converted to 8-bit RGB by PyAV
@@ -57,9 +56,9 @@ class Probe:
 
     @property
     def plan(self) -> str:
-        """"seek", "walk" or "pyav" (module doc)."""
+        """"seek" or "pyav" (module doc)."""
         if _decord_candidate(self.container, self.codec, self.pix_fmt) and not self.open_gop and not self.dropped:
-            return "seek" if self.container == MP4 else "walk"
+            return "seek"
         return "pyav"
 
     @property
@@ -81,8 +80,8 @@ def _decord_candidate(container: str, codec: str, pix_fmt: str) -> bool:
     return pix_fmt in EIGHT_BIT_420 and (container, codec) in DECORD_TRUSTED
 
 
-DECORD_TRUSTED = {(MP4, "h264"), (MATROSKA, "h264"), (MATROSKA, "vp8"), (MATROSKA, "vp9")}
-"""(container, codec) pairs decord decodes right: with seeks (mp4) or reading on (Matroska/WebM)."""
+DECORD_TRUSTED = {(MP4, "h264")}
+"""(container, codec) pairs decord's seeks get right (given closed GOPs and no edit-list drops)."""
 
 
 def allowance(frames: int) -> int:
@@ -91,45 +90,64 @@ def allowance(frames: int) -> int:
 
 
 def probe(path: str | os.PathLike) -> Probe:
-    """The file's Probe; av.FFmpegError, IndexError or OSError if it cannot be opened.
+    """The file's Probe; av.FFmpegError, IndexError or OSError if it cannot be opened."""
+    with av.open(str(path)) as container:
+        return examine(container, os.path.getsize(path))[0]
+
+
+def examine(container: av.container.InputContainer, size: int) -> tuple[Probe, list[av.Packet] | None]:
+    """The Probe of an open file of `size` bytes, and the video packets demuxed to make it (all of
+    them, in order, the final empty one included: what `container.decode` would feed the decoder),
+    or None where the index sufficed.
 
     An mp4 is judged from its index (libavformat reads the whole sample table on opening): each
     sample's keyframe and edit-list flags, and whether its bytes lie inside the file. Its packets
     are read only to look for leading pictures after the second keyframe (an encoder's open-GOP
     setting holds for the whole stream), and only where decord might read it. Other containers
     have no such index: every video packet is demuxed."""
-    size = os.path.getsize(path)
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        context = stream.codec_context
-        kind = (container.format.name, context.name, context.format.name if context.format else "")
-        entries = stream.index_entries if kind[0] == MP4 else None
-        if entries is not None and len(entries):
-            inside = [e for e in entries if e.pos + e.size <= size]
-            dropped = sum(e.is_discard for e in inside)
-            keys = [i for i, e in enumerate(entries) if e.is_keyframe and not e.is_discard]
-            open_gop = len(keys) > 1 and _decord_candidate(*kind) and _packets(container, stream, keys[1] + 16)[1]
-            return Probe(*kind, len(inside) - dropped, dropped, open_gop, promised=len(entries))
-        shown, open_gop, dropped = _packets(container, stream)
-        base = stream.time_base or Fraction(1, 1000)
-        times = sorted(pts for pts, _ in shown)
-        steps = [b - a for a, b in zip(times, times[1:]) if b > a]
-        step = min(steps) if steps else None
-        frame_seconds = float(step * base) if step else 1 / float(stream.average_rate or 25)
-        end = float(max(pts + (duration or step or 0) for pts, duration in shown) * base) if shown else 0.0
-        return Probe(*kind, len(shown), dropped, open_gop, None, end, _promised_end(container, stream),
-                     max(frame_seconds, 1e-3))
+    stream = container.streams.video[0]
+    context = stream.codec_context
+    kind = (container.format.name, context.name, context.format.name if context.format else "")
+    entries = stream.index_entries if kind[0] == MP4 else None
+    if entries is not None and len(entries):
+        inside = [e for e in entries if e.pos + e.size <= size]
+        dropped = sum(e.is_discard for e in inside)
+        keys = [i for i, e in enumerate(entries) if e.is_keyframe and not e.is_discard]
+        open_gop = len(keys) > 1 and _decord_candidate(*kind) and _leading_pictures(_demux(container, stream, keys[1] + 16))[1]
+        return Probe(*kind, len(inside) - dropped, dropped, open_gop, promised=len(entries)), None
+    packets = _demux(container, stream)
+    shown, open_gop, dropped = _leading_pictures(packets)
+    base = stream.time_base or Fraction(1, 1000)
+    times = sorted(pts for pts, _ in shown)
+    steps = [b - a for a, b in zip(times, times[1:]) if b > a]
+    step = min(steps) if steps else None
+    frame_seconds = float(step * base) if step else 1 / float(stream.average_rate or 25)
+    end = float(max(pts + (duration or step or 0) for pts, duration in shown) * base) if shown else 0.0
+    return Probe(*kind, len(shown), dropped, open_gop, None, end, _promised_end(container, stream),
+                 max(frame_seconds, 1e-3)), packets
 
 
-def _packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-             limit: int | None = None) -> tuple[list[tuple[int, int]], bool, int]:
-    """(pts, duration) of the shown video packets (the first `limit`), whether a packet is shown
-    before the keyframe it follows in decode order (an open GOP), and the packets dropped."""
+def _demux(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+           limit: int | None = None) -> list[av.Packet]:
+    """The video packets in file order (at most `limit`); a demuxing error ends them, as it ends
+    a decode."""
+    packets = []
+    try:
+        for packet in container.demux(stream):
+            if limit is not None and len(packets) >= limit:
+                break
+            packets.append(packet)
+    except (av.FFmpegError, OSError):
+        pass
+    return packets
+
+
+def _leading_pictures(packets: list[av.Packet]) -> tuple[list[tuple[int, int]], bool, int]:
+    """(pts, duration) of the shown packets, whether a packet is shown before the keyframe it
+    follows in decode order (an open GOP), and how many packets an edit list drops."""
     shown: list[tuple[int, int]] = []
     dropped, open_gop, key_pts = 0, False, None
-    for count, packet in enumerate(container.demux(stream)):
-        if limit is not None and count >= limit:
-            break
+    for packet in packets:
         if packet.size == 0 or packet.is_discard:
             dropped += packet.size > 0
             continue

@@ -5,12 +5,13 @@
 The caller passes a function from the frame count to the indices, because a video's frame count is
 only known once it is open (and containers over-report it; see below).
 
-Videos are probed first (tdsclip.data.probe: packets demuxed, not decoded), which picks the plan:
-decord with seeks, decord reading on, or one sequential PyAV pass; frames come out upright (the
-stream's rotation applied) in 8-bit RGB, the same bytes whichever plan (`upright`). A file shorter
-than its header promises is unreadable before anything is decoded.
+Videos are examined first (tdsclip.data.probe: the mp4 index, or the packets demuxed, not
+decoded), which picks the plan: decord with seeks, or one sequential PyAV pass over the packets
+already demuxed (one read of the file). Frames come out upright (the stream's rotation applied) in
+8-bit RGB, the same bytes whichever plan (`upright`). A file shorter than its header promises is
+unreadable before anything is decoded.
 
-On the decord plans decord decodes random frames by seeking to the previous keyframe and decoding
+On the decord plan decord decodes random frames by seeking to the previous keyframe and decoding
 forward, so a clip of T*m frames can cost far more than it reads. One reader per clip, one decoding
 thread (VP9 fails with more), dropped after the clip (readers leak). Reading plan, per video:
 - indices are decoded once each, in increasing order;
@@ -18,8 +19,7 @@ thread (VP9 fails with more), dropped after the clip (readers leak). Reading pla
 - to reach a frame in a later GOP there are two ways: seek to its keyframe (decord's get_batch
   does this; a seek costs about SEEK_FRAMES decoded-and-converted frames plus a fixed overhead),
   or walk on through the frames before that keyframe with next(). The plan walks when the walk is
-  the cheaper, which makes short videos and short GOPs one sequential pass; on the "walk" plan
-  (Matroska/WebM) it always walks.
+  the cheaper, which makes short videos and short GOPs one sequential pass.
 A reader that fails is never reused (its errors depend on its seek history, and its threaded
 decoder reports a damaged packet a few frames late, at random). The clip is read again in one
 strictly sequential PyAV pass, which gives the same pixels (checked bit for bit) and stops exactly
@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image
 
 from tdsclip.data.errors import UnreadableError
-from tdsclip.data.probe import Probe, allowance, probe
+from tdsclip.data.probe import Probe, allowance, examine, probe
 
 SEEK_FRAMES = 4.0
 """A seek costs about this many frames decoded and converted (measured 3-8 from 64x48 to 640x360)."""
@@ -180,14 +180,37 @@ def _gather(frames: list[np.ndarray] | np.ndarray, inverse: np.ndarray, shape: t
 # ----------------------------------------------------------------------------- videos
 
 def _read_video(path: Path, pick: Pick) -> np.ndarray:
-    info = video_info(path)
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as error:
+        raise UnreadableError(str(path), f"cannot open: {error}") from None
+    with container:
+        info, packets = _examined(path, container)
+        if info.plan == "pyav":
+            return _read_pyav(path, pick, info.packets, _decoded(container, packets) if packets is not None
+                              else sequential_frames(path))
+    frames = _read_decord(path, pick, info)
+    return frames if frames is not None else _read_pyav(path, pick, info.packets, sequential_frames(path))
+
+
+def _examined(path: Path, container: Any) -> tuple[Probe, list | None]:
+    try:
+        info, packets = examine(container, os.path.getsize(path))
+    except (av.FFmpegError, IndexError, OSError, ValueError) as error:
+        raise UnreadableError(str(path), f"cannot open: {error}") from None
     if info.problem:
         raise UnreadableError(str(path), info.problem)
-    if info.plan != "pyav":
-        frames = _read_decord(path, pick, info)
-        if frames is not None:
-            return frames
-    return _read_pyav(path, pick, info.packets)
+    return info, packets
+
+
+def _decoded(container: Any, packets: list) -> Iterator[Any]:
+    """Frames of the packets `examine` demuxed, decoded as `sequential_frames` decodes the file."""
+    container.streams.video[0].codec_context.thread_type = "NONE"
+    try:
+        for packet in packets:
+            yield from packet.decode()
+    except (av.FFmpegError, IndexError, OSError):
+        return
 
 
 def _read_decord(path: Path, pick: Pick, info: Probe) -> np.ndarray | None:
@@ -201,7 +224,7 @@ def _read_decord(path: Path, pick: Pick, info: Probe) -> np.ndarray | None:
         if len(reader) != info.packets:
             return None
         indices = np.asarray(pick(info.packets))
-        return _decode(reader, indices, may_seek=info.plan == "seek")
+        return _decode(reader, indices)
     except decode_errors():
         pass  # the reader's state is now unknown: start over sequentially, below
     finally:
@@ -209,14 +232,14 @@ def _read_decord(path: Path, pick: Pick, info: Probe) -> np.ndarray | None:
     return _read_video_sequentially(path, pick, info.packets)
 
 
-def _read_pyav(path: Path, pick: Pick, reported: int) -> np.ndarray:
-    """One sequential PyAV pass to the end (so a file that stops early is caught as in the
-    preflight), converting only the frames asked for."""
+def _read_pyav(path: Path, pick: Pick, reported: int, decoded: Iterator[Any]) -> np.ndarray:
+    """The `decoded` frames (one sequential PyAV pass) to the end, so that a file that stops early
+    is caught as in the preflight, converting only the frames asked for."""
     indices = np.asarray(pick(reported))
     unique, inverse = np.unique(indices, return_inverse=True)
     wanted = set(unique.tolist())
     frames, decodable = [], 0
-    for decodable, frame in enumerate(sequential_frames(path), 1):
+    for decodable, frame in enumerate(decoded, 1):
         if decodable - 1 in wanted:
             frames.append(upright(frame))
     if problem := _short(reported, decodable):
@@ -259,7 +282,7 @@ def sequential_frames(path: str | os.PathLike, limit: int | None = None, strict:
             raise UnreadableError(str(path), f"{type(error).__name__}: {error}") from None
 
 
-def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
+def _decode(reader: Any, indices: np.ndarray) -> np.ndarray:
     """Decode the distinct indices in increasing order following the cheapest plan (module doc)."""
     unique, inverse = np.unique(indices, return_inverse=True)
     keys = reader.get_key_indices() or [0]
@@ -277,7 +300,7 @@ def _decode(reader: Any, indices: np.ndarray, may_seek: bool) -> np.ndarray:
     for index in unique.tolist():
         before = bisect.bisect_right(keys, index)
         keyframe = keys[before - 1] if before else 0
-        if keyframe > position and (not may_seek or keyframe - position <= walk_limit(pixels)):
+        if keyframe > position and keyframe - position <= walk_limit(pixels):
             flush()
             for _ in range(keyframe - position):
                 reader.next()
