@@ -49,6 +49,7 @@ class Probe:
     packets: int  # video packets in the file that are shown (not dropped by an edit list): the frame count
     dropped: int  # packets an edit list drops
     open_gop: bool  # a packet after a keyframe (in decode order) is shown before it
+    keyframes: int | None = None  # keyframes the mp4 index lists
     promised: int | None = None  # packets the mp4 index lists
     end: float | None = None  # seconds: where the last shown packet ends (when the packets were read)
     promised_end: float | None = None  # seconds: where the header says the video track ends
@@ -95,10 +96,10 @@ def probe(path: str | os.PathLike) -> Probe:
         return examine(container, os.path.getsize(path))[0]
 
 
-def examine(container: av.container.InputContainer, size: int) -> tuple[Probe, list[av.Packet] | None]:
-    """The Probe of an open file of `size` bytes, and the video packets demuxed to make it (all of
-    them, in order, the final empty one included: what `container.decode` would feed the decoder),
-    or None where the index sufficed.
+def examine(container: av.container.InputContainer, size: int) -> tuple[Probe, list[av.Packet]]:
+    """The Probe of an open file of `size` bytes, and the video packets demuxed to make it, in
+    order: all of them, the final empty one included (what `container.decode` feeds the decoder),
+    or, for an mp4 (`keyframes` set), the first few or none; demuxing on continues from there.
 
     An mp4 is judged from its index (libavformat reads the whole sample table on opening): each
     sample's keyframe and edit-list flags, and whether its bytes lie inside the file. Its packets
@@ -113,8 +114,9 @@ def examine(container: av.container.InputContainer, size: int) -> tuple[Probe, l
         inside = [e for e in entries if e.pos + e.size <= size]
         dropped = sum(e.is_discard for e in inside)
         keys = [i for i, e in enumerate(entries) if e.is_keyframe and not e.is_discard]
-        open_gop = len(keys) > 1 and _decord_candidate(*kind) and _leading_pictures(_demux(container, stream, keys[1] + 16))[1]
-        return Probe(*kind, len(inside) - dropped, dropped, open_gop, promised=len(entries)), None
+        packets = _demux(container, stream, keys[1] + 16) if len(keys) > 1 and _decord_candidate(*kind) else []
+        open_gop = _leading_pictures(packets)[1]
+        return Probe(*kind, len(inside) - dropped, dropped, open_gop, len(keys), promised=len(entries)), packets
     packets = _demux(container, stream)
     shown, open_gop, dropped = _leading_pictures(packets)
     base = stream.time_base or Fraction(1, 1000)
@@ -123,7 +125,7 @@ def examine(container: av.container.InputContainer, size: int) -> tuple[Probe, l
     step = min(steps) if steps else None
     frame_seconds = float(step * base) if step else 1 / float(stream.average_rate or 25)
     end = float(max(pts + (duration or step or 0) for pts, duration in shown) * base) if shown else 0.0
-    return Probe(*kind, len(shown), dropped, open_gop, None, end, _promised_end(container, stream),
+    return Probe(*kind, len(shown), dropped, open_gop, None, None, end, _promised_end(container, stream),
                  max(frame_seconds, 1e-3)), packets
 
 
@@ -134,9 +136,9 @@ def _demux(container: av.container.InputContainer, stream: av.video.stream.Video
     packets = []
     try:
         for packet in container.demux(stream):
-            if limit is not None and len(packets) >= limit:
-                break
             packets.append(packet)
+            if limit is not None and len(packets) >= limit:
+                break  # demuxing on from here yields the next packet
     except (av.FFmpegError, OSError):
         pass
     return packets

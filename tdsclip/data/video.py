@@ -38,10 +38,11 @@ from __future__ import annotations
 import bisect
 import ctypes
 import functools
+import itertools
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import av
 import numpy as np
@@ -186,14 +187,15 @@ def _read_video(path: Path, pick: Pick) -> np.ndarray:
         raise UnreadableError(str(path), f"cannot open: {error}") from None
     with container:
         info, packets = _examined(path, container)
-        if info.plan == "pyav":
-            return _read_pyav(path, pick, info.packets, _decoded(container, packets) if packets is not None
-                              else sequential_frames(path))
+        if info.plan == "pyav" or info.keyframes == 1:  # one GOP: decord would read on from the start too
+            if info.keyframes is not None:  # an mp4 judged from its index: demux on where examine stopped
+                packets = itertools.chain(packets, container.demux(container.streams.video[0]))
+            return _read_pyav(path, pick, info.packets, _decoded(container, packets))
     frames = _read_decord(path, pick, info)
     return frames if frames is not None else _read_pyav(path, pick, info.packets, sequential_frames(path))
 
 
-def _examined(path: Path, container: Any) -> tuple[Probe, list | None]:
+def _examined(path: Path, container: Any) -> tuple[Probe, list]:
     try:
         info, packets = examine(container, os.path.getsize(path))
     except (av.FFmpegError, IndexError, OSError, ValueError) as error:
@@ -203,7 +205,7 @@ def _examined(path: Path, container: Any) -> tuple[Probe, list | None]:
     return info, packets
 
 
-def _decoded(container: Any, packets: list) -> Iterator[Any]:
+def _decoded(container: Any, packets: Iterable[Any]) -> Iterator[Any]:
     """Frames of the packets `examine` demuxed, decoded as `sequential_frames` decodes the file."""
     container.streams.video[0].codec_context.thread_type = "NONE"
     try:
@@ -233,20 +235,27 @@ def _read_decord(path: Path, pick: Pick, info: Probe) -> np.ndarray | None:
 
 
 def _read_pyav(path: Path, pick: Pick, reported: int, decoded: Iterator[Any]) -> np.ndarray:
-    """The `decoded` frames (one sequential PyAV pass) to the end, so that a file that stops early
-    is caught as in the preflight, converting only the frames asked for."""
+    """The frames asked for out of `decoded` (one sequential PyAV pass, stopped after the last
+    frame asked for), converted once each and written straight into the clip."""
     indices = np.asarray(pick(reported))
-    unique, inverse = np.unique(indices, return_inverse=True)
-    wanted = set(unique.tolist())
-    frames, decodable = [], 0
+    where: dict[int, list[int]] = {}  # frame index -> its places in the clip
+    for place, index in enumerate(indices.ravel().tolist()):
+        where.setdefault(index, []).append(place)
+    clip, filled, decodable = None, 0, 0
     for decodable, frame in enumerate(decoded, 1):
-        if decodable - 1 in wanted:
-            frames.append(upright(frame))
-    if problem := _short(reported, decodable):
+        if (places := where.get(decodable - 1)) is not None:
+            rgb = upright(frame)
+            if clip is None:  # written in place: no stacking and regathering copies
+                clip = np.empty((indices.size,) + rgb.shape, np.uint8)
+            if rgb.shape != clip.shape[1:]:
+                raise UnreadableError(str(path), f"frame size changes from {clip.shape[1:3]} to {rgb.shape[:2]} at frame {decodable - 1}")
+            clip[places] = rgb
+            filled += 1
+            if filled == len(where):
+                return clip.reshape(indices.shape + clip.shape[1:])
+    if problem := _short(reported, decodable):  # the decode stopped before the last frame asked for
         raise UnreadableError(str(path), problem)
-    if len(frames) < len(unique):  # over-reported by a few frames: draw again from those that decode
-        return _read_video_sequentially(path, pick, reported, decodable)
-    return _gather(frames, inverse, indices.shape)
+    return _read_video_sequentially(path, pick, reported, decodable)  # over-reported by a few frames
 
 
 def _read_video_sequentially(path: Path, pick: Pick, reported: int, decodable: int | None = None) -> np.ndarray:
