@@ -1,5 +1,5 @@
-"""What a video file's container and stream say, read from its index or its packets (no decoding), and
-the decoding plan that gets every frame right on it.
+"""What a video file's container and stream say, read from its index or its packets (no
+decoding), and the decoding plan that gets every frame right on it.
 
     info = probe("clip.mp4"); info.plan  # "seek" or "pyav"; info.problem: '' or why unreadable
 
@@ -12,18 +12,19 @@ Plans (tdsclip.data.video carries them out):
   anything in Matroska/WebM, where PyAV decodes the packets the probe already demuxed, faster than
   a second reader; HEVC; MPEG-2, whose frames decord gets wrong even sequentially; MPEG-4 part 2;
   AVI; open GOPs; edit lists that drop frames; 10-bit and 4:4:4, which decord converts to other
-  pixels; a file decord cannot open or counts differently).
+  pixels; a file decord cannot open or counts differently). tdsclip.data.video also reads a
+  "seek" mp4 with a single keyframe this way (decord would read it on from the start too).
 
 Frames come out as players display them (rotation applied: decord does it itself, exactly as the
 PyAV plan does with frame.rotation) and converted to 8-bit RGB by PyAV
 (`VideoFrame.to_ndarray(format="rgb24")`, libswscale) on the PyAV plan; decord's conversion on
-the decord plans gives the same bytes there (8-bit 4:2:0 only; checked in tests/test_data_video_matrix.py).
+the decord plan gives the same bytes (8-bit 4:2:0 only; checked in tests/test_data_video_matrix.py).
 
 Truncation is told from the video track itself, not the container: its packets must reach where
 the header says the track ends (Matroska's per-track DURATION tag, else the stream's start plus
 duration, else, as a last resort, the container's end) and the frame count the mp4 index promises,
-within allowance() frames. Audio that starts first or a variable frame rate
-therefore does not look truncated; a WebM cut in half does.
+within allowance() frames. Audio that starts first or a variable frame rate therefore does not
+look truncated; a WebM cut in half does.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import av
 OVER_REPORT = 3
 """A container may claim up to max(this, 5%) more frames than it holds before it counts as truncated."""
 MP4 = "mov,mp4,m4a,3gp,3g2,mj2"
-MATROSKA = "matroska,webm"
 EIGHT_BIT_420 = ("yuv420p", "yuvj420p")
 
 

@@ -1,4 +1,4 @@
-"""Decode exactly the frames a clip needs, from a video (decord) or a JPEG frame folder (PIL).
+"""Decode exactly the frames a clip needs, from a video (decord or PyAV) or a JPEG frame folder (PIL).
 
     frames = read_frames(path, is_folder, lambda n: train_indices(n, 8, 5, rng))  # (8, 5, H, W, 3) uint8
 
@@ -7,7 +7,8 @@ only known once it is open (and containers over-report it; see below).
 
 Videos are examined first (tdsclip.data.probe: the mp4 index, or the packets demuxed, not
 decoded), which picks the plan: decord with seeks, or one sequential PyAV pass over the packets
-already demuxed (one read of the file). Frames come out upright (the stream's rotation applied) in
+already demuxed (one read of the file), stopped after the last frame asked for; the clip's frames
+are written straight into one array. Frames come out upright (the stream's rotation applied) in
 8-bit RGB, the same bytes whichever plan (`upright`). A file shorter than its header promises is
 unreadable before anything is decoded.
 
@@ -25,7 +26,8 @@ decoder reports a damaged packet a few frames late, at random). The clip is read
 strictly sequential PyAV pass, which gives the same pixels (checked bit for bit) and stops exactly
 at the damage. If fewer frames decode than the probe counted, by at most allowance() frames, the
 indices are drawn again from the frames that decode; beyond that the file is truncated or damaged:
-unreadable. The preflight (`video_problem`) applies the same rules after decoding every frame.
+unreadable. The preflight (`video_problem`) applies the same rules after decoding every frame;
+training finds damage when a clip reaches it.
 
 Frame folders: JPEG files in natural order (00001.jpg, img_00002.jpg, frame10.jpg ...), only the
 needed ones opened.
