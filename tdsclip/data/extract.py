@@ -5,8 +5,8 @@
 Every video under VIDEOS (.mp4 .webm .mkv .avi .mov, any depth) becomes FRAMES/<same relative
 path without extension>/00001.jpg, 00002.jpg, ... (1-based, presentation order), so
 `<id>.webm` becomes the `<id>/` folder the SSv2 loader looks for and Kinetics class folders keep
-their layout. Decoding is one sequential PyAV pass (the same pixels as decord, checked bit for
-bit). Each folder is written under a temporary name and renamed when complete, so a killed run
+their layout. Decoding is one sequential PyAV pass converted by `tdsclip.data.video.upright`
+(rgb24, turned as the stream's display matrix says): the frames and pixels `read_frames` returns. Each folder is written under a temporary name and renamed when complete, so a killed run
 leaves no half folder and a rerun resumes where it stopped, in parallel over N processes.
 
 FRAMES/provenance.json records the decoder and its version, the naming, the JPEG quality and each
@@ -46,7 +46,8 @@ class Extracted:
 def settings(quality: int) -> dict:
     """The provenance header: what decides the frames' pixels and numbering."""
     return {"decoder": f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})",
-            "pixel_format": "rgb24", "frame_naming": NAMING, "jpeg_quality": quality}
+            "pixel_format": "rgb24", "orientation": "display matrix applied", "frame_naming": NAMING,
+            "jpeg_quality": quality}
 
 
 def extract(root: str | os.PathLike, out: str | os.PathLike, workers: int = 1, quality: int = 95) -> Extracted:
