@@ -278,8 +278,8 @@ def _read_video_sequentially(path: Path, pick: Pick, reported: int, decodable: i
 
 def sequential_frames(path: str | os.PathLike, limit: int | None = None, strict: bool = False) -> Iterator[Any]:
     """PyAV frames in presentation order, one decoding thread, at most `limit`; convert only those
-    you need (`frame.to_ndarray(format="rgb24")`). At the first decoding error the frames stop,
-    or with `strict` UnreadableError names it."""
+    you need (`upright(frame)`). At the first decoding error the frames stop, or with `strict`
+    UnreadableError names it."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
