@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 from PIL import Image
 
@@ -135,11 +136,12 @@ def _short(reported: int, decodable: int) -> str:
     return ""
 
 
-def upright(frame: Any) -> np.ndarray:
+def upright(frame: Any, reformatter: VideoReformatter | None = None) -> np.ndarray:
     """A PyAV frame as 8-bit RGB the way players show it: PyAV's `to_ndarray(format="rgb24")`
     (libswscale, from any pixel format: 10-bit and 4:4:4 included), then turned by the stream's
-    rotation (the display matrix's counter-clockwise angle)."""
-    rgb = frame.to_ndarray(format="rgb24")
+    rotation (the display matrix's counter-clockwise angle). Pass one `reformatter` for the frames
+    of a clip: it keeps its libswscale context (same bytes, a third faster)."""
+    rgb = (reformatter or VideoReformatter()).reformat(frame, format="rgb24").to_ndarray()
     turns = round(frame.rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
@@ -243,10 +245,10 @@ def _read_pyav(path: Path, pick: Pick, reported: int, decoded: Iterator[Any]) ->
     where: dict[int, list[int]] = {}  # frame index -> its places in the clip
     for place, index in enumerate(indices.ravel().tolist()):
         where.setdefault(index, []).append(place)
-    clip, filled, decodable = None, 0, 0
+    clip, filled, decodable, reformatter = None, 0, 0, VideoReformatter()
     for decodable, frame in enumerate(decoded, 1):
         if (places := where.get(decodable - 1)) is not None:
-            rgb = upright(frame)
+            rgb = upright(frame, reformatter)
             if clip is None:  # written in place: no stacking and regathering copies
                 clip = np.empty((indices.size,) + rgb.shape, np.uint8)
             if rgb.shape != clip.shape[1:]:
