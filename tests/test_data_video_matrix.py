@@ -28,8 +28,10 @@ def matrix(tmp_path_factory):
 
 def _index_sets(frames: int) -> list[np.ndarray]:
     rng = np.random.default_rng(frames)
-    return [train_indices(frames, 8, 5, rng), train_indices(frames, 8, 5, rng),
-            eval_indices(frames, 8, 5, clips=2), eval_indices(frames, 8, 1), np.arange(frames)[::-1]]
+    # T=8, m=5 reads most of a 40-frame video; T=4 or 3 with m=1 or 3 leave gaps that the reader
+    # crosses by seeking to a keyframe (see video.walk_limit), where decord's seeks went wrong
+    return [train_indices(frames, 8, 5, rng), eval_indices(frames, 8, 5, clips=2), train_indices(frames, 4, 1, rng),
+            train_indices(frames, 3, 3, rng), eval_indices(frames, 4, 1, clips=3), np.arange(frames)[::-1]]
 
 
 @pytest.mark.parametrize("media", MATRIX, ids=[m.file for m in MATRIX])
@@ -73,7 +75,7 @@ def test_rotation_is_applied_as_ffmpeg_displays_it(matrix):
     shown = subprocess.run([shutil.which("ffmpeg"), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
                            capture_output=True, check=True).stdout
     frames = read_frames(path, False, lambda n: np.arange(n))
-    assert frames.shape[1:] == (96, 64, 3), "96 wide, 64 high, turned upright"
+    assert frames.shape[1:] == (160, 120, 3), "120 wide, 160 high: turned upright"
     cli = np.frombuffer(shown, np.uint8).reshape(frames.shape)
     assert np.abs(cli.astype(int) - frames).mean() < 2, "ffmpeg's own autorotate, up to its rgb conversion"
 
