@@ -21,6 +21,7 @@ rotating order; a warm-up pass goes first. Printed: the median over repeats, and
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -32,7 +33,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from tdsclip.data.extract import extract
+from tdsclip.data.extract import extract, settings
 from tdsclip.data.manifest import default_cache_dir
 from tdsclip.data.sampling import train_indices
 from tdsclip.data.synth import render, write_video
@@ -61,8 +62,10 @@ def make_videos(folder: Path, count: int) -> dict[str, list[Path]]:
                 write_video(path, _content(k, spec), spec["fps"], spec["codec"], {"crf": "32", "b": "0"} | spec["options"]
                             if spec["codec"] == "vp9" else spec["options"])
             made[name].append(path)
-    extract(folder / "ssv2", folder / "jpeg", workers=os.cpu_count() or 1)
-    made["jpeg"] = [folder / "jpeg" / p.stem for p in made["ssv2"]]
+    # one folder per extraction settings: a cache extracted by another version is not resumable
+    frames = folder / f"jpeg-{hashlib.sha256(json.dumps(settings(95), sort_keys=True).encode()).hexdigest()[:8]}"
+    extract(folder / "ssv2", frames, workers=os.cpu_count() or 1)
+    made["jpeg"] = [frames / p.stem for p in made["ssv2"]]
     return {name: made[name] for name in ("ssv2", "k400", "jpeg", "k400-gop25")}
 
 

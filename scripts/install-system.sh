@@ -4,12 +4,13 @@
 #   slurmctld slurmd slurm-client     a real single-node Slurm for the tests (slurm/localcluster.py)
 #   munge                             Slurm's authentication
 #   slurmdbd mariadb-server           accounting: without it sacct fails and submitit sees no job states
+#   ffmpeg                            the CLI the decoding tests make their container/codec matrix with
 # Packages already installed are skipped; nothing is removed or upgraded.
 set -euo pipefail
 python=${PYTHON:-python3}
 packages=()
 "$python" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
-for package in slurmctld slurmd slurm-client munge slurmdbd mariadb-server; do
+for package in slurmctld slurmd slurm-client munge slurmdbd mariadb-server ffmpeg; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || packages+=("$package")
 done
 if ((${#packages[@]})); then

@@ -108,7 +108,7 @@ def _decodable(path: Path) -> int:
 def test_over_reported_frame_count_is_redrawn_from_the_frames_that_decode(tmp_path):
     path = tmp_path / "padded.mp4"
     _faststart_mp4(path, empty_packets=2)
-    assert frame_count(path, is_folder=False) == 62 and _decodable(path) == 60, "decord counts the empty packets"
+    assert frame_count(path, is_folder=False) == 62 and _decodable(path) == 60, "the index lists the empty packets"
     counts = []
     frames = read_frames(path, False, lambda n: counts.append(n) or np.array([0, n - 1]))
     assert counts == [62, 60], "drawn from the reported count, then again from the frames that decode"
@@ -128,7 +128,7 @@ def test_damaged_tail_is_unreadable_beyond_a_few_frames(tmp_path):
 
     heavy, decodable = damage(0.97)
     assert decodable < 57
-    with pytest.raises(UnreadableError, match=rf"truncated or damaged: 60 frames reported, {decodable} decodable"):
+    with pytest.raises(UnreadableError, match=rf"truncated or damaged: 60 frames in the file, {decodable} decodable"):
         read_frames(heavy, False, lambda n: np.arange(n))
     light = next(found for keep in np.linspace(0.999, 0.98, 40) if 57 <= (found := damage(keep))[1] < 60)
     frames = read_frames(light[0], False, lambda n: np.array([n - 1, 0]))

@@ -24,7 +24,7 @@ from PIL import Image
 from tdsclip.data.annotations import SHOW_IDS, find_samples, read_split
 from tdsclip.data.errors import UnreadableError
 from tdsclip.data.manifest import manifest
-from tdsclip.data.video import expected_frames, frame_names, over_report_allowance, sequential_frames
+from tdsclip.data.video import frame_names, video_problem
 
 log = logging.getLogger("tdsclip.data")
 
@@ -112,10 +112,4 @@ def _folder_problem(path: str) -> str:
 
 
 def _video_problem(path: str, reported: int) -> str:
-    if reported == 0:
-        return "cannot be opened by the reader"
-    decoded = sum(1 for _ in sequential_frames(path))
-    promised = max(reported, expected_frames(path) or 0)
-    if decoded < promised - over_report_allowance(promised):
-        return f"truncated or damaged: {promised} frames promised, {decoded} decodable"
-    return ""
+    return video_problem(path) if reported else "cannot be opened by the reader"

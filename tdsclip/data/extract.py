@@ -5,8 +5,8 @@
 Every video under VIDEOS (.mp4 .webm .mkv .avi .mov, any depth) becomes FRAMES/<same relative
 path without extension>/00001.jpg, 00002.jpg, ... (1-based, presentation order), so
 `<id>.webm` becomes the `<id>/` folder the SSv2 loader looks for and Kinetics class folders keep
-their layout. Decoding is one sequential PyAV pass (the same pixels as decord, checked bit for
-bit). Each folder is written under a temporary name and renamed when complete, so a killed run
+their layout. Decoding is one sequential PyAV pass converted by `tdsclip.data.video.upright`
+(rgb24, turned as the stream's display matrix says): the frames and pixels `read_frames` returns. Each folder is written under a temporary name and renamed when complete, so a killed run
 leaves no half folder and a rerun resumes where it stopped, in parallel over N processes.
 
 FRAMES/provenance.json records the decoder and its version, the naming, the JPEG quality and each
@@ -29,7 +29,7 @@ from tdsclip.data.annotations import VIDEO_EXTENSIONS
 from tdsclip.data.errors import DataError, UnreadableError
 from tdsclip.data.files import new_folder, write_json
 from tdsclip.data.manifest import PROVENANCE, provenance_header
-from tdsclip.data.video import frame_names, sequential_frames
+from tdsclip.data.video import frame_names, sequential_frames, upright
 
 log = logging.getLogger("tdsclip.data")
 
@@ -46,7 +46,8 @@ class Extracted:
 def settings(quality: int) -> dict:
     """The provenance header: what decides the frames' pixels and numbering."""
     return {"decoder": f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})",
-            "pixel_format": "rgb24", "frame_naming": NAMING, "jpeg_quality": quality}
+            "pixel_format": "rgb24", "orientation": "display matrix applied", "frame_naming": NAMING,
+            "jpeg_quality": quality}
 
 
 def extract(root: str | os.PathLike, out: str | os.PathLike, workers: int = 1, quality: int = 95) -> Extracted:
@@ -85,7 +86,7 @@ def _extract_one(job: tuple[str, str, int]) -> str:
         with new_folder(folder) as tmp:
             count = 0
             for count, frame in enumerate(sequential_frames(video, strict=True), 1):
-                Image.fromarray(frame.to_ndarray(format="rgb24")).save(tmp / f"{count:05d}.jpg", quality=quality)
+                Image.fromarray(upright(frame)).save(tmp / f"{count:05d}.jpg", quality=quality)
             if count == 0:
                 raise UnreadableError(video, "no video frames")
         return ""
