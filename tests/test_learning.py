@@ -21,6 +21,8 @@ from tdsclip.presets import resolve
 from tdsclip.train import checkpoint as ckpt
 from tdsclip.config import to_dict
 
+SMOKE_THREADS = 2
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -32,6 +34,10 @@ def trained(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
     mp.setenv("TDSCLIP_CACHE", str(root / "cache"))
+    # The recipe's figures are measured at 2 intra-op threads, which is also what a fresh process
+    # gets on a 2-core machine; another count reduces in another order and rounds differently.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(SMOKE_THREADS)
     try:
         assert main(["fig5", "--preset", "smoke", "--runs-dir", str(root / "runs")]) == 0
         cfg = resolve("smoke")
@@ -44,6 +50,7 @@ def trained(tmp_path_factory):
         val = build_dataset(cfg.data, "val", cfg.model.sme_window)
         batch = collate([val[i] for i in range(len(val))])
     finally:
+        torch.set_num_threads(threads)
         mp.undo()
     assert json.loads((run_dir / "result.json").read_text())["config"] == to_dict(cfg), "the smoke preset's own run"
     return cfg, run_dir / "result.json", model.eval(), batch, summary
