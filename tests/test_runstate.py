@@ -149,6 +149,21 @@ def test_ctrl_c_and_sigterm_checkpoint_and_say_so_in_one_line(tmp_path, name):
     assert f"{name}: stopping at the next step boundary" in err
 
 
+def test_sigterm_to_the_process_group_reaches_the_data_worker_too_and_still_stops_cleanly(tmp_path):
+    """Why: `kill -- -PGID`, `pkill -f` and Slurm (at a time limit or scancel, to every process of the
+    step) send SIGTERM to the data worker too; it died of it, and the trainer stopped with
+    'DataLoader worker ... is killed by signal: Terminated' and a traceback instead of a checkpoint.
+    (A terminal's Ctrl-C reaches the worker as well; torch's worker loop already swallows that one.)"""
+    runs = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, str(FIXTURE), str(runs), "train.checkpoint_every=1", "data.num_workers=1",
+                                "--signal-at", "1", "SIGTERM", "--to-group"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 3 and "Traceback" not in err, err[-2000:]
+    (run,) = [p for p in runs.iterdir() if (p / "run.json").exists()]
+    assert runstate.read_state(run).state == "stopped"
+
+
 def test_a_second_ctrl_c_aborts_at_once_and_the_run_reads_stopped(tmp_path):
     runs = tmp_path / "runs"
     process = fixture(runs, "train.checkpoint_every=1", "--signal-at", "1", "SIGINT", "--twice")

@@ -58,8 +58,9 @@ def build(cfg: RunConfig, env, nan_at: int | None = None) -> RunData:
     )
 
 
-def signal_after_checkpoint(step: int, signum: int, times: int = 1) -> None:
-    """Send this process `signum` once, right after the checkpoint of `step` is on disk.
+def signal_after_checkpoint(step: int, signum: int, times: int = 1, group: bool = False) -> None:
+    """Send this process (its whole process group with `group`, as a terminal's Ctrl-C does, data
+    workers included) `signum` once, right after the checkpoint of `step` is on disk.
 
     A real signal at a known step: polling the checkpoint from outside raced the trainer on a fast
     machine (the run had finished before the kill landed).
@@ -71,7 +72,7 @@ def signal_after_checkpoint(step: int, signum: int, times: int = 1) -> None:
         if kwargs["step"] >= step and not sent:
             sent.append(signum)
             for _ in range(times):
-                os.kill(os.getpid(), signum)
+                os.killpg(os.getpgid(0), signum) if group else os.kill(os.getpid(), signum)
         return path
 
     ckpt.save_training_state = save_then_signal
@@ -89,10 +90,12 @@ def main() -> None:
     p.add_argument("--prune-at", type=int, help="the caller's hook asks to stop after this epoch; it records each call")
     p.add_argument("--signal-at", nargs=2, metavar=("STEP", "SIG"), help="e.g. --signal-at 5 SIGKILL")
     p.add_argument("--twice", action="store_true", help="--signal-at sends its signal twice (a second Ctrl-C)")
+    p.add_argument("--to-group", action="store_true", help="--signal-at signals the process group (start it in a session of its own)")
     p.add_argument("--wait", action="store_true", help="wait for the run's lock instead of refusing")
     args = p.parse_intermixed_args()
     if args.signal_at:
-        signal_after_checkpoint(int(args.signal_at[0]), signal.Signals[args.signal_at[1]], 2 if args.twice else 1)
+        signal_after_checkpoint(int(args.signal_at[0]), signal.Signals[args.signal_at[1]], 2 if args.twice else 1,
+                                args.to_group)
     runs_dir, overrides, nan_at, prune_at = args.runs_dir, args.overrides, args.nan_at, args.prune_at
     cfg = tiny_config(*overrides)
 

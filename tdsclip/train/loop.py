@@ -94,8 +94,13 @@ class StopRequest:
 
 
 def _ignore_signal_in_worker(name: str) -> Callable[[int], None]:
+    """Data workers ignore every stop signal: only the main process decides to stop. A terminal's
+    Ctrl-C, `kill -- -PGID` and Slurm's SIGTERM reach the whole process group; a worker that died of
+    one would fail the run instead of letting it checkpoint. Workers still exit with the main
+    process (torch's DataLoader shuts them down and they watch their parent)."""
     def init(_: int) -> None:
-        signal.signal(getattr(signal, name), signal.SIG_IGN)  # only the main process decides to stop
+        for signal_name in dict.fromkeys((name, *STOP_SIGNALS)):
+            signal.signal(getattr(signal, signal_name), signal.SIG_IGN)
     return init
 
 
