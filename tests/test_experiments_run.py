@@ -7,6 +7,7 @@ import pytest
 
 from experiments.run import main
 from experiments.spec import NAMES
+from tdsclip.track import table_run_key
 
 MINIMAL = ["train.epochs=1", "train.val_every=1", "train.batch_size=4", "train.micro_batch=4", "data.synthetic_videos_per_class=4"]
 ROWS = {
@@ -71,7 +72,8 @@ def test_runs_are_tagged_with_their_tables_in_mlflow(smoke):
     runs = client.search_runs([client.get_experiment_by_name("tdsclip").experiment_id])
     by_id = {r.data.tags.get("run_id"): r for r in runs if r.data.tags.get("run_id")}
     parents = {r.data.tags["table_run"]: r for r in runs if "table_run" in r.data.tags}
-    assert {"table3:smoke", "table11:smoke", "fig6:smoke"} <= set(parents)
+    # one parent per (table, preset, override set): these runs had the MINIMAL overrides
+    assert {table_run_key(name, "smoke", MINIMAL) for name in ("table3", "table11", "fig6")} <= set(parents)
     full = next(r for r in by_id.values() if r.data.tags.get("table.table3") == "+ SME-Adapter")
     assert full.data.tags["table.table11"] == "Temporal" and full.data.tags["table.table4"] == "3"
     assert full.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents.values()}

@@ -364,6 +364,7 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
         "steps": step,
         "epochs": cfg.train.epochs,
         "world_size": world,
+        "torch_threads": torch.get_num_threads(),  # results round differently at another count (README: Reproducibility)
         "train_seconds_this_process": round(time.monotonic() - started, 1),
         "config": to_dict(cfg),
     }
