@@ -117,20 +117,19 @@ def _synth(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     from tdsclip.data.extract import extract
 
-    result = extract(args.root, args.out, args.workers, args.quality)
-    print(f"videos {result.videos}, extracted before {result.done_before}, "
-          f"now {result.videos - result.done_before - len(result.failed)}, failed {len(result.failed)}")
-    for video, reason in list(result.failed.items())[:5]:
-        print(f"  {video}: {reason}")
-    return 1 if result.failed else 0
+    return _converted(extract(args.root, args.out, args.workers, args.quality), "extracted", "failed")
 
 
 def _resize(args: argparse.Namespace) -> int:
     from tdsclip.data.resize import resize
 
-    result = resize(args.root, args.out, args.short_side, args.workers)
-    print(f"videos {result.videos}, resized before {result.done_before}, "
-          f"now {result.videos - result.done_before - len(result.failed)}, failed (skipped) {len(result.failed)}")
+    return _converted(resize(args.root, args.out, args.short_side, args.workers), "resized", "failed (skipped)")
+
+
+def _converted(result, done: str, failed: str) -> int:
+    """The summary of a tree conversion (extract, resize): counts, then the first failures."""
+    print(f"videos {result.videos}, {done} before {result.done_before}, "
+          f"now {result.videos - result.done_before - len(result.failed)}, {failed} {len(result.failed)}")
     for video, reason in list(result.failed.items())[:5]:
         print(f"  {video}: {reason}")
     return 1 if result.failed else 0

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 from tdsclip.data.errors import DataError
+from tdsclip.data.files import read_text
 
 log = logging.getLogger("tdsclip.data")
 
@@ -315,12 +316,7 @@ class _Listings:
 # ----------------------------------------------------------------------------- helpers
 
 def _read_text(path: str | os.PathLike) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"annotation file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"annotation file {str(path)!r} cannot be read as UTF-8 text: {error}") from None
+    return read_text(path, "annotation file")
 
 
 def _parse_json(path: str | os.PathLike, text: str) -> object:

@@ -25,10 +25,9 @@ from pathlib import Path
 import av
 from PIL import Image
 
-from tdsclip.data.annotations import VIDEO_EXTENSIONS
 from tdsclip.data.errors import DataError, UnreadableError
 from tdsclip.data.files import new_folder, write_json
-from tdsclip.data.manifest import PROVENANCE, provenance_header
+from tdsclip.data.manifest import PROVENANCE, videos_to_convert
 from tdsclip.data.video import frame_names, sequential_frames, upright
 
 log = logging.getLogger("tdsclip.data")
@@ -53,16 +52,10 @@ def settings(quality: int) -> dict:
 def extract(root: str | os.PathLike, out: str | os.PathLike, workers: int = 1, quality: int = 95) -> Extracted:
     """Extract every video under `root` into `out`; videos already extracted are kept as they are."""
     root, out = Path(root), Path(out)
-    if not root.is_dir():
-        raise DataError(f"video root {str(root)!r} is not a folder: expected the folder holding the videos")
     if not 1 <= quality <= 100:
         raise DataError(f"JPEG quality: expected 1 to 100, got {quality}")
     wanted = settings(quality)
-    if (out / PROVENANCE).exists() and provenance_header(out) != wanted:
-        raise DataError(f"{out} was extracted with {provenance_header(out)}; expected {wanted} to resume (use a new --out)")
-    videos = sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-    if not videos:
-        raise DataError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {root}")
+    videos = videos_to_convert(root, out, wanted, "extracted")
     todo = [v for v in videos if not (out / v.with_suffix("")).is_dir()]
     result = Extracted(len(videos), len(videos) - len(todo))
     jobs = [(str(root / v), str(out / v.with_suffix("")), quality) for v in todo]

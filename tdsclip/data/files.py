@@ -46,3 +46,14 @@ def new_folder(final: str | os.PathLike) -> Iterator[Path]:
             raise DataError(f"{final} appeared while it was being written: expected a new folder") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """A text file the user named (an annotation or reference list), as UTF-8; a missing or
+    unreadable one is a one-line DataError naming it as `what`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{what} {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{what} {str(path)!r} cannot be read as UTF-8 text: {error}") from None

@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tdsclip.data.annotations import Found, Sample
+from tdsclip.data.annotations import VIDEO_EXTENSIONS, Found, Sample
 from tdsclip.data.errors import DataError, UnreadableError
 from tdsclip.data.files import write_json
 from tdsclip.data.video import frame_count
@@ -43,6 +43,20 @@ class Manifest:
 def default_cache_dir() -> Path:
     """$TDSCLIP_CACHE, else ~/.cache/tdsclip."""
     return Path(os.environ.get("TDSCLIP_CACHE") or Path.home() / ".cache" / "tdsclip")
+
+
+def videos_to_convert(root: Path, out: Path, wanted: dict, done: str) -> list[Path]:
+    """The videos under `root` (relative paths, sorted) for a tree conversion into `out` (extract,
+    resize), after refusing a root that is not a folder and an `out` that an earlier run `done`
+    with other settings (resuming would mix two kinds of output)."""
+    if not root.is_dir():
+        raise DataError(f"video root {str(root)!r} is not a folder: expected the folder holding the videos")
+    if (out / PROVENANCE).exists() and provenance_header(out) != wanted:
+        raise DataError(f"{out} was {done} with {provenance_header(out)}; expected {wanted} to resume (use a new --out)")
+    videos = sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    if not videos:
+        raise DataError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {root}")
+    return videos
 
 
 def provenance_header(root: str | os.PathLike) -> dict:

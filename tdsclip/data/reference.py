@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tdsclip.data.annotations import SHOW_IDS, VIDEO_EXTENSIONS, Found
 from tdsclip.data.errors import DataError
+from tdsclip.data.files import read_text
 
 _LINE = re.compile(r"(?P<path>.+?)\s+(?P<frames>\d+)\s+(?P<label>\d+)\s*")
 
@@ -178,9 +179,4 @@ def _normal(name: str) -> str:
 
 
 def _text(path: str | os.PathLike) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"reference file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"reference file {str(path)!r} cannot be read as UTF-8 text: {error}") from None
+    return read_text(path, "reference file")

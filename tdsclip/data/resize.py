@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from tdsclip.data.annotations import VIDEO_EXTENSIONS
 from tdsclip.data.errors import DataError
 from tdsclip.data.files import write_json
-from tdsclip.data.manifest import PROVENANCE, provenance_header
+from tdsclip.data.manifest import PROVENANCE, videos_to_convert
 
 log = logging.getLogger("tdsclip.data")
 
@@ -79,18 +78,12 @@ def command(source: str, target: str, short_side: int) -> list[str]:
 def resize(root: str | os.PathLike, out: str | os.PathLike, short_side: int = 320, workers: int = 1) -> Resized:
     """Re-encode every video under `root` into `out`; videos already done are kept as they are."""
     root, out = Path(root), Path(out)
-    if not root.is_dir():
-        raise DataError(f"video root {str(root)!r} is not a folder: expected the folder holding the videos")
     if short_side < 16 or short_side % 2:
         raise DataError(f"--short-side: expected an even number of pixels >= 16 (H.264 4:2:0), got {short_side}")
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
         raise DataError(f"--out {str(out)!r} is inside --root {str(root)!r}: expected a folder outside it")
     wanted = settings(short_side)
-    if (out / PROVENANCE).exists() and provenance_header(out) != wanted:
-        raise DataError(f"{out} was resized with {provenance_header(out)}; expected {wanted} to resume (use a new --out)")
-    videos = sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-    if not videos:
-        raise DataError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {root}")
+    videos = videos_to_convert(root, out, wanted, "resized")
     targets: dict[Path, Path] = {}
     for video in videos:
         target = video.with_suffix(".mp4")
