@@ -67,7 +67,7 @@ def format_static(spec: Spec) -> str:
         header, rows = presets_table(spec)
         return f"{spec.title}\n\n{grid(header, rows)}\n\nsource: {spec.source}"
     header = ["method"] + [c.header for c in spec.columns]
-    rows = [[r.name] + [r.values.get(c.key) for c in spec.columns] for r in spec.references]
+    rows = [[r.name] + [_paper(r.values.get(c.key)) for c in spec.columns] for r in spec.references]
     return f"{spec.title}\n\n{grid(header, rows)}\n\nsource: {spec.source}"
 
 
@@ -79,13 +79,24 @@ def _raw(outcome: "Outcome", metric: str) -> object:
     return outcome.result.get("metrics", {}).get(key, outcome.result.get(key))
 
 
+def missing(metric: str) -> str:
+    """Why a finished run has no value for `metric` (the report's words: reports/status.py)."""
+    return "not validated" if metric.removeprefix("measured:").startswith("val_") else "not measured"
+
+
 def _value(outcome: "Outcome", metric: str) -> object:
     if outcome.error:
         return "failed"
     if outcome.stopped:
         return "stopped"
     value = _raw(outcome, metric)
+    if value is None:
+        return missing(metric)
     return f"{value:.4g}" if isinstance(value, float) else value
+
+
+def _paper(value: object) -> object:
+    return "-" if value is None else value
 
 
 def seed_spread(columns: Sequence[Column], outcomes: Sequence["Outcome"]) -> list[str]:
@@ -108,7 +119,7 @@ def format_summary(spec: Spec, preset: str, outcomes: Sequence["Outcome"]) -> st
     header = ["row", "seed", "run id"] + [f"{c.header} ours | paper" for c in compared]
     rows = []
     for o in outcomes:
-        cells = [f"{_value(o, c.metric)} | {o.planned.row.paper.get(c.key, '-')}" for c in compared]
+        cells = [f"{_value(o, c.metric)} | {_paper(o.planned.row.paper.get(c.key))}" for c in compared]
         rows.append([o.planned.row.name, o.planned.seed, o.run_id, *cells])
     lines = [f"{spec.title} -- preset {preset}", "", grid(header, rows)]
     lines += seed_spread(compared, outcomes)

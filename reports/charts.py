@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from experiments.spec import Spec
+from reports import status as st
 from reports.grid import FigureRef
 from reports.tables import RowView, TableView, Value
 
@@ -46,7 +47,10 @@ def _compared(view: TableView) -> str:
 
 
 def _label(row: RowView) -> str:
-    return row.name if row.state == "done" else f"{row.name}\n({row.state})"
+    """The row's name, with why it has no point (its state, or not validated / not measured)."""
+    if row.state != "done":
+        return f"{row.name}\n({row.state})"
+    return f"{row.name}\n({row.status})" if row.status in (st.NOT_VALIDATED, st.NOT_MEASURED) else row.name
 
 
 def _points(values: Sequence[Value], paper: bool = False) -> tuple[list[int], list[float], list[float]]:
@@ -121,7 +125,7 @@ def data_efficiency(spec: Spec, view: TableView, out: Path) -> FigureRef:
         rows = [r for r in view.rows if r.name.startswith(f"{series} ")]
         points = [(float(r.values["fraction"].paper), r.values["top1"]) for r in rows]  # type: ignore[arg-type]
         done = [(x, v) for x, v in points if isinstance(v.ours, float)]
-        missing += [f"{series} {x:g}%" for x, v in points if not isinstance(v.ours, float)]
+        missing += [f"{series} {x:g}% ({v.why or v.status or st.NOT_RUN})" for x, v in points if not isinstance(v.ours, float)]
         if done:
             color = OURS if number == 0 else "#8250df"
             ax.errorbar([x for x, _ in done], [v.ours for _, v in done],
@@ -150,7 +154,7 @@ def data_efficiency(spec: Spec, view: TableView, out: Path) -> FigureRef:
     caption = (f"{view.title}: our top-1 per training fraction; the paper prints only TDS-CLIP's gaps at 5% "
                "(points drawn that far below our TDS-CLIP 5% point).")
     if missing:
-        caption += f" Not run: {', '.join(missing)}."
+        caption += f" No point: {', '.join(missing)}."
     return save(fig, out, view.name, caption)
 
 

@@ -36,7 +36,7 @@ span.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-
 .s-reproduced { background: #dafbe1; color: #116329; } .s-off { background: #ffebe9; color: #a40e26; }
 .s-not-comparable { background: #eef2f8; color: #3b5478; } .s-no-paper-value { background: #f3f4f6; color: #57606a; }
 .s-running, .s-stopped { background: #fff8c5; color: #7d4e00; } .s-failed { background: #a40e26; color: #fff; }
-.s-not-run { background: #f6f8fa; color: #8c959f; border: 1px dashed #c9d1d9; } .s-missing { background: #fff1e5; color: #953800; }
+.s-not-run { background: #f6f8fa; color: #8c959f; border: 1px dashed #c9d1d9; } .s-not-validated, .s-not-measured { background: #fff1e5; color: #953800; }
 figure { margin: 12px 0 20px; } figure img { max-width: 100%; border: 1px solid #e3e6e8; }
 figcaption { color: #57606a; font-size: 13px; max-width: 1000px; }
 ul.notes { color: #57606a; font-size: 13px; } a { color: #0969da; }

@@ -24,7 +24,8 @@ VOCABULARY = (
     (st.STOPPED, "stopped by a signal, pruned, or interrupted (killed, crashed): the same command resumes it"),
     (st.FAILED, "the run ended with a failure, or its record cannot be read"),
     (st.NOT_RUN, "no record of this row's run"),
-    (st.MISSING, "the run finished without recording this metric"),
+    (st.NOT_VALIDATED, "the run finished without validating (e.g. fewer epochs than the validation interval)"),
+    (st.NOT_MEASURED, "the run finished without recording this metric"),
 )
 
 

@@ -35,6 +35,8 @@ class RunView:
     """Why the run failed, or why its record could not be read (the run then counts as failed)."""
     detail: str = ""
     """The run's state in one line (tdsclip.runstate): who runs it, why it failed or stopped."""
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
+    """The data fingerprint of the result (result.json `data.fingerprint`), {} when not recorded."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ def found_in(run_id: str, tags: Mapping[str, str], params: Mapping[str, Any], cr
     return [Found(run_id, key.removeprefix("table."), row, tags.get("preset", ""), overrides, seed,
                   tags.get("kind", "train"), created)
             for key, row in tags.items() if key.startswith("table.")]
+
+
+def data_fingerprint(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The result's `data.fingerprint` ({} when the run recorded none, or not as a dict)."""
+    data = result.get("data")
+    found = data.get("fingerprint") if isinstance(data, Mapping) else None
+    return dict(found) if isinstance(found, Mapping) else {}
 
 
 class Source(Protocol):
@@ -107,7 +116,8 @@ class LocalSource:
         try:
             tags = read_json(folder / RUN_FILE).get("tags", {}) if (folder / RUN_FILE).exists() else {}
             if state.state == "finished":
-                return RunView(run_id, "done", final_metrics(read_json(folder / RESULT_FILE)), tags)
+                result = read_json(folder / RESULT_FILE)
+                return RunView(run_id, "done", final_metrics(result), tags, fingerprint=data_fingerprint(result))
         except RecordError as error:
             return RunView(run_id, "failed", error=str(error))
         if state.state == "failed":

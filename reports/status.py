@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Iterable
 
 REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER = "reproduced", "off", "not comparable", "no paper value"
-RUNNING, STOPPED, FAILED, NOT_RUN, MISSING = "running", "stopped", "failed", "not run", "missing"
-ROW_STATUSES = (REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER, RUNNING, STOPPED, FAILED, NOT_RUN)
+RUNNING, STOPPED, FAILED, NOT_RUN = "running", "stopped", "failed", "not run"
+NOT_VALIDATED, NOT_MEASURED = "not validated", "not measured"
+"""A finished run without the cell's metric: never validated (a val_ metric), or not measured (the others)."""
+ROW_STATUSES = (REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER, NOT_VALIDATED, NOT_MEASURED, RUNNING, STOPPED, FAILED, NOT_RUN)
 """Summary order: what a reader looks for first."""
 
 MAIN_TABLES = ("table1", "table2")
@@ -42,17 +44,23 @@ def incomparable(preset: str) -> str:
     return ""
 
 
+def missing(metric: str) -> str:
+    """Why a finished run has no value for `metric`: it was never validated, or never measured."""
+    return NOT_VALIDATED if metric.removeprefix("measured:").startswith("val_") else NOT_MEASURED
+
+
 def verdict(diff: float, tol: float) -> str:
     return REPRODUCED if abs(diff) <= tol + 1e-9 else OFF
 
 
 def row_status(state: str, cells: Iterable[str]) -> str:
     """A row's status from its run state (not run, running, failed win) and its compared cells:
-    off if any cell is off, reproduced if any cell is (and none off), then not comparable."""
+    off if any cell is off, reproduced if any cell is (and none off), then not comparable, then
+    not validated / not measured (a finished run without the metric), else no paper value."""
     if state in (NOT_RUN, RUNNING, STOPPED, FAILED):
         return state
     found = set(cells)
-    for status in (OFF, REPRODUCED, NOT_COMPARABLE):
+    for status in (OFF, REPRODUCED, NOT_COMPARABLE, NOT_VALIDATED, NOT_MEASURED):
         if status in found:
             return status
     return NO_PAPER

@@ -57,13 +57,15 @@ class Value:
     """Sample standard deviation over seeds (None for one seed)."""
     n: int = 0
     places: int = 1
+    why: str = ""
+    """Why ours is missing where a value was expected ("not validated", "not measured")."""
 
     @property
     def ours_text(self) -> str:
         if isinstance(self.ours, float):
             text = st.number(self.ours, self.places)
             return text + (f" ± {st.number(self.spread, self.places)}" if self.spread is not None else "")
-        return "" if self.ours is None else str(self.ours)
+        return self.why if self.ours is None else str(self.ours)
 
     @property
     def paper_text(self) -> str:
@@ -90,6 +92,10 @@ class Provenance:
     """Why the run id is not final (data or weights not located here), '' when it is."""
     overrides: str = ""
     """The command-line overrides the row's runs were made with."""
+    data: str = ""
+    """The data fingerprint's summary (counts per split, the comparison with a reference list)."""
+    differs: bool = False
+    """Some run of the row was evaluated on data that differs from its reference list."""
 
     @property
     def seeds_text(self) -> str:
@@ -238,14 +244,15 @@ def compared_value(column: ColumnView, paper: object, found: Sequence[float], st
     if state != "done":
         status = state
     elif ours is None:
-        status = st.MISSING
+        status = st.missing(column.metric)
     elif diff is None:
         status = st.NO_PAPER
     elif incomparable:
         status = st.NOT_COMPARABLE
     else:
         status = st.verdict(diff, st.tolerance(spec.name, column.metric))
-    return Value(ours, paper if target is None else target, diff, status, spread, len(found), places)  # type: ignore[arg-type]
+    why = status if status in (st.NOT_VALIDATED, st.NOT_MEASURED) else ""
+    return Value(ours, paper if target is None else target, diff, status, spread, len(found), places, why)  # type: ignore[arg-type]
 
 
 def measured_value(column: ColumnView, paper: object, ours: object) -> Value:
@@ -296,7 +303,9 @@ def provenance(spec: Spec, preset: str, planned: Sequence[Wanted], runs: Sequenc
         seeds_done=len(done), preset=(first.tags.get("preset") if first else None) or preset,
         protocol=_protocol(spec, planned[0].cfg), manifest=(first.tags.get("data_manifest", "") if first else "")[:12],
         videos=_videos(planned[0].cfg, first), git=_git([r for r in runs if r]), provisional=planned[0].provisional,
-        overrides=" ".join(dict.fromkeys(o for p in planned for o in p.overrides)))
+        overrides=" ".join(dict.fromkeys(o for p in planned for o in p.overrides)),
+        data=(first.fingerprint.get("summary") or "") if first else "",
+        differs=any(r.fingerprint.get("differs_from_reference") is True for r in done))
 
 
 # ----------------------------------------------------------------------------- files beside the runs
@@ -412,10 +421,17 @@ def build_table(spec: Spec, preset: str, source: Source, runs_dir: Path, *, seed
         rows.append(_row(spec, preset, cols, planned, views, values[number], incomparable))
         states += [f"{name} (seed {p.seed}): {v.detail or v.error}" for p, v in zip(planned, views)
                    if v is not None and v.state in ("failed", "stopped", "running") and (v.detail or v.error)]
+        states += differing_data(name, views)
     return TableView(
         spec.name, spec.title, spec.kind, preset, spec.protocol if spec.kind != "measure" else memory_kind or spec.protocol,
         spec.source, cols, tuple(rows), references_grid(spec), None, (*notes(spec, preset, runs), *states), incomparable,
         tolerance_text(spec), source.description, extra)
+
+
+def differing_data(name: str, views: Sequence[RunView | None]) -> list[str]:
+    """A note per finished run of the row whose data differs from its reference list."""
+    return [f"{name}: evaluated on data that differs from its reference: {v.fingerprint.get('summary') or 'see its result.json'}"
+            for v in views if v is not None and v.state == "done" and v.fingerprint.get("differs_from_reference") is True]
 
 
 def tolerance_text(spec: Spec) -> str:
