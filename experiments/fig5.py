@@ -11,6 +11,7 @@ from experiments import _ablation as ab
 from experiments.spec import Column, Spec, row
 
 SPEC = Spec(
+    chart="maps",
     name="fig5", title="Fig. 5: side-network activation maps with and without the SME-Adapter", kind="maps",
     base=ab.SETTING, protocol=ab.PROTOCOL, source="Section IV-C8 (qualitative in the paper)",
     columns=(Column("box_mass", "Map mass inside the object's box", "measured:box_mass"),),

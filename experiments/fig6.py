@@ -17,6 +17,7 @@ MODELS = (
 )
 
 SPEC = Spec(
+    chart="data_efficiency",
     name="fig6", title="Fig. 6: data efficiency on SSv2 (assumed)", kind="runs",
     base=("data.dataset=ssv2", "model.backbone=ViT-B-16", "data.frames=8"),
     columns=(Column("fraction", "Training data (%)"), Column("top1", "Top-1 (%)", "val_top1_best")),

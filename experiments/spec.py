@@ -26,6 +26,13 @@ Kind = Literal["runs", "measure", "static", "presets", "maps"]
 static: a reference table with nothing to run; presets: rendered from the presets themselves;
 maps: activation maps computed from other specs' trained rows."""
 
+Chart = Literal["none", "ablation", "memory", "data_efficiency", "maps"]
+"""The figure a report draws for the table (reports/build.py): none; ablation: our top-1 per setting
+beside the paper's; memory: ratios to the first row; data_efficiency: Fig. 6's lines; maps: Fig. 5."""
+CHARTS: tuple[str, ...] = ("none", "ablation", "memory", "data_efficiency", "maps")
+ABLATION_TOLERANCE = 0.5
+"""Top-1/top-5 points within which a single-knob ablation's cell counts as reproduced."""
+
 SINGLE_VIEW = "single-view validation (best epoch, 1 centre clip x 1 centre crop)"
 MULTI_VIEW = "multi-view test protocol on the validation split (crops x clips, softmax averaged)"
 
@@ -73,6 +80,17 @@ class Spec:
     """Where the paper's numbers come from (table, section), shown under the table."""
     extra: Mapping[str, object] = field(default_factory=dict)
     """Kind-specific settings (e.g. the rows a figure draws from)."""
+    chart: Chart = "none"
+    """The figure a report draws for the table (see Chart)."""
+    tolerance: float = ABLATION_TOLERANCE
+    """How far ours may be from the paper's value in a compared cell and still count as reproduced,
+    in the compared columns' own unit (points of top-1/top-5, or a ratio)."""
+
+    def __post_init__(self) -> None:
+        if self.chart not in CHARTS:
+            raise SpecError(f"{self.name}: chart {self.chart!r}; expected one of {', '.join(CHARTS)}")
+        if not self.tolerance >= 0:
+            raise SpecError(f"{self.name}: tolerance {self.tolerance!r}; expected a number >= 0")
 
     def row(self, name: str) -> Row:
         for candidate in self.rows:

@@ -4,6 +4,7 @@ from experiments import _ablation as ab
 from experiments.spec import Spec, row
 
 SPEC = Spec(
+    chart="ablation",
     name="table11", title="Table XI: SME-Adapter location", kind="runs",
     base=ab.SETTING, columns=ab.TOP1, protocol=ab.PROTOCOL, source=ab.SOURCE,
     rows=(

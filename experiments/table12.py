@@ -10,6 +10,7 @@ from experiments import _ablation as ab
 from experiments.spec import Column, Spec, row
 
 SPEC = Spec(
+    chart="memory", tolerance=0.05,  # ratios to the baseline row
     name="table12", title="Table XII: inference memory efficiency", kind="measure",
     base=ab.SETTING,
     columns=(Column("memory_gib", "Memory (GiB)", "measured:memory"),

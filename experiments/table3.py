@@ -4,6 +4,7 @@ from experiments import _ablation as ab
 from experiments.spec import Spec, row
 
 SPEC = Spec(
+    chart="ablation",
     name="table3", title="Table III: study of component effectiveness", kind="runs",
     base=ab.SETTING, columns=ab.TOP1, protocol=ab.PROTOCOL, source=ab.SOURCE,
     rows=(

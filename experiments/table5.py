@@ -4,6 +4,7 @@ from experiments import _ablation as ab
 from experiments.spec import Column, Spec, row
 
 SPEC = Spec(
+    chart="ablation",
     name="table5", title="Table V: the impact of the fusion rate", kind="runs",
     base=ab.SETTING, protocol=ab.PROTOCOL, source=ab.SOURCE,
     columns=(Column("alpha", "RGB (alpha)"), Column("beta", "SME (beta)"), *ab.TOP1),

@@ -4,6 +4,7 @@ from experiments import _ablation as ab
 from experiments.spec import Column, Spec, row
 
 SPEC = Spec(
+    chart="ablation",
     name="table6", title="Table VI: ablations for the TD-Adapter core", kind="runs",
     base=ab.SETTING, protocol=ab.PROTOCOL, source=ab.SOURCE,
     columns=(*ab.TOP1, Column("gflops", "GFLOPs", "measured:gflops_over_first_row")),

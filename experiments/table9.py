@@ -4,6 +4,7 @@ from experiments import _ablation as ab
 from experiments.spec import Column, Spec, row
 
 SPEC = Spec(
+    chart="ablation",
     name="table9", title="Table IX: location of the TD-Adapter layers", kind="runs",
     base=ab.SETTING, protocol=ab.PROTOCOL, source=ab.SOURCE,
     columns=(Column("layers_1_6", "Layer 1-6"), Column("layers_7_12", "Layer 7-12"), Column("sme", "SME-Adapter"),

@@ -36,7 +36,6 @@ from tdsclip.records import writable_folder
 from tdsclip.runstate import default_reports_dir, default_runs_dir
 
 FORMATS = ("md", "tex", "html")
-ABLATION_CHARTS = ("table3", "table4", "table5", "table6", "table7", "table8", "table9", "table11")
 
 
 default_out = default_reports_dir
@@ -62,18 +61,19 @@ class Built:
 
 
 def draw(spec: Spec, view: TableView, out: Path) -> list[FigureRef]:
-    """The table's figures (matplotlib is imported only when there is one to draw)."""
-    if view.static is not None:
+    """The table's figures, of the kind its spec names (`Spec.chart`; matplotlib is imported only
+    when there is one to draw)."""
+    if view.static is not None or spec.chart == "none":
         return []
     from reports import charts
 
-    if spec.name in ABLATION_CHARTS:
+    if spec.chart == "ablation":
         return [charts.ablation(view, out)]
-    if spec.name == "table12":
+    if spec.chart == "memory":
         return [charts.memory(view, out)]
-    if spec.name == "fig6":
+    if spec.chart == "data_efficiency":
         return [charts.data_efficiency(spec, view, out)]
-    if spec.name == "fig5":
+    if spec.chart == "maps":
         from reports import overlays
 
         figure = overlays.activation_maps(view, out)

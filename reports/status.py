@@ -1,7 +1,8 @@
 """The verdict on each cell and row: reproduced, off, not comparable, ..., and the tolerances.
 
 A compared cell is judged on the difference as printed (ours rounded to the cell's decimals, minus
-the paper's value), so a cell never reads "+0.5" and "off" under a 0.5 tolerance. Smoke runs are
+the paper's value), so a cell never reads "+0.5" and "off" under a 0.5 tolerance. Each spec carries
+its own tolerance (experiments/spec.py `Spec.tolerance`). Smoke runs are
 checks of the machinery on synthetic data and a tiny ViT: "not comparable", never "off".
 """
 
@@ -16,21 +17,9 @@ NOT_VALIDATED, NOT_MEASURED = "not validated", "not measured"
 ROW_STATUSES = (REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER, NOT_VALIDATED, NOT_MEASURED, RUNNING, STOPPED, FAILED, NOT_RUN)
 """Summary order: what a reader looks for first."""
 
-MAIN_TABLES = ("table1", "table2")
-TOLERANCE_MAIN, TOLERANCE_ABLATION = 1.0, 0.5
-"""Top-1/top-5 points: Tables I and II (multi-view, different hardware and data copies) are
-judged within 1.0, the single-knob ablations within 0.5."""
-TOLERANCE_RATIO = 0.05
-"""Table XII's memory ratios to the baseline row."""
 
 DECIMALS = {"memory": 3, "memory_ratio": 3, "box_mass": 3, "gflops_over_first_row": 1}
 """Decimals per metric (accuracies: 1, as the paper prints them)."""
-
-
-def tolerance(spec_name: str, metric: str) -> float:
-    if metric.endswith("memory_ratio"):
-        return TOLERANCE_RATIO
-    return TOLERANCE_MAIN if spec_name in MAIN_TABLES else TOLERANCE_ABLATION
 
 
 def decimals(metric: str) -> int:

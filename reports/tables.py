@@ -250,7 +250,7 @@ def compared_value(column: ColumnView, paper: object, found: Sequence[float], st
     elif incomparable:
         status = st.NOT_COMPARABLE
     else:
-        status = st.verdict(diff, st.tolerance(spec.name, column.metric))
+        status = st.verdict(diff, spec.tolerance)
     why = status if status in (st.NOT_VALIDATED, st.NOT_MEASURED) else ""
     return Value(ours, paper if target is None else target, diff, status, spread, len(found), places, why)  # type: ignore[arg-type]
 
@@ -436,7 +436,7 @@ def differing_data(name: str, views: Sequence[RunView | None]) -> list[str]:
 
 def tolerance_text(spec: Spec) -> str:
     metrics = [c.metric for c in spec.columns if c.metric and (not c.metric.startswith("measured:") or c.metric in COMPARED_MEASURES)]
-    parts = sorted({f"±{st.tolerance(spec.name, m):g} {'ratio' if 'ratio' in m else 'points'}" for m in metrics})
+    parts = sorted({f"±{spec.tolerance:g} {'ratio' if 'ratio' in m else 'points'}" for m in metrics})
     return ", ".join(parts)
 
 

@@ -71,3 +71,26 @@ def test_a_run_that_never_validated_says_so_in_the_terminal_the_report_and_the_c
     assert "| Baseline | not validated | 58.1 |" in page and "None" not in page
     figure = charts.ablation(view, tmp_path / "out")
     assert (tmp_path / "out" / figure.png).stat().st_size > 0
+
+
+def test_a_new_table_brings_its_own_chart_and_tolerance(places, tmp_path):
+    """Why (issue 19): reports/ named the tables that get a chart and the tables judged within one point,
+    so a new table needed an edit in reports/."""
+    from dataclasses import replace
+
+    from experiments.spec import SpecError
+    from reports.build import draw
+
+    spec = replace(load("table3"), name="table99", title="A new ablation", tolerance=2.0)
+    assert spec.chart == "ablation" and load("table1").tolerance == 1.0 and load("table12").chart == "memory"
+    planned = plan(spec, "paper", runs_dir=places)[1]
+    finish(places, spec, planned, "paper", {"metrics": {"val_top1_best": 57.5}})
+    view = build_table(spec, "paper", LocalSource(places), places)
+    assert view.rows[1].values["top1"].diff == -1.6 and view.rows[1].status == "reproduced"
+    assert view.tolerance == "±2 points"
+    assert [f.png for f in draw(spec, view, tmp_path)] == ["figures/table99.png"]
+    assert draw(replace(spec, chart="none"), view, tmp_path / "none") == []
+    strict = build_table(replace(spec, tolerance=0.5), "paper", LocalSource(places), places)
+    assert strict.rows[1].status == "off"
+    with pytest.raises(SpecError, match=r"^table99: chart 'pie'; expected one of none, ablation, memory"):
+        replace(spec, chart="pie")
