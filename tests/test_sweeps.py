@@ -108,7 +108,7 @@ def test_status_and_the_best_trial_rerun_as_a_table_row(local):
     rerun = subprocess.run([sys.executable, *argv[1:], "--runs-dir", str(root / "runs"), "--dry-run"],
                            capture_output=True, text=True, env={**os.environ, **env})
     assert rerun.returncode == 0, rerun.stderr
-    assert study.best_trial.user_attrs["run_id"] in rerun.stdout and " done " in rerun.stdout, rerun.stdout
+    assert study.best_trial.user_attrs["run_id"] in rerun.stdout and " finished " in rerun.stdout, rerun.stdout
     again = sweep(*args, "--n-trials", "6", env=env)
     assert again.returncode == 0 and len(load(root / "runs", "recipe-smoke").trials) == 6, "the study has its trials"
 
