@@ -41,12 +41,27 @@ from tdsclip.data.video import decord, frame_names, read_frames
 
 SEGMENTS, WINDOW = 8, 5
 TYPES = {
-    "ssv2": dict(width=426, height=240, fps=12, seconds=4, codec="vp9", options={"deadline": "good", "cpu-used": "4"},
-                 label="SSv2-like 426x240 12 fps 4 s VP9"),
-    "k400": dict(width=340, height=256, fps=25, seconds=10, codec="h264", options={},
-                 label="K400-like 340x256 25 fps 10 s H.264"),
-    "k400-gop25": dict(width=340, height=256, fps=25, seconds=10, codec="h264", options={"g": "25"},
-                       label="same, a keyframe every second"),
+    "ssv2": dict(
+        width=426,
+        height=240,
+        fps=12,
+        seconds=4,
+        codec="vp9",
+        options={"deadline": "good", "cpu-used": "4"},
+        label="SSv2-like 426x240 12 fps 4 s VP9",
+    ),
+    "k400": dict(
+        width=340, height=256, fps=25, seconds=10, codec="h264", options={}, label="K400-like 340x256 25 fps 10 s H.264"
+    ),
+    "k400-gop25": dict(
+        width=340,
+        height=256,
+        fps=25,
+        seconds=10,
+        codec="h264",
+        options={"g": "25"},
+        label="same, a keyframe every second",
+    ),
 }
 Loader = Callable[[Path, np.ndarray], np.ndarray]
 
@@ -59,8 +74,13 @@ def make_videos(folder: Path, count: int) -> dict[str, list[Path]]:
         for k in range(count):
             path = folder / name / f"{k:03d}.{'webm' if spec['codec'] == 'vp9' else 'mp4'}"
             if not path.exists():
-                write_video(path, _content(k, spec), spec["fps"], spec["codec"], {"crf": "32", "b": "0"} | spec["options"]
-                            if spec["codec"] == "vp9" else spec["options"])
+                write_video(
+                    path,
+                    _content(k, spec),
+                    spec["fps"],
+                    spec["codec"],
+                    {"crf": "32", "b": "0"} | spec["options"] if spec["codec"] == "vp9" else spec["options"],
+                )
             made[name].append(path)
     # one folder per extraction settings: a cache extracted by another version is not resumable
     frames = folder / f"jpeg-{hashlib.sha256(json.dumps(settings(95), sort_keys=True).encode()).hexdigest()[:8]}"
@@ -79,6 +99,7 @@ def _content(seed: int, spec: dict) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- loaders
+
 
 def ours(path: Path, indices: np.ndarray) -> np.ndarray:
     return read_frames(path, path.is_dir(), lambda n: indices)
@@ -156,17 +177,23 @@ def speeds(folder: Path, videos: int, repeats: int) -> dict[str, dict[str, float
     results = {}
     for name, paths in make_videos(folder, videos).items():
         clips_per_s = measure(paths, repeats)
-        results[name] = {**{k: round(v, 1) for k, v in clips_per_s.items()},
-                         "ratio": round(clips_per_s["ours"] / max(clips_per_s["get_batch"], clips_per_s["sequential"]), 3)}
+        results[name] = {
+            **{k: round(v, 1) for k, v in clips_per_s.items()},
+            "ratio": round(clips_per_s["ours"] / max(clips_per_s["get_batch"], clips_per_s["sequential"]), 3),
+        }
     return results
 
 
 def table(results: dict[str, dict[str, float]], videos: int, repeats: int) -> list[str]:
-    lines = [f"clips/s, one worker, T={SEGMENTS} x m={WINDOW} = {SEGMENTS * WINDOW} frames a clip, median of "
-             f"{repeats} repeats over {videos} videos; {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-             f"{'video type':<38}{'ours':>8}{'get_batch':>11}{'sequential':>12}{'ours/best':>11}"]
+    lines = [
+        f"clips/s, one worker, T={SEGMENTS} x m={WINDOW} = {SEGMENTS * WINDOW} frames a clip, median of "
+        f"{repeats} repeats over {videos} videos; {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        f"{'video type':<38}{'ours':>8}{'get_batch':>11}{'sequential':>12}{'ours/best':>11}",
+    ]
     for name, row in results.items():
-        lines.append(f"{LABELS[name]:<38}{row['ours']:>8.1f}{row['get_batch']:>11.1f}{row['sequential']:>12.1f}{row['ratio']:>10.2f}x")
+        lines.append(
+            f"{LABELS[name]:<38}{row['ours']:>8.1f}{row['get_batch']:>11.1f}{row['sequential']:>12.1f}{row['ratio']:>10.2f}x"
+        )
     return lines
 
 

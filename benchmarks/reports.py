@@ -42,16 +42,36 @@ def write_records(runs: Path, seeds: int) -> int:
                 continue
             written.add(p.run_id)
             folder = runs / p.run_id
-            tags = {**made[p.run_id], "run_id": p.run_id, "preset": "paper", "data_manifest": "0" * 24,
-                    "git_sha": "f" * 40, "git_dirty": "false"}
-            write_json_atomic(folder / "run.json", {"run_id": p.run_id, "params": {"train.seed": p.seed}, "tags": tags,
-                                                    "created": now_iso()})
-            metrics = {"val_top1_best": rng.uniform(55, 62), "test_top1": rng.uniform(55, 75),
-                       "test_top5": rng.uniform(80, 95), "test_videos": 11522.0}
-            write_json_atomic(folder / "result.json", {
-                "run_id": p.run_id, "preset": "paper", "metrics": metrics, "status": "FINISHED", "finished": now_iso(),
-                "per_class_top1": {str(c): rng.uniform(0, 100) for c in range(174)},
-                "config": {f"section.key_{k}": k for k in range(120)}})
+            tags = {
+                **made[p.run_id],
+                "run_id": p.run_id,
+                "preset": "paper",
+                "data_manifest": "0" * 24,
+                "git_sha": "f" * 40,
+                "git_dirty": "false",
+            }
+            write_json_atomic(
+                folder / "run.json",
+                {"run_id": p.run_id, "params": {"train.seed": p.seed}, "tags": tags, "created": now_iso()},
+            )
+            metrics = {
+                "val_top1_best": rng.uniform(55, 62),
+                "test_top1": rng.uniform(55, 75),
+                "test_top5": rng.uniform(80, 95),
+                "test_videos": 11522.0,
+            }
+            write_json_atomic(
+                folder / "result.json",
+                {
+                    "run_id": p.run_id,
+                    "preset": "paper",
+                    "metrics": metrics,
+                    "status": "FINISHED",
+                    "finished": now_iso(),
+                    "per_class_top1": {str(c): rng.uniform(0, 100) for c in range(174)},
+                    "config": {f"section.key_{k}": k for k in range(120)},
+                },
+            )
     return len(written)
 
 
@@ -84,17 +104,24 @@ def main(argv: list[str] | None = None) -> int:
         def tables(seeds: int | None):
             return [build_table(s, "paper", LocalSource(runs), runs, seeds=seeds) for s in specs]
 
-        planning = timed("planning alone (experiments.plan, seeds given)",
-                         lambda: [plan(s, "paper", seeds=args.seeds, runs_dir=runs) for s in specs])
+        planning = timed(
+            "planning alone (experiments.plan, seeds given)",
+            lambda: [plan(s, "paper", seeds=args.seeds, runs_dir=runs) for s in specs],
+        )
         views = timed("tables: plan + read records + views (seeds given)", lambda: tables(args.seeds))
         timed("tables: the same, seeds found from the records", lambda: tables(None))
-        timed("render Markdown, LaTeX and HTML",
-              lambda: [(markdown.render(v), latex.render(v), html.render(v)) for v in views])
-        figures = timed("figures: matplotlib import + PNG and PDF",
-                        lambda: [draw(s, v, out) for s, v in zip(specs, views)])
+        timed(
+            "render Markdown, LaTeX and HTML",
+            lambda: [(markdown.render(v), latex.render(v), html.render(v)) for v in views],
+        )
+        figures = timed(
+            "figures: matplotlib import + PNG and PDF", lambda: [draw(s, v, out) for s, v in zip(specs, views)]
+        )
         timed("write the files", lambda: [write(v, f, out, ("md", "tex", "html")) for v, f in zip(views, figures)])
-        print(f"{sum(len(f) for f in figures)} figures; {sum(len(v.rows) for v in views)} rows, "
-              f"{sum(len(p) for p in planning)} planned runs")
+        print(
+            f"{sum(len(f) for f in figures)} figures; {sum(len(v.rows) for v in views)} rows, "
+            f"{sum(len(p) for p in planning)} planned runs"
+        )
     return 0
 
 

@@ -42,10 +42,31 @@ def make_sources(folder: Path, count: int) -> list[Path]:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.partial.mp4")
-            subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
-                            f"testsrc2=size=1280x720:rate=25:duration=10,noise=alls=10:allf=t+u:all_seed={k + 1}",
-                            "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2500k", "-pix_fmt", "yuv420p",
-                            "-f", "mp4", str(partial)], check=True)
+            subprocess.run(
+                [
+                    "ffmpeg",
+                    "-nostdin",
+                    "-v",
+                    "error",
+                    "-y",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    f"testsrc2=size=1280x720:rate=25:duration=10,noise=alls=10:allf=t+u:all_seed={k + 1}",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-b:v",
+                    "2500k",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-f",
+                    "mp4",
+                    str(partial),
+                ],
+                check=True,
+            )
             os.replace(partial, path)
         paths.append(path)
     return paths
@@ -58,7 +79,7 @@ def measure(pairs: list[tuple[Path, Path]], repeats: int) -> dict[str, float]:
         spent = dict.fromkeys(times, 0.0)
         for k, pair in enumerate(pairs):
             order = list(zip(times, pair))
-            for name, path in (order if (repeat + k) % 2 else order[::-1]):
+            for name, path in order if (repeat + k) % 2 else order[::-1]:
                 rng = np.random.default_rng([max(repeat, 0), k])
                 start = time.perf_counter()
                 read_frames(path, False, lambda n: train_indices(n, SEGMENTS, WINDOW, rng))
@@ -77,15 +98,20 @@ def speeds(folder: Path, videos: int, repeats: int) -> dict[str, float]:
     if result.failed:
         raise RuntimeError(f"resize failed on {result.failed}")
     clips = measure([(p, resized / p.relative_to(folder / "720p")) for p in sources], repeats)
-    return {"clips_per_s_720p": round(clips["720p"], 3), "clips_per_s_320": round(clips["320"], 3),
-            "speedup": round(clips["320"] / clips["720p"], 2)}
+    return {
+        "clips_per_s_720p": round(clips["720p"], 3),
+        "clips_per_s_320": round(clips["320"], 3),
+        "speedup": round(clips["320"] / clips["720p"], 2),
+    }
 
 
 def table(result: dict[str, float], videos: int, repeats: int) -> list[str]:
-    return [f"clips/s per core, T={SEGMENTS} x m={WINDOW} training clip, median of {repeats} repeats over {videos} videos",
-            f"{SOURCE:<44}{result['clips_per_s_720p']:>8.2f}",
-            f"{'after resize --short-side 320 (568x320)':<44}{result['clips_per_s_320']:>8.2f}",
-            f"{'prepared / original':<44}{result['speedup']:>7.2f}x  (target >= 5x)"]
+    return [
+        f"clips/s per core, T={SEGMENTS} x m={WINDOW} training clip, median of {repeats} repeats over {videos} videos",
+        f"{SOURCE:<44}{result['clips_per_s_720p']:>8.2f}",
+        f"{'after resize --short-side 320 (568x320)':<44}{result['clips_per_s_320']:>8.2f}",
+        f"{'prepared / original':<44}{result['speedup']:>7.2f}x  (target >= 5x)",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,8 +31,13 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 
 def _record(name: str, result: Result, seconds: float) -> dict[str, object]:
-    return {"keys": result.keys, "targets": [t.as_dict() for t in result.targets], "seconds": round(seconds, 1),
-            "report": result.report, "details": result.details}
+    return {
+        "keys": result.keys,
+        "targets": [t.as_dict() for t in result.targets],
+        "seconds": round(seconds, 1),
+        "report": result.report,
+        "details": result.details,
+    }
 
 
 def _write_json(path: Path, obj: dict[str, object]) -> None:
@@ -50,9 +55,13 @@ def merged(previous: dict[str, object], run: dict[str, object]) -> dict[str, obj
 def main(argv: Sequence[str] | None = None) -> int:
     sections = load_sections()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and videos, no plain-path variants (about two minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repeats and videos, no plain-path variants (about two minutes)"
+    )
     parser.add_argument("--gpu", action="store_true", help="add the GPU section (needs CUDA)")
-    parser.add_argument("--sections", help=f"comma-separated, from: {', '.join(sections)} (default: all but gpu, plus gpu with --gpu)")
+    parser.add_argument(
+        "--sections", help=f"comma-separated, from: {', '.join(sections)} (default: all but gpu, plus gpu with --gpu)"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--batch", type=int, default=1, help="clips per CPU step and activation count (default 1)")
     parser.add_argument("--gpu-batch", type=int, default=8, help="clips per step in the GPU section (default 8)")
@@ -67,13 +76,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for section in sections.values():
             print(f"{section.name:<12}{section.help}{' (--gpu)' if section.needs_gpu else ''}")
         return 0
-    names = args.sections.split(",") if args.sections else [n for n, s in sections.items() if args.gpu or not s.needs_gpu]
+    names = (
+        args.sections.split(",") if args.sections else [n for n, s in sections.items() if args.gpu or not s.needs_gpu]
+    )
     unknown = [n for n in names if n not in sections]
     if unknown:
         print(f"error: unknown section {unknown[0]!r}; expected one of {', '.join(sections)}", file=sys.stderr)
         return 2
-    counts = {"--batch": args.batch, "--gpu-batch": args.gpu_batch, "--threads": args.threads, "--repeats": args.repeats,
-              "--frames": args.frames, "--videos": args.videos}
+    counts = {
+        "--batch": args.batch,
+        "--gpu-batch": args.gpu_batch,
+        "--threads": args.threads,
+        "--repeats": args.repeats,
+        "--frames": args.frames,
+        "--videos": args.videos,
+    }
     bad = [f"{flag} {value}" for flag, value in counts.items() if value is not None and value < 1]
     if bad:
         print(f"error: {bad[0]}: expected >= 1", file=sys.stderr)
@@ -96,16 +113,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _measure(args: argparse.Namespace, sections: dict, names: list[str], argv: Sequence[str] | None) -> int:
     """Run the named sections, print their reports and targets, and write the machine's results file."""
-    options = Options(quick=args.quick, batch=args.batch, gpu_batch=args.gpu_batch, repeats=args.repeats,
-                      frames=args.frames, videos=args.videos)
+    options = Options(
+        quick=args.quick,
+        batch=args.batch,
+        gpu_batch=args.gpu_batch,
+        repeats=args.repeats,
+        frames=args.frames,
+        videos=args.videos,
+    )
     described = machine.describe(gpu=args.gpu)
-    run: dict[str, object] = {"machine": described, "quick": args.quick,
-                              "command": "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
-                              "sections": {}}
+    run: dict[str, object] = {
+        "machine": described,
+        "quick": args.quick,
+        "command": "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
+        "sections": {},
+    }
     load, cores, threads = described["load_average_at_start"], described["cores"] or 1, torch.get_num_threads()
     if load and load[0] > cores and threads > 1 and "step" in names:
-        print(f"note: load average {load[0]:.1f} on {cores} cores: other processes hold the CPU, and every op that waits "
-              f"for all {threads} threads stalls; step ratios are steadier with --threads 1\n")
+        print(
+            f"note: load average {load[0]:.1f} on {cores} cores: other processes hold the CPU, and every op that waits "
+            f"for all {threads} threads stalls; step ratios are steadier with --threads 1\n"
+        )
     failed = []
     for name in names:
         start = time.perf_counter()
@@ -114,8 +142,10 @@ def _measure(args: argparse.Namespace, sections: dict, names: list[str], argv: S
         run["sections"][name] = _record(name, result, seconds)  # type: ignore[index]
         print("\n".join(result.report))
         for target in result.targets:
-            print(f"  target {target.key} {target.op} {target.limit:g}: {target.value:.4f} "
-                  f"{'PASS' if target.passed else 'FAIL'}  ({target.claim})")
+            print(
+                f"  target {target.key} {target.op} {target.limit:g}: {target.value:.4f} "
+                f"{'PASS' if target.passed else 'FAIL'}  ({target.claim})"
+            )
             if not target.passed:
                 failed.append(target.key)
         print(f"  [{name}: {seconds:.0f} s]\n", flush=True)
@@ -127,8 +157,11 @@ def _measure(args: argparse.Namespace, sections: dict, names: list[str], argv: S
     _write_json(path, merged(previous, run))
     if args.json is not None:
         _write_json(args.json, merged({}, run))
-    print(f"results: {path}" + (f", {args.json}" if args.json else "") +
-          (f"; targets not met: {', '.join(failed)}" if failed else "; every target met"))
+    print(
+        f"results: {path}"
+        + (f", {args.json}" if args.json else "")
+        + (f"; targets not met: {', '.join(failed)}" if failed else "; every target met")
+    )
     return 0
 
 

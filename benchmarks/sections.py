@@ -21,8 +21,13 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-SECTION_MODULES = ("benchmarks.step", "benchmarks.activation", "benchmarks.data_section", "benchmarks.suite",
-                   "benchmarks.gpu")
+SECTION_MODULES = (
+    "benchmarks.step",
+    "benchmarks.activation",
+    "benchmarks.data_section",
+    "benchmarks.suite",
+    "benchmarks.gpu",
+)
 """Modules that register sections, imported in this order (which is the order sections run in)."""
 
 
@@ -65,8 +70,13 @@ class Target:
         return {"<=": self.value <= self.limit, ">=": self.value >= self.limit, "==": self.value == self.limit}[self.op]
 
     def as_dict(self) -> dict[str, object]:
-        return {"key": self.key, "value": self.value, "target": f"{self.op} {self.limit:g}", "pass": self.passed,
-                "claim": self.claim}
+        return {
+            "key": self.key,
+            "value": self.value,
+            "target": f"{self.op} {self.limit:g}",
+            "pass": self.passed,
+            "claim": self.claim,
+        }
 
 
 @dataclass
@@ -91,13 +101,17 @@ class Section:
 SECTIONS: dict[str, Section] = {}
 
 
-def register(name: str, help: str, needs_gpu: bool = False) -> Callable[[Callable[[Options], Result]], Callable[[Options], Result]]:
+def register(
+    name: str, help: str, needs_gpu: bool = False
+) -> Callable[[Callable[[Options], Result]], Callable[[Options], Result]]:
     """Decorator: register `run` as the section `name`."""
+
     def add(run: Callable[[Options], Result]) -> Callable[[Options], Result]:
         if name in SECTIONS:
             raise ValueError(f"benchmark section {name!r} is registered twice")
         SECTIONS[name] = Section(name, help, run, needs_gpu)
         return run
+
     return add
 
 

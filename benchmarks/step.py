@@ -39,8 +39,9 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def step_tasks(names: tuple[str, ...], frames: int, batch: int, device: torch.device, precision: str = "fp32",
-               plain: bool = False) -> dict[str, Callable[[], None]]:
+def step_tasks(
+    names: tuple[str, ...], frames: int, batch: int, device: torch.device, precision: str = "fp32", plain: bool = False
+) -> dict[str, Callable[[], None]]:
     """The frozen forward and one training step per variant, as callables on the same clips.
 
     plain adds TDS-CLIP with nothing recomputed (key tds_clip_plain)."""
@@ -70,6 +71,7 @@ def step_tasks(names: tuple[str, ...], frames: int, batch: int, device: torch.de
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+
         return step
 
     tasks: dict[str, Callable[[], None]] = {FROZEN: frozen_forward}
@@ -98,22 +100,37 @@ def step_ratios(times: dict[str, list[float]]) -> dict[str, float]:
 
 def step_targets(keys: dict[str, float], where: str) -> list[Target]:
     return [
-        Target("step_ratio", keys["step_ratio"], "<=", 2.0, f"TDS-CLIP's step at most 2.0x the frozen forward ({where})"),
-        Target("step_ratio_vs_conv_baseline", keys["step_ratio_vs_conv_baseline"], "<=", 1.10,
-               "TD + SME at most 1.10x the 3D-conv baseline's step: the adapters are cheap"),
+        Target(
+            "step_ratio", keys["step_ratio"], "<=", 2.0, f"TDS-CLIP's step at most 2.0x the frozen forward ({where})"
+        ),
+        Target(
+            "step_ratio_vs_conv_baseline",
+            keys["step_ratio_vs_conv_baseline"],
+            "<=",
+            1.10,
+            "TD + SME at most 1.10x the 3D-conv baseline's step: the adapters are cheap",
+        ),
     ]
 
 
-def step_report(times: dict[str, list[float]], keys: dict[str, float], header: str,
-                wall: dict[str, list[float]] | None = None) -> list[str]:
+def step_report(
+    times: dict[str, list[float]], keys: dict[str, float], header: str, wall: dict[str, list[float]] | None = None
+) -> list[str]:
     """The table of median seconds and ratios over the frozen forward; `wall` adds wall-clock columns
     beside `times` (then CPU time)."""
     ratios = {name: paired_median(t, times[FROZEN]) for name, t in times.items()}
     clock = "CPU s" if wall is not None else "s"
-    lines = [header, f"  {'task':<46}{'median ' + clock:>13}{'/ frozen fwd':>14}" + (f"{'wall s':>9}{'/ frozen':>10}" if wall else "")]
+    lines = [
+        header,
+        f"  {'task':<46}{'median ' + clock:>13}{'/ frozen fwd':>14}"
+        + (f"{'wall s':>9}{'/ frozen':>10}" if wall else ""),
+    ]
     for name, t in times.items():
-        label = "frozen CLIP forward (reference)" if name == FROZEN else (
-            "TD + SME, nothing recomputed (plain path)" if name == PLAIN else VARIANTS[name].label)
+        label = (
+            "frozen CLIP forward (reference)"
+            if name == FROZEN
+            else ("TD + SME, nothing recomputed (plain path)" if name == PLAIN else VARIANTS[name].label)
+        )
         line = f"  {label:<46}{statistics.median(t):>13.3f}{ratios[name]:>13.3f}x"
         if wall is not None:
             line += f"{statistics.median(wall[name]):>9.3f}{paired_median(wall[name], wall[FROZEN]):>9.3f}x"
@@ -131,8 +148,20 @@ def step(options: Options) -> Result:
     times = interleaved(tasks, repeats)
     keys = step_ratios(times.cpu)
     keys.update({f"{key}_wall": value for key, value in step_ratios(times.wall).items()})
-    header = (f"step: ViT-B/16, {frames} frames, {options.batch} clip(s), fp32, {torch.get_num_threads()} threads, "
-              f"median of {repeats} interleaved rounds; ratios of process CPU time (wall clock beside)")
-    return Result(keys=keys, targets=step_targets(keys, "CPU"), report=step_report(times.cpu, keys, header, times.wall),
-                  details={"frames": frames, "batch": options.batch, "repeats": repeats, "clock": "process CPU time",
-                           "cpu_seconds": times.cpu, "wall_seconds": times.wall})
+    header = (
+        f"step: ViT-B/16, {frames} frames, {options.batch} clip(s), fp32, {torch.get_num_threads()} threads, "
+        f"median of {repeats} interleaved rounds; ratios of process CPU time (wall clock beside)"
+    )
+    return Result(
+        keys=keys,
+        targets=step_targets(keys, "CPU"),
+        report=step_report(times.cpu, keys, header, times.wall),
+        details={
+            "frames": frames,
+            "batch": options.batch,
+            "repeats": repeats,
+            "clock": "process CPU time",
+            "cpu_seconds": times.cpu,
+            "wall_seconds": times.wall,
+        },
+    )

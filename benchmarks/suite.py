@@ -22,8 +22,12 @@ from experiments.spec import NAMES, load
 
 def _dry_run_seconds(name: str, runs: Path, environ: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "experiments.run", name, "--dry-run", "--runs-dir", str(runs)],
-                   check=True, capture_output=True, env=environ)
+    subprocess.run(
+        [sys.executable, "-m", "experiments.run", name, "--dry-run", "--runs-dir", str(runs)],
+        check=True,
+        capture_output=True,
+        env=environ,
+    )
     return time.perf_counter() - start
 
 
@@ -51,12 +55,20 @@ def suite(options: Options) -> Result:
         figures = [draw(s, v, root / "out") for s, v in zip(specs, views)]
         figures_s = time.perf_counter() - start
     slowest = max(dry, key=dry.get)
-    keys = {"dry_run_max_s": dry[slowest], "report_1000_runs_s": tables_s, "report_figures_s": figures_s,
-            "report_records": float(count)}
-    targets = [Target("dry_run_max_s", dry[slowest], "<=", 2.0, "every table's --dry-run in under 2 s"),
-               Target("report_1000_runs_s", tables_s, "<=", 5.0, f"the report's tables from {count} run records in under 5 s")]
-    report = [f"suite: --dry-run per table, fresh process: slowest {slowest} {dry[slowest]:.2f} s, "
-              f"median {sorted(dry.values())[len(dry) // 2]:.2f} s",
-              f"  report tables from {count} records ({len(specs)} tables, {seeds} seeds per row): {tables_s:.2f} s "
-              f"({len(rendered)} x md/tex/html); {sum(len(f) for f in figures)} figures: {figures_s:.2f} s"]
+    keys = {
+        "dry_run_max_s": dry[slowest],
+        "report_1000_runs_s": tables_s,
+        "report_figures_s": figures_s,
+        "report_records": float(count),
+    }
+    targets = [
+        Target("dry_run_max_s", dry[slowest], "<=", 2.0, "every table's --dry-run in under 2 s"),
+        Target("report_1000_runs_s", tables_s, "<=", 5.0, f"the report's tables from {count} run records in under 5 s"),
+    ]
+    report = [
+        f"suite: --dry-run per table, fresh process: slowest {slowest} {dry[slowest]:.2f} s, "
+        f"median {sorted(dry.values())[len(dry) // 2]:.2f} s",
+        f"  report tables from {count} records ({len(specs)} tables, {seeds} seeds per row): {tables_s:.2f} s "
+        f"({len(rendered)} x md/tex/html); {sum(len(f) for f in figures)} figures: {figures_s:.2f} s",
+    ]
     return Result(keys=keys, targets=targets, report=report, details={"dry_run_s": dry})

@@ -28,8 +28,9 @@ class Timings:
         return {"wall": self.wall, "cpu": self.cpu}[name]
 
 
-def interleaved(tasks: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
-                sync: Callable[[], None] = lambda: None) -> Timings:
+def interleaved(
+    tasks: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, sync: Callable[[], None] = lambda: None
+) -> Timings:
     """Seconds of each task in each of `repeats` rounds (after `warmup` untimed rounds). Each
     round runs every task once, starting one task later than the round before; `sync` runs
     before and after each timed call (e.g. torch.cuda.synchronize)."""

@@ -22,12 +22,16 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "baseline": Variant("baseline, no temporal module (Table XII)", ("model.temporal=none", "model.sme_window=1"), 8.334),
+    "baseline": Variant(
+        "baseline, no temporal module (Table XII)", ("model.temporal=none", "model.sme_window=1"), 8.334
+    ),
     "conv3d": Variant("3D-conv baseline (Side4Video)", ("model.temporal=conv3d", "model.sme_window=1"), 9.121),
     "td": Variant("TD (3D conv + TD-Adapter)", ("model.sme_window=1",), 8.781),
     "td_replace": Variant("TD-Adapter in place of the 3D conv", ("model.sme_window=1", "model.td_placement=replace")),
     "tds_clip": Variant("TD + SME (TDS-CLIP)", (), 8.799),
-    "st_adapter": Variant("ST-Adapter in CLIP", ("model.backbone_tuning=st_adapter", "model.temporal=none", "model.sme_window=1"), 23.671),
+    "st_adapter": Variant(
+        "ST-Adapter in CLIP", ("model.backbone_tuning=st_adapter", "model.temporal=none", "model.sme_window=1"), 23.671
+    ),
     "full_ft": Variant("full fine-tuning (TDS-CLIP, CLIP trained)", ("model.backbone_tuning=full",)),
 }
 
@@ -43,5 +47,11 @@ TABLE_XII = ("baseline", "st_adapter", "conv3d", "td", "tds_clip")
 
 def config(name: str, frames: int = 8, plain: bool = False, extra: tuple[str, ...] = ()) -> RunConfig:
     """The RunConfig of variant `name` at `frames` frames, random weights."""
-    overrides = ["model.weights=random", f"data.frames={frames}", *VARIANTS[name].overrides, *(PLAIN if plain else ()), *extra]
+    overrides = [
+        "model.weights=random",
+        f"data.frames={frames}",
+        *VARIANTS[name].overrides,
+        *(PLAIN if plain else ()),
+        *extra,
+    ]
     return apply_overrides(RunConfig(), overrides)

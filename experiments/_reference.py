@@ -12,7 +12,7 @@ from __future__ import annotations
 def _splits(cell: str) -> list[tuple[int, int, int]]:
     out = []
     for clip_digits in (1, 2):
-        frames, crops, clips = cell[:-(1 + clip_digits)], cell[-(1 + clip_digits)], cell[-clip_digits:]
+        frames, crops, clips = cell[: -(1 + clip_digits)], cell[-(1 + clip_digits)], cell[-clip_digits:]
         if frames and int(crops) and int(clips) and not clips.startswith("0"):
             out.append((int(frames), int(crops), int(clips)))
     return out

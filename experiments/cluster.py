@@ -43,31 +43,53 @@ def _groups(runs: Sequence[Planned], preset: str, spec: Spec, overrides: Sequenc
     by_backbone: dict[str, list[Planned]] = {}
     for p in pending:
         by_backbone.setdefault(p.cfg.model.backbone, []).append(p)
-    groups = [RunGroup(Resources(backbone), [RunSpec(p.cfg, preset, record_tags(spec, p, preset, overrides)) for p in rows])
-              for backbone, rows in by_backbone.items()]
+    groups = [
+        RunGroup(Resources(backbone), [RunSpec(p.cfg, preset, record_tags(spec, p, preset, overrides)) for p in rows])
+        for backbone, rows in by_backbone.items()
+    ]
     return groups, [p for rows in by_backbone.values() for p in rows]
 
 
-def dry_run(spec: Spec, preset: str, runs: Sequence[Planned], profile_name: str, profile_overrides: Sequence[str],
-            nodes: int, runs_dir: Path) -> str:
+def dry_run(
+    spec: Spec,
+    preset: str,
+    runs: Sequence[Planned],
+    profile_name: str,
+    profile_overrides: Sequence[str],
+    nodes: int,
+    runs_dir: Path,
+) -> str:
     """The sbatch script each array would get, and the GPU-hours on this profile."""
     from slurm.profiles import gpus_per_job, load_profile
     from slurm.submit import sbatch_script
 
     profile = load_profile(profile_name, profile_overrides)
     groups, _ = _groups(runs, preset, spec)
-    lines = [f"profile {profile.name}: {nodes} node(s) x {profile.gpus_per_node} GPUs per job "
-             f"({gpus_per_job(profile, nodes)} GPUs), {profile.tasks_per_node} tasks per node"]
+    lines = [
+        f"profile {profile.name}: {nodes} node(s) x {profile.gpus_per_node} GPUs per job "
+        f"({gpus_per_job(profile, nodes)} GPUs), {profile.tasks_per_node} tasks per node"
+    ]
     for group in groups:
-        lines += ["", f"# array tdsclip-{group.resources.name}: {len(group.runs)} job(s)",
-                  sbatch_script(profile, nodes, group.resources, len(group.runs), folder(runs_dir, spec, preset))]
+        lines += [
+            "",
+            f"# array tdsclip-{group.resources.name}: {len(group.runs)} job(s)",
+            sbatch_script(profile, nodes, group.resources, len(group.runs), folder(runs_dir, spec, preset)),
+        ]
     if not groups:
         lines.append("nothing to submit: every row is done")
     return "\n".join(lines)
 
 
-def submit(spec: Spec, preset: str, runs: Sequence[Planned], overrides: Sequence[str], profile_name: str,
-           profile_overrides: Sequence[str], nodes: int, runs_dir: Path) -> Submission:
+def submit(
+    spec: Spec,
+    preset: str,
+    runs: Sequence[Planned],
+    overrides: Sequence[str],
+    profile_name: str,
+    profile_overrides: Sequence[str],
+    nodes: int,
+    runs_dir: Path,
+) -> Submission:
     """Submit the pending runs and the report job; return at once. A failure removes what this
     submission wrote (the code snapshot, submitit's pickles and scripts)."""
     from slurm.profiles import load_profile
@@ -98,17 +120,34 @@ def _remove_new(where: Path, before: set[Path]) -> None:
             where.rmdir()
 
 
-def _submit(spec: Spec, preset: str, overrides: Sequence[str], profile, nodes: int, runs_dir: Path, where: Path,
-            groups, submitted) -> Submission:
+def _submit(
+    spec: Spec,
+    preset: str,
+    overrides: Sequence[str],
+    profile,
+    nodes: int,
+    runs_dir: Path,
+    where: Path,
+    groups,
+    submitted,
+) -> Submission:
     from slurm.snapshot import take_snapshot
     from slurm.submit import submit_after, submit_runs
 
     code = take_snapshot(where / "code")
     ids = submit_runs(groups, profile, nodes, where, runs_dir=runs_dir, snapshot=code) if groups else []
-    report = submit_after(report_job, spec.name, preset, list(overrides), str(runs_dir.resolve()), after=ids,
-                          profile=profile, folder=where, snapshot=code)
-    rows = [{"row": p.row.name, "seed": p.seed, "run_id": p.run_id, "job_id": job}
-            for p, job in zip(submitted, ids)]
+    report = submit_after(
+        report_job,
+        spec.name,
+        preset,
+        list(overrides),
+        str(runs_dir.resolve()),
+        after=ids,
+        profile=profile,
+        folder=where,
+        snapshot=code,
+    )
+    rows = [{"row": p.row.name, "seed": p.seed, "run_id": p.run_id, "job_id": job} for p, job in zip(submitted, ids)]
     previous = (_submitted(where) or {"rows": []})["rows"]
     kept = [r for r in previous if r["run_id"] not in {row["run_id"] for row in rows}]
     record = {"rows": kept + rows, "report_job": report}
@@ -164,18 +203,36 @@ def status(spec: Spec, preset: str, runs: Sequence[Planned], runs_dir: Path) -> 
         result = json.loads(result_file.read_text()).get("metrics", {}) if result_file.exists() else {}
         estimate = f"{p.cost.hours:.3g}" if p.cost else "?"
         used = f"{state.gpu_hours:.3g}" if state else "-"
-        table.append((p.row.name, p.seed, p.run_id, job["job_id"] if job else "-", state.state if state else "-",
-                      read_state(runs_dir / p.run_id).state,
-                      _progress(runs_dir / p.run_id), f"{used} / {estimate}",
-                      f"{result[metric]:.4g}" if metric in result else "-"))
+        table.append(
+            (
+                p.row.name,
+                p.seed,
+                p.run_id,
+                job["job_id"] if job else "-",
+                state.state if state else "-",
+                read_state(runs_dir / p.run_id).state,
+                _progress(runs_dir / p.run_id),
+                f"{used} / {estimate}",
+                f"{result[metric]:.4g}" if metric in result else "-",
+            )
+        )
         if state and state.state not in ("COMPLETED", "RUNNING", "PENDING", "REQUEUED") and state.finished:
-            notes.append(f"{p.row.name}: {state.state}: {failure_reason(where, job['job_id']) or 'no reason in the log'}")
+            notes.append(
+                f"{p.row.name}: {state.state}: {failure_reason(where, job['job_id']) or 'no reason in the log'}"
+            )
     report = states.get(record["report_job"])
     synced = sync_runs(runs_dir)
-    lines = [f"{spec.title} -- preset {preset}, Slurm", "",
-             grid(("row", "seed", "run id", "job", "Slurm state", "run state", "progress", "GPU-h used / est.", "result"), table), "",
-             f"report job {record['report_job']}: {report.state if report else 'unknown'}",
-             f"MLflow: {synced.summary()}"]
+    lines = [
+        f"{spec.title} -- preset {preset}, Slurm",
+        "",
+        grid(
+            ("row", "seed", "run id", "job", "Slurm state", "run state", "progress", "GPU-h used / est.", "result"),
+            table,
+        ),
+        "",
+        f"report job {record['report_job']}: {report.state if report else 'unknown'}",
+        f"MLflow: {synced.summary()}",
+    ]
     return "\n".join(lines + notes)
 
 

@@ -18,12 +18,15 @@ MODELS = (
 
 SPEC = Spec(
     chart="data_efficiency",
-    name="fig6", title="Fig. 6: data efficiency on SSv2 (assumed)", kind="runs",
+    name="fig6",
+    title="Fig. 6: data efficiency on SSv2 (assumed)",
+    kind="runs",
     base=("data.dataset=ssv2", "model.backbone=ViT-B-16", "data.frames=8"),
     columns=(Column("fraction", "Training data (%)"), Column("top1", "Top-1 (%)", "val_top1_best")),
     rows=tuple(
         row(f"{name} {percent}%", f"{overrides} data.train_fraction={percent / 100:g}", fraction=percent, top1=None)
-        for name, overrides in MODELS for percent in FRACTIONS
+        for name, overrides in MODELS
+        for percent in FRACTIONS
     ),
     references=(
         reference("TDS-CLIP minus EVL-B/16 at 5%", gap_5=25.9),

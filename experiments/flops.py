@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if missing else 0
     for number, (k, cfg) in enumerate(missing.items(), 1):
         entries[k] = measure_cache.measure_entry(cfg)
-        print(f"[{number}/{len(missing)}] {k} {cfg.model.backbone} {cfg.data.frames}f: "
-              f"{entries[k]['gflops_per_view']:.1f} GFLOPs per view", flush=True)
+        print(
+            f"[{number}/{len(missing)}] {k} {cfg.model.backbone} {cfg.data.frames}f: "
+            f"{entries[k]['gflops_per_view']:.1f} GFLOPs per view",
+            flush=True,
+        )
     measure_cache.save(FLOPS_CACHE, entries)
     print(f"{FLOPS_CACHE}: {len(entries)} entries")
     return 0

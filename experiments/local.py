@@ -36,8 +36,9 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
-def train_rows(spec: Spec, preset: str, runs: list[Planned], runs_dir: Path, overrides: Sequence[str] = (),
-               wait: bool = False) -> list[Outcome]:
+def train_rows(
+    spec: Spec, preset: str, runs: list[Planned], runs_dir: Path, overrides: Sequence[str] = (), wait: bool = False
+) -> list[Outcome]:
     """Train each pending run once (shared rows reuse it), finished ones are read back. A row that
     fails is reported and the others still run; a stop request (signal) ends the loop."""
     from tdsclip.train.run import run_config
@@ -47,7 +48,9 @@ def train_rows(spec: Spec, preset: str, runs: list[Planned], runs_dir: Path, ove
     for number, planned in enumerate(runs, 1):
         if planned.run_id in done:
             earlier = done[planned.run_id]
-            outcomes.append(Outcome(planned, earlier.run_id, earlier.result, earlier.path, earlier.error, earlier.stopped))
+            outcomes.append(
+                Outcome(planned, earlier.run_id, earlier.result, earlier.path, earlier.error, earlier.stopped)
+            )
             continue
         if planned.status == "finished":
             from tdsclip.track import add_tags
@@ -59,17 +62,25 @@ def train_rows(spec: Spec, preset: str, runs: list[Planned], runs_dir: Path, ove
             continue
         log.info("%s [%d/%d] %s (seed %d): training", spec.name, number, len(runs), planned.row.name, planned.seed)
         try:
-            outcome = run_config(planned.cfg, preset=preset, runs_dir=runs_dir, wait=wait,
-                                 tags=record_tags(spec, planned, preset, overrides))
+            outcome = run_config(
+                planned.cfg,
+                preset=preset,
+                runs_dir=runs_dir,
+                wait=wait,
+                tags=record_tags(spec, planned, preset, overrides),
+            )
             result = outcome.result if outcome.status == "finished" else {}
-            done[planned.run_id] = Outcome(planned, outcome.path.parent.name, result, outcome.path,
-                                           stopped=outcome.status != "finished")
+            done[planned.run_id] = Outcome(
+                planned, outcome.path.parent.name, result, outcome.path, stopped=outcome.status != "finished"
+            )
         except Exception as error:  # noqa: BLE001 - one row's failure is reported, the others run
             log.error("%s row %r failed: %s", spec.name, planned.row.name, _one_line(error))
             done[planned.run_id] = Outcome(planned, planned.run_id, error=_one_line(error))
         outcomes.append(done[planned.run_id])
         if done[planned.run_id].stopped:
-            log.warning("stop requested: %s saved its checkpoint; run the same command again to resume", planned.row.name)
+            log.warning(
+                "stop requested: %s saved its checkpoint; run the same command again to resume", planned.row.name
+            )
             break
     return outcomes
 
@@ -90,10 +101,15 @@ def measure_rows(spec: Spec, runs: list[Planned], runs_dir: Path) -> list[Outcom
             continue
         cuda = m["cuda_peak_inference_bytes"] is not None
         result = {
-            "run_id": f"m-{key}", "kind": "measurement", "row": planned.row.name,
+            "run_id": f"m-{key}",
+            "kind": "measurement",
+            "row": planned.row.name,
             "memory_bytes": m["cuda_peak_inference_bytes"] if cuda else m["saved_activation_bytes"],
-            "memory_kind": (f"CUDA peak of one inference forward ({m['cuda_device']}, batch 1, {planned.cfg.train.precision})"
-                            if cuda else "bytes saved for backward in one training forward (CPU; batch 1, fp32)"),
+            "memory_kind": (
+                f"CUDA peak of one inference forward ({m['cuda_device']}, batch 1, {planned.cfg.train.precision})"
+                if cuda
+                else "bytes saved for backward in one training forward (CPU; batch 1, fp32)"
+            ),
             "measurement": m,
         }
         path = RunsFolder(runs_dir).measurement(key)
@@ -106,7 +122,9 @@ def measure_rows(spec: Spec, runs: list[Planned], runs_dir: Path) -> list[Outcom
     return outcomes
 
 
-def activation_maps(spec: Spec, preset: str, runs: list[Planned], trained: list[Outcome], runs_dir: Path) -> list[Outcome]:
+def activation_maps(
+    spec: Spec, preset: str, runs: list[Planned], trained: list[Outcome], runs_dir: Path
+) -> list[Outcome]:
     """Fig. 5: maps of each trained row's side network on the same clips, saved with the clips'
     frames and (synthetic data) the object's boxes; each row's result gains its box mass."""
     import numpy as np
@@ -131,12 +149,18 @@ def activation_maps(spec: Spec, preset: str, runs: list[Planned], trained: list[
         torch.manual_seed(row_cfg.train.seed)  # the run's initial weights: its random frozen backbone, if any
         model = build_model(row_cfg.model)
         ckpt.load_model_state(model, ckpt.load(outcome.path.parent / ckpt.LATEST)["model"], outcome.run_id)
-        window = clips if row_cfg.model.sme_window == cfg.model.sme_window else _rewindow(clips, row_cfg.model.sme_window)
+        window = (
+            clips if row_cfg.model.sme_window == cfg.model.sme_window else _rewindow(clips, row_cfg.model.sme_window)
+        )
         row_maps = maps.side_activation_maps(model, window).numpy()
         arrays[f"maps_{number}"] = row_maps
         mass = maps.box_mass(row_maps, boxes)
         outcome.result = {**outcome.result, "box_mass": mass}
-        summary["rows"][outcome.planned.row.name] = {"run_id": outcome.run_id, "box_mass": mass, "array": f"maps_{number}"}
+        summary["rows"][outcome.planned.row.name] = {
+            "run_id": outcome.run_id,
+            "box_mass": mass,
+            "array": f"maps_{number}",
+        }
     key = hashlib.sha256(":".join(o.run_id for o in trained).encode()).hexdigest()[:12]
     folder = RunsFolder(runs_dir).figures(spec.name, preset, key)
     atomic_write(folder / "maps.npz", lambda handle: np.savez_compressed(handle, **arrays))
@@ -149,10 +173,12 @@ def activation_maps(spec: Spec, preset: str, runs: list[Planned], trained: list[
 def _rewindow(clips, m: int):
     """Clips of another SME window: the centre m of the local frames (m=1: the sparse frame alone)."""
     centre, half = clips.shape[3] // 2, m // 2
-    return clips[:, :, :, centre - half:centre + half + 1]
+    return clips[:, :, :, centre - half : centre + half + 1]
 
 
-def track_table(spec: Spec, preset: str, outcomes: list[Outcome], runs_dir: Path, overrides: Sequence[str] = ()) -> None:
+def track_table(
+    spec: Spec, preset: str, outcomes: list[Outcome], runs_dir: Path, overrides: Sequence[str] = ()
+) -> None:
     """The table's parent run in MLflow (per preset and override set), through tdsclip.track, the
     one writer of MLflow. A tracking outage is logged, never fatal."""
     from tdsclip.mirror import MirrorError

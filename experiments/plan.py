@@ -25,7 +25,6 @@ from tdsclip.presets import GPUS_PER_RUN, PRESETS
 from tdsclip.runstate import read_state
 
 
-
 @dataclass(frozen=True)
 class Planned:
     """One run a table needs."""
@@ -55,8 +54,15 @@ def run_status(run_dir: Path) -> str:
 def record_tags(spec: Spec, planned: Planned, preset: str, overrides: Sequence[str]) -> dict[str, str]:
     """What a run's record says it is, so a report finds it without re-planning: its kind, table,
     row, preset and the command line's overrides (JSON list)."""
-    return {"kind": "train", "table": spec.name, "row": planned.row.name, f"table.{spec.name}": planned.row.name,
-            "preset": preset, "overrides": json.dumps(list(overrides)), "seed": str(planned.seed)}
+    return {
+        "kind": "train",
+        "table": spec.name,
+        "row": planned.row.name,
+        f"table.{spec.name}": planned.row.name,
+        "preset": preset,
+        "overrides": json.dumps(list(overrides)),
+        "seed": str(planned.seed),
+    }
 
 
 def _located(cfg: RunConfig, preset: str) -> tuple[RunConfig, str]:
@@ -70,8 +76,17 @@ def _located(cfg: RunConfig, preset: str) -> tuple[RunConfig, str]:
             return cfg, str(error)
 
 
-def plan(spec: Spec, preset: str, *, rows: str | None = None, seeds: int = 1, overrides: Sequence[str] = (),
-         runs_dir: Path = Path("runs"), tflops: float | None = None, flops_cache: Path = FLOPS_CACHE) -> list[Planned]:
+def plan(
+    spec: Spec,
+    preset: str,
+    *,
+    rows: str | None = None,
+    seeds: int = 1,
+    overrides: Sequence[str] = (),
+    runs_dir: Path = Path("runs"),
+    tflops: float | None = None,
+    flops_cache: Path = FLOPS_CACHE,
+) -> list[Planned]:
     """Every run `spec` needs under `preset`, in row order then seed order."""
     if preset not in PRESETS:
         raise SpecError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
@@ -89,17 +104,25 @@ def plan(spec: Spec, preset: str, *, rows: str | None = None, seeds: int = 1, ov
             cfg, dropped = row_config(spec, row, preset, overrides, offset)
             cfg, missing = _located(cfg, preset)
             manifest = None if missing else planned_manifest(cfg.data)
-            provisional = missing or ("" if manifest else
-                                      f"data of {cfg.data.dataset} not read on this machine yet (the first run reads it)")
+            provisional = missing or (
+                "" if manifest else f"data of {cfg.data.dataset} not read on this machine yet (the first run reads it)"
+            )
             rid = run_id(cfg, manifest or "unknown")
             entry = flops.get(measure_cache.key(cfg))
             cost = estimate(cfg, entry, gpus, throughput) if entry else None
-            note = ("" if cost else "no FLOPs measured for this model config: run python -m experiments.flops"
-                    if not entry else "video count unknown before the data is read")
+            note = (
+                ""
+                if cost
+                else "no FLOPs measured for this model config: run python -m experiments.flops"
+                if not entry
+                else "video count unknown before the data is read"
+            )
             status = "not started" if provisional else run_status(runs_dir / rid)
             shared = seen.get(rid, "")
             seen.setdefault(rid, row.name if seeds == 1 else f"{row.name} (seed {cfg.train.seed})")
-            planned.append(Planned(row, cfg.train.seed, cfg, rid, provisional, status, gpus, cost, note, shared, dropped))
+            planned.append(
+                Planned(row, cfg.train.seed, cfg, rid, provisional, status, gpus, cost, note, shared, dropped)
+            )
     return planned
 
 

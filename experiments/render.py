@@ -42,12 +42,17 @@ def format_plan(spec: Spec, preset: str, runs: Sequence[Planned], tflops: float 
         rows.append((p.row.name, p.seed, rid, p.status, p.gpus or "cpu", cost))
     pending = sum(p.cost.hours for p in runs if p.cost and not p.shared_with and p.status != "finished")
     throughput = tflops or (A100_SUSTAINED_TFLOPS if gpus else CPU_SUSTAINED_TFLOPS)
-    lines = [f"{spec.title} -- preset {preset}, protocol: {spec.protocol}", "",
-             grid(("row", "seed", "run id", "status", "GPUs", unit), rows), "",
-             f"total {_hours(total)} {unit} ({_hours(pending)} still to run)" + (f"; {unknown} rows without an estimate" if unknown else ""),
-             f"assumptions: training = frozen forward + 3 x trainable forward per clip x clips x epochs, plus single-view "
-             f"validation each epoch and the {runs[0].cfg.data.test_crops}x{runs[0].cfg.data.test_clips} views at the end; "
-             f"2 FLOPs per multiply-add; {throughput:g} TFLOP/s sustained per {'GPU (A100, --a100-tflops)' if gpus else 'CPU run'}"]
+    lines = [
+        f"{spec.title} -- preset {preset}, protocol: {spec.protocol}",
+        "",
+        grid(("row", "seed", "run id", "status", "GPUs", unit), rows),
+        "",
+        f"total {_hours(total)} {unit} ({_hours(pending)} still to run)"
+        + (f"; {unknown} rows without an estimate" if unknown else ""),
+        f"assumptions: training = frozen forward + 3 x trainable forward per clip x clips x epochs, plus single-view "
+        f"validation each epoch and the {runs[0].cfg.data.test_crops}x{runs[0].cfg.data.test_clips} views at the end; "
+        f"2 FLOPs per multiply-add; {throughput:g} TFLOP/s sustained per {'GPU (A100, --a100-tflops)' if gpus else 'CPU run'}",
+    ]
     if gpus:
         lines.append(f"each run uses {gpus} GPUs: wall time ~ GPU-h / {gpus}")
     notes = sorted({p.provisional for p in runs if p.provisional} | {p.cost_note for p in runs if p.cost_note})
@@ -109,8 +114,10 @@ def seed_spread(columns: Sequence[Column], outcomes: Sequence["Outcome"]) -> lis
         for column in columns:
             numbers = [float(v) for v in (_raw(o, column.metric) for o in runs) if isinstance(v, (int, float))]
             if len(numbers) >= 2:
-                lines.append(f"{name}: {column.header} {statistics.mean(numbers):.4g} +- {statistics.stdev(numbers):.2g} "
-                             f"over {len(numbers)} seeds")
+                lines.append(
+                    f"{name}: {column.header} {statistics.mean(numbers):.4g} +- {statistics.stdev(numbers):.2g} "
+                    f"over {len(numbers)} seeds"
+                )
     return [""] + lines if lines else []
 
 

@@ -43,18 +43,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", help="comma-separated row names (default: all rows)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per row: the preset's seed, +1, +2, ... (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost, run nothing")
-    p.add_argument("--force", action="store_true", help="train finished rows again (their MLflow runs are marked superseded)")
-    p.add_argument("--wait", action="store_true", help="a row another process is training: wait for it instead of refusing")
+    p.add_argument(
+        "--force", action="store_true", help="train finished rows again (their MLflow runs are marked superseded)"
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="a row another process is training: wait for it instead of refusing"
+    )
     p.add_argument("--runs-dir", type=Path, default=None, help="run folders (default runs/ or $TDSCLIP_RUNS)")
-    p.add_argument("--executor", choices=("local", "slurm"), default="local",
-                   help="local: run the rows here, one after another; slurm: submit them as job arrays and return")
+    p.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: run the rows here, one after another; slurm: submit them as job arrays and return",
+    )
     add_profile_arguments(p)
     p.add_argument("--nodes", type=int, default=1, help="nodes per Slurm job (DDP over nodes x tasks per node)")
     p.add_argument("--status", action="store_true", help="the table's Slurm jobs: state, progress, GPU-hours, results")
     p.add_argument("--cancel", action="store_true", help="cancel the table's Slurm jobs")
-    p.add_argument("--a100-tflops", type=float, default=None,
-                   help=f"sustained throughput per GPU for the estimate (default {A100_SUSTAINED_TFLOPS:g}; "
-                        f"CPU presets {CPU_SUSTAINED_TFLOPS:g})")
+    p.add_argument(
+        "--a100-tflops",
+        type=float,
+        default=None,
+        help=f"sustained throughput per GPU for the estimate (default {A100_SUSTAINED_TFLOPS:g}; "
+        f"CPU presets {CPU_SUSTAINED_TFLOPS:g})",
+    )
     return p
 
 
@@ -78,20 +90,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_dir = args.runs_dir or default_runs_dir()
     try:
         spec = load(args.name)
-        runs = planning.plan(spec, args.preset, rows=args.rows, seeds=args.seeds, overrides=args.overrides,
-                             runs_dir=runs_dir, tflops=args.a100_tflops)
+        runs = planning.plan(
+            spec,
+            args.preset,
+            rows=args.rows,
+            seeds=args.seeds,
+            overrides=args.overrides,
+            runs_dir=runs_dir,
+            tflops=args.a100_tflops,
+        )
         if args.status or args.cancel:
             from experiments import cluster
 
-            print(cluster.status(spec, args.preset, runs, runs_dir) if args.status
-                  else cluster.cancel(spec, args.preset, runs_dir))
+            print(
+                cluster.status(spec, args.preset, runs, runs_dir)
+                if args.status
+                else cluster.cancel(spec, args.preset, runs_dir)
+            )
             return 0
         if args.dry_run:
             print(format_plan(spec, args.preset, runs, args.a100_tflops) if runs else format_static(spec))
             if args.executor == "slurm" and runs:
                 from experiments import cluster
 
-                print("\n" + cluster.dry_run(spec, args.preset, runs, args.profile, args.profile_set, args.nodes, runs_dir))
+                print(
+                    "\n"
+                    + cluster.dry_run(spec, args.preset, runs, args.profile, args.profile_set, args.nodes, runs_dir)
+                )
             return 0
         if spec.kind not in ("static", "presets"):
             writable_folder(runs_dir, "runs folder", "--runs-dir or $TDSCLIP_RUNS")
@@ -102,11 +127,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_controller()  # before reading data or writing a snapshot
 
             if planning.read_data(runs):  # jobs compute the same ids; record final ones
-                runs = planning.plan(spec, args.preset, rows=args.rows, seeds=args.seeds, overrides=args.overrides,
-                                     runs_dir=runs_dir, tflops=args.a100_tflops)
+                runs = planning.plan(
+                    spec,
+                    args.preset,
+                    rows=args.rows,
+                    seeds=args.seeds,
+                    overrides=args.overrides,
+                    runs_dir=runs_dir,
+                    tflops=args.a100_tflops,
+                )
 
-            submission = cluster.submit(spec, args.preset, runs, args.overrides, args.profile, args.profile_set,
-                                        args.nodes, runs_dir)
+            submission = cluster.submit(
+                spec, args.preset, runs, args.overrides, args.profile, args.profile_set, args.nodes, runs_dir
+            )
             for row in submission.rows:
                 print(f"{row['job_id']}  {row['row']} (seed {row['seed']})  run {row['run_id']}")
             print(f"{submission.report_job}  report (after the runs)")
@@ -147,8 +180,16 @@ def _supersede(run_id: str) -> None:
         log.warning("MLflow: could not mark run %s superseded (%s); its old MLflow run stays", run_id, error)
 
 
-def execute(spec: Spec, preset: str, runs: list[planning.Planned], runs_dir: Path, *, force: bool,
-            overrides: Sequence[str] = (), wait: bool = False) -> int:
+def execute(
+    spec: Spec,
+    preset: str,
+    runs: list[planning.Planned],
+    runs_dir: Path,
+    *,
+    force: bool,
+    overrides: Sequence[str] = (),
+    wait: bool = False,
+) -> int:
     """Run what the plan still needs on this machine, then print the table and where it is."""
     from experiments import local
 

@@ -109,8 +109,21 @@ def reference(name: str, group: str = "", **values: float | str | None) -> Refer
 
 
 NAMES: tuple[str, ...] = (
-    "table1", "table2", "table3", "table4", "table5", "table6", "table7", "table8", "table9",
-    "table10", "table11", "table12", "table13", "fig5", "fig6",
+    "table1",
+    "table2",
+    "table3",
+    "table4",
+    "table5",
+    "table6",
+    "table7",
+    "table8",
+    "table9",
+    "table10",
+    "table11",
+    "table12",
+    "table13",
+    "fig5",
+    "fig6",
 )
 
 
@@ -139,6 +152,7 @@ def select_rows(spec: Spec, names: str | None) -> tuple[Row, ...]:
 
 # ----------------------------------------------------------------------------- a row's config
 
+
 def spec_overrides(spec: Spec, row: Row, preset: str) -> tuple[list[str], tuple[str, ...]]:
     """The row's overrides (spec base first) minus those the preset owns, and the dropped ones."""
     owned = set(OWNS[preset])
@@ -148,7 +162,9 @@ def spec_overrides(spec: Spec, row: Row, preset: str) -> tuple[list[str], tuple[
     return kept, tuple(dropped)
 
 
-def row_config(spec: Spec, row: Row, preset: str, overrides: Sequence[str] = (), seed_offset: int = 0) -> tuple[RunConfig, tuple[str, ...]]:
+def row_config(
+    spec: Spec, row: Row, preset: str, overrides: Sequence[str] = (), seed_offset: int = 0
+) -> tuple[RunConfig, tuple[str, ...]]:
     kept, dropped = spec_overrides(spec, row, preset)
     try:
         cfg = resolve(preset, [*kept, *overrides])

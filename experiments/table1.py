@@ -7,9 +7,11 @@ from experiments._reference import read
 from experiments.spec import MULTI_VIEW, Column, Spec, reference, row
 
 COLUMNS = (
-    Column("pretrain", "Pre-train"), Column("views", "Frames x Cr. x Cl."),
+    Column("pretrain", "Pre-train"),
+    Column("views", "Frames x Cr. x Cl."),
     Column("tflops", "TFLOPs x views", "measured:tflops_x_views"),
-    Column("top1", "Top-1 (%)", "test_top1"), Column("top5", "Top-5 (%)", "test_top5"),
+    Column("top1", "Top-1 (%)", "test_top1"),
+    Column("top5", "Top-5 (%)", "test_top5"),
 )
 
 # method, group, pre-train, frames/crops/clips cell, TFLOPs cell, SSv1 top-1, top-5, SSv2 top-1, top-5
@@ -40,20 +42,40 @@ _OURS = (
 
 SPEC = Spec(
     tolerance=1.0,  # multi-view, other hardware and data copies: within one point
-    name="table1", title="Table I: comparison on Something-Something V1 and V2", kind="runs",
-    columns=COLUMNS, protocol=MULTI_VIEW, base=("data.test_crops=3", "data.test_clips=2"),
+    name="table1",
+    title="Table I: comparison on Something-Something V1 and V2",
+    kind="runs",
+    columns=COLUMNS,
+    protocol=MULTI_VIEW,
+    base=("data.test_crops=3", "data.test_clips=2"),
     rows=tuple(
-        row(f"{name} {label}", f"{overrides} data.dataset={dataset}", pretrain="CLIP-400M", views=read(fv, tf)[0],
-            tflops=read(fv, tf)[1], top1=scores[0], top5=scores[1])
+        row(
+            f"{name} {label}",
+            f"{overrides} data.dataset={dataset}",
+            pretrain="CLIP-400M",
+            views=read(fv, tf)[0],
+            tflops=read(fv, tf)[1],
+            top1=scores[0],
+            top5=scores[1],
+        )
         for dataset, label, index in (("ssv1", "SSv1", 4), ("ssv2", "SSv2", 5))
         for name, overrides, fv, tf, *both in _OURS
         for scores in [both[index - 4]]
     ),
     references=tuple(
-        reference(name, group, pretrain=pre, views=read(fv, tf)[0], tflops=read(fv, tf)[1],
-                  ssv1_top1=a, ssv1_top5=b, ssv2_top1=c, ssv2_top5=d)
+        reference(
+            name,
+            group,
+            pretrain=pre,
+            views=read(fv, tf)[0],
+            tflops=read(fv, tf)[1],
+            ssv1_top1=a,
+            ssv1_top5=b,
+            ssv2_top1=c,
+            ssv2_top5=d,
+        )
         for name, group, pre, fv, tf, a, b, c, d in _OTHERS
     ),
     source="Table I; TFLOPs x views and Frames x crops x clips read from cells that lost their separators "
-           "(experiments/_reference.py)",
+    "(experiments/_reference.py)",
 )

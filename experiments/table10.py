@@ -8,7 +8,9 @@ Side4video and TDS-CLIP only model temporal branches and do not use text informa
 from experiments.spec import Column, Spec, reference
 
 SPEC = Spec(
-    name="table10", title="Table X: comparison of modes", kind="static",
+    name="table10",
+    title="Table X: comparison of modes",
+    kind="static",
     columns=(Column("temporal", "Temporal branch"), Column("spatial", "Spatial branch"), Column("text", "Text")),
     references=(
         reference("M2-CLIP", temporal="yes", spatial="yes", text="yes"),

@@ -19,15 +19,34 @@ ROWS = (
     ("repeated sampling", "data.num_sample", ("2",)),
     ("random augment", "data.randaugment", ("rand-m7-n4-mstd0.5-inc1",)),
     ("random flip", "data.flip", ("0.5",)),
-    ("test views", "views", ("3 spatial 2 temporal", "3 spatial 2 temporal", "3 spatial 2 temporal",
-                             "3 spatial 2 temporal", "3 spatial 4 temporal", "3 spatial 4 temporal")),
+    (
+        "test views",
+        "views",
+        (
+            "3 spatial 2 temporal",
+            "3 spatial 2 temporal",
+            "3 spatial 2 temporal",
+            "3 spatial 2 temporal",
+            "3 spatial 4 temporal",
+            "3 spatial 4 temporal",
+        ),
+    ),
 )
-COLUMNS = (("ssv1", "ViT-B-16"), ("ssv1", "ViT-L-14"), ("ssv2", "ViT-B-16"), ("ssv2", "ViT-L-14"),
-           ("k400", "ViT-B-16"), ("k400", "ViT-L-14"))
+COLUMNS = (
+    ("ssv1", "ViT-B-16"),
+    ("ssv1", "ViT-L-14"),
+    ("ssv2", "ViT-B-16"),
+    ("ssv2", "ViT-L-14"),
+    ("k400", "ViT-B-16"),
+    ("k400", "ViT-L-14"),
+)
 
 SPEC = Spec(
-    name="table13", title="Table XIII: implementation details", kind="presets", columns=(),
+    name="table13",
+    title="Table XIII: implementation details",
+    kind="presets",
+    columns=(),
     extra={"rows": ROWS, "columns": COLUMNS},
     source="Table XIII; the epochs row prints four values for six columns (40 | 30 | 30 | 30), read as "
-           "SSv1-B 40 and 30 elsewhere",
+    "SSv1-B 40 and 30 elsewhere",
 )

@@ -36,8 +36,12 @@ _OURS = (
 
 SPEC = Spec(
     tolerance=1.0,  # multi-view, other hardware and data copies: within one point
-    name="table2", title="Table II: comparison on Kinetics-400", kind="runs",
-    columns=COLUMNS, protocol=MULTI_VIEW, base=("data.dataset=k400", "data.test_crops=3", "data.test_clips=4"),
+    name="table2",
+    title="Table II: comparison on Kinetics-400",
+    kind="runs",
+    columns=COLUMNS,
+    protocol=MULTI_VIEW,
+    base=("data.dataset=k400", "data.test_crops=3", "data.test_clips=4"),
     rows=tuple(
         row(name, overrides, pretrain="CLIP-400M", views=read(fv, tf)[0], tflops=read(fv, tf)[1], top1=a, top5=b)
         for name, overrides, fv, tf, a, b in _OURS

@@ -5,8 +5,13 @@ from experiments.spec import Spec, row
 
 SPEC = Spec(
     chart="ablation",
-    name="table7", title="Table VII: pooling kernel size", kind="runs",
-    base=ab.SETTING, columns=ab.TOP1, protocol=ab.PROTOCOL, source=ab.SOURCE,
+    name="table7",
+    title="Table VII: pooling kernel size",
+    kind="runs",
+    base=ab.SETTING,
+    columns=ab.TOP1,
+    protocol=ab.PROTOCOL,
+    source=ab.SOURCE,
     rows=(
         row("k=3", ab.FULL + " model.td_kernel=3", top1=59.4),
         row("k=5", ab.FULL + " model.td_kernel=5", top1=59.2),

@@ -81,7 +81,9 @@ def draw(spec: Spec, view: TableView, out: Path) -> list[FigureRef]:
     return []
 
 
-def write(view: TableView, figures: Sequence[FigureRef], out: Path, formats: Sequence[str], index: bool = True) -> list[str]:
+def write(
+    view: TableView, figures: Sequence[FigureRef], out: Path, formats: Sequence[str], index: bool = True
+) -> list[str]:
     """<name>.md / .tex / .html under `out` (the page links index.html if there is one); returns the
     files written and the figures, relative to `out`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -89,8 +91,13 @@ def write(view: TableView, figures: Sequence[FigureRef], out: Path, formats: Seq
     links = files + [p for f in figures for p in (f.png, f.pdf)]
     for name in files:
         fmt = name.rsplit(".", 1)[1]
-        text = (markdown.render(view, figures) if fmt == "md" else latex.render(view) if fmt == "tex"
-                else html.render(view, figures, links, index))
+        text = (
+            markdown.render(view, figures)
+            if fmt == "md"
+            else latex.render(view)
+            if fmt == "tex"
+            else html.render(view, figures, links, index)
+        )
         (out / name).write_text(text, encoding="utf-8")
     return links
 
@@ -101,10 +108,21 @@ def presets_with_runs(reader: Source) -> list[str]:
     return sorted(found, key=lambda p: (p != "paper", p))
 
 
-def build(names: Sequence[str] = NAMES, *, preset: str | None = None, out: Path | None = None,
-          formats: Sequence[str] = FORMATS, runs_dir: Path | None = None, source: str | Source = "records",
-          seeds: int | None = None, overrides: Sequence[str] | None = None, figures: bool = True,
-          with_index: bool = True, tracking_uri: str | None = None, first: str | None = None) -> list[Built]:
+def build(
+    names: Sequence[str] = NAMES,
+    *,
+    preset: str | None = None,
+    out: Path | None = None,
+    formats: Sequence[str] = FORMATS,
+    runs_dir: Path | None = None,
+    source: str | Source = "records",
+    seeds: int | None = None,
+    overrides: Sequence[str] | None = None,
+    figures: bool = True,
+    with_index: bool = True,
+    tracking_uri: str | None = None,
+    first: str | None = None,
+) -> list[Built]:
     """Build each named table's report into `out`, and index.html over them (with html among the
     formats). preset=None: one report per preset that has runs (paper if none has), the first in
     `out`, each other in out/<preset>/, every index linking the others. overrides=None: every
@@ -122,23 +140,44 @@ def build(names: Sequence[str] = NAMES, *, preset: str | None = None, out: Path 
     built: list[Built] = []
     for number, name in enumerate(presets):
         where = out if number == 0 else out / name
-        others = [(p, (f"{p}/index.html" if number == 0 else "../index.html" if i == 0 else f"../{p}/index.html"))
-                  for i, p in enumerate(presets) if p != name]
-        mine = [_build_one(spec, name, reader, runs_dir, where, formats, seeds, overrides, figures, with_index)
-                for spec in specs]
+        others = [
+            (p, (f"{p}/index.html" if number == 0 else "../index.html" if i == 0 else f"../{p}/index.html"))
+            for i, p in enumerate(presets)
+            if p != name
+        ]
+        mine = [
+            _build_one(spec, name, reader, runs_dir, where, formats, seeds, overrides, figures, with_index)
+            for spec in specs
+        ]
         built += mine
         if with_index and "html" in formats:
             from reports import studies
 
-            text = index.render([b.view for b in mine], {b.view.name: b.figures for b in mine},
-                                {b.view.name: b.files for b in mine}, name, getattr(reader, "description", str(source)),
-                                studies.render_all(runs_dir, where) if figures and number == 0 else [], others)
+            text = index.render(
+                [b.view for b in mine],
+                {b.view.name: b.figures for b in mine},
+                {b.view.name: b.files for b in mine},
+                name,
+                getattr(reader, "description", str(source)),
+                studies.render_all(runs_dir, where) if figures and number == 0 else [],
+                others,
+            )
             (where / "index.html").write_text(text, encoding="utf-8")
     return built
 
 
-def _build_one(spec: Spec, preset: str, reader: Source, runs_dir: Path, out: Path, formats: Sequence[str],
-               seeds: int | None, overrides: Sequence[str] | None, figures: bool, with_index: bool) -> Built:
+def _build_one(
+    spec: Spec,
+    preset: str,
+    reader: Source,
+    runs_dir: Path,
+    out: Path,
+    formats: Sequence[str],
+    seeds: int | None,
+    overrides: Sequence[str] | None,
+    figures: bool,
+    with_index: bool,
+) -> Built:
     view = build_table(spec, preset, reader, runs_dir, seeds=seeds, overrides=overrides)
     drawn = draw(spec, view, out) if figures else []
     return Built(view, drawn, write(view, drawn, out, formats, with_index), out)
@@ -155,15 +194,26 @@ def report_for_run(name: str, preset: str, runs_dir: Path, overrides: Sequence[s
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m reports.build", description=__doc__.splitlines()[0])
-    p.add_argument("items", nargs="*", metavar="NAME or key=value",
-                   help=f"tables and figures (default: all: {', '.join(NAMES)}), and the config overrides the runs used")
-    p.add_argument("--preset", default=None,
-                   help=f"{', '.join(PRESETS)} (default: every preset that has runs, each its own section)")
+    p.add_argument(
+        "items",
+        nargs="*",
+        metavar="NAME or key=value",
+        help=f"tables and figures (default: all: {', '.join(NAMES)}), and the config overrides the runs used",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"{', '.join(PRESETS)} (default: every preset that has runs, each its own section)",
+    )
     p.add_argument("--out", type=Path, default=None, help="output folder (default reports/out, or $TDSCLIP_REPORTS)")
     p.add_argument("--format", default=",".join(FORMATS), help="comma-separated: md, tex, html (default all)")
     p.add_argument("--runs-dir", type=Path, default=None, help="run folders (default runs/ or $TDSCLIP_RUNS)")
     p.add_argument("--source", default="records", help="records (runs/<run_id>/result.json, default) or mlflow")
-    p.add_argument("--tracking-uri", default=None, help="with --source mlflow (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="with --source mlflow (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
     p.add_argument("--seeds", type=int, default=None, help="seeds per row (default: as many as have records)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     return p
@@ -179,9 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--source: expected one of {', '.join(SOURCES)}, got {args.source!r}")
         formats = parse_formats(args.format)
         out = args.out or default_out()
-        built = build(names, preset=args.preset, out=out, formats=formats, runs_dir=args.runs_dir,
-                      source=args.source, seeds=args.seeds, overrides=overrides, figures=not args.no_figures,
-                      tracking_uri=args.tracking_uri)
+        built = build(
+            names,
+            preset=args.preset,
+            out=out,
+            formats=formats,
+            runs_dir=args.runs_dir,
+            source=args.source,
+            seeds=args.seeds,
+            overrides=overrides,
+            figures=not args.no_figures,
+            tracking_uri=args.tracking_uri,
+        )
     except (SpecError, ConfigError, ValueError) as error:
         print(f"reports.build: {error}", file=sys.stderr)
         return 2

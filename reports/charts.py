@@ -20,9 +20,16 @@ from reports.grid import FigureRef
 from reports.tables import RowView, TableView, Value
 
 OURS, PAPER, OTHER = "#1f6feb", "#8c959f", "#cf222e"
-KNOBS = {"table3": "component", "table4": "local frames m", "table5": "fusion rate alpha / beta (RGB / SME)",
-         "table6": "TD-Adapter core", "table7": "pooling kernel k", "table8": "side-network width d",
-         "table9": "TD-Adapter layers", "table11": "SME-Adapter location"}
+KNOBS = {
+    "table3": "component",
+    "table4": "local frames m",
+    "table5": "fusion rate alpha / beta (RGB / SME)",
+    "table6": "TD-Adapter core",
+    "table7": "pooling kernel k",
+    "table8": "side-network width d",
+    "table9": "TD-Adapter layers",
+    "table11": "SME-Adapter location",
+}
 """The knob each single-knob ablation varies (the chart's x axis)."""
 
 
@@ -38,7 +45,9 @@ def save(fig, out: Path, name: str, caption: str) -> FigureRef:
     folder = out / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     fig.savefig(folder / f"{name}.png", metadata={"Software": None})
-    fig.savefig(folder / f"{name}.pdf", metadata={"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None})
+    fig.savefig(
+        folder / f"{name}.pdf", metadata={"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None}
+    )
     return FigureRef(f"figures/{name}.png", f"figures/{name}.pdf", caption)
 
 
@@ -66,8 +75,14 @@ def _points(values: Sequence[Value], paper: bool = False) -> tuple[list[int], li
 
 def _annotate(ax, xs: Sequence[float], ys: Sequence[float], places: int, color: str, below: bool = False) -> None:
     for x, y in zip(xs, ys):
-        ax.annotate(f"{y:.{places}f}", (x, y), textcoords="offset points", xytext=(8, -12 if below else 6),
-                    fontsize=8, color=color)
+        ax.annotate(
+            f"{y:.{places}f}",
+            (x, y),
+            textcoords="offset points",
+            xytext=(8, -12 if below else 6),
+            fontsize=8,
+            color=color,
+        )
 
 
 def ablation(view: TableView, out: Path) -> FigureRef:
@@ -80,7 +95,9 @@ def ablation(view: TableView, out: Path) -> FigureRef:
     ax.plot(px, py, "s--", color=PAPER, label="paper")
     _annotate(ax, px, py, 1, PAPER, below=True)
     if ox:
-        ax.errorbar(ox, oy, yerr=oe if any(oe) else None, fmt="o-", color=OURS, capsize=3, label=f"ours ({view.preset})")
+        ax.errorbar(
+            ox, oy, yerr=oe if any(oe) else None, fmt="o-", color=OURS, capsize=3, label=f"ours ({view.preset})"
+        )
         _annotate(ax, ox, oy, 1, OURS)
     ax.set_xticks(range(len(view.rows)), [_label(r) for r in view.rows], fontsize=9)
     ax.set_xlim(-0.5, len(view.rows) - 0.5)
@@ -125,23 +142,43 @@ def data_efficiency(spec: Spec, view: TableView, out: Path) -> FigureRef:
         rows = [r for r in view.rows if r.name.startswith(f"{series} ")]
         points = [(float(r.values["fraction"].paper), r.values["top1"]) for r in rows]  # type: ignore[arg-type]
         done = [(x, v) for x, v in points if isinstance(v.ours, float)]
-        missing += [f"{series} {x:g}% ({v.why or v.status or st.NOT_RUN})" for x, v in points if not isinstance(v.ours, float)]
+        missing += [
+            f"{series} {x:g}% ({v.why or v.status or st.NOT_RUN})" for x, v in points if not isinstance(v.ours, float)
+        ]
         if done:
             color = OURS if number == 0 else "#8250df"
-            ax.errorbar([x for x, _ in done], [v.ours for _, v in done],
-                        yerr=[v.spread or 0.0 for _, v in done] if any(v.spread for _, v in done) else None,
-                        fmt="o-", color=color, capsize=3, label=f"{series} (ours, {view.preset})")
+            ax.errorbar(
+                [x for x, _ in done],
+                [v.ours for _, v in done],
+                yerr=[v.spread or 0.0 for _, v in done] if any(v.spread for _, v in done) else None,
+                fmt="o-",
+                color=color,
+                capsize=3,
+                label=f"{series} (ours, {view.preset})",
+            )
             if number == 0 and done[0][0] == fractions[0]:
                 anchor = done[0][1].ours
     if anchor is not None:
         for name, gap in _gaps(spec):
             y = anchor - gap
             ax.plot([fractions[0]], [y], "D", mfc="none", color=OTHER)
-            ax.annotate(f"{name} (paper: −{gap:g})", (fractions[0], y), textcoords="offset points", xytext=(8, -3),
-                        fontsize=8, color=OTHER)
+            ax.annotate(
+                f"{name} (paper: −{gap:g})",
+                (fractions[0], y),
+                textcoords="offset points",
+                xytext=(8, -3),
+                fontsize=8,
+                color=OTHER,
+            )
     else:
-        ax.text(0.02, 0.04, "the paper's gaps at 5% need our TDS-CLIP 5% point, which has not run",
-                transform=ax.transAxes, fontsize=8, color=OTHER)
+        ax.text(
+            0.02,
+            0.04,
+            "the paper's gaps at 5% need our TDS-CLIP 5% point, which has not run",
+            transform=ax.transAxes,
+            fontsize=8,
+            color=OTHER,
+        )
     ax.set_xscale("log")
     ax.set_xticks(fractions, [f"{f:g}%" for f in fractions])
     ax.minorticks_off()
@@ -151,8 +188,10 @@ def data_efficiency(spec: Spec, view: TableView, out: Path) -> FigureRef:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")
-    caption = (f"{view.title}: our top-1 per training fraction; the paper prints only TDS-CLIP's gaps at 5% "
-               "(points drawn that far below our TDS-CLIP 5% point).")
+    caption = (
+        f"{view.title}: our top-1 per training fraction; the paper prints only TDS-CLIP's gaps at 5% "
+        "(points drawn that far below our TDS-CLIP 5% point)."
+    )
     if missing:
         caption += f" No point: {', '.join(missing)}."
     return save(fig, out, view.name, caption)

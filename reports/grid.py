@@ -59,15 +59,30 @@ def main_grid(view: TableView) -> tuple[list[Group], list[list[Cell]]]:
             elif not group.subs:
                 cells.append(Cell(value.ours_text, role="ours"))
             else:
-                by_sub = {"ours": Cell(value.ours_text, role="ours"), "paper": Cell(value.paper_text, role="paper"),
-                          DELTA: Cell(value.diff_text, role="diff"), "status": Cell(value.status, value.status, "status")}
+                by_sub = {
+                    "ours": Cell(value.ours_text, role="ours"),
+                    "paper": Cell(value.paper_text, role="paper"),
+                    DELTA: Cell(value.diff_text, role="diff"),
+                    "status": Cell(value.status, value.status, "status"),
+                }
                 cells += [by_sub[sub] for sub in group.subs]
         cells.append(Cell(row.status, row.status, "status"))
         rows.append(cells)
     return groups, rows
 
 
-PROVENANCE = ("Row", "Seeds", "Run id", "Preset", "Overrides", "Protocol and views", "Data manifest", "Data fingerprint", "Videos evaluated", "Git SHA")
+PROVENANCE = (
+    "Row",
+    "Seeds",
+    "Run id",
+    "Preset",
+    "Overrides",
+    "Protocol and views",
+    "Data manifest",
+    "Data fingerprint",
+    "Videos evaluated",
+    "Git SHA",
+)
 
 
 def provenance_grid(view: TableView) -> Grid:
@@ -76,8 +91,20 @@ def provenance_grid(view: TableView) -> Grid:
     for row in view.rows:
         p = row.provenance
         run_ids = ", ".join(p.run_ids) + (" (provisional)" if p.provisional else "")
-        rows.append((row.name, p.seeds_text, run_ids, p.preset, p.overrides, p.protocol, p.manifest,
-                     ("DIFFERS from its reference: " if p.differs else "") + p.data, p.videos, p.git))
+        rows.append(
+            (
+                row.name,
+                p.seeds_text,
+                run_ids,
+                p.preset,
+                p.overrides,
+                p.protocol,
+                p.manifest,
+                ("DIFFERS from its reference: " if p.differs else "") + p.data,
+                p.videos,
+                p.git,
+            )
+        )
     keep = [i for i, name in enumerate(PROVENANCE) if name in ("Row", "Run id") or any(r[i] for r in rows)]
     return tuple(PROVENANCE[i] for i in keep), tuple(tuple(r[i] for i in keep) for r in rows)
 

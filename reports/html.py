@@ -77,8 +77,11 @@ def plain_table(grid: Grid, css: str) -> str:
 
 
 def figures_html(figures: Sequence[FigureRef]) -> str:
-    return "".join(f'<figure><img src="{escape(f.png)}" alt="{escape(f.caption)}"><figcaption>{escape(f.caption)} '
-                   f'<a href="{escape(f.pdf)}">PDF</a></figcaption></figure>' for f in figures)
+    return "".join(
+        f'<figure><img src="{escape(f.png)}" alt="{escape(f.caption)}"><figcaption>{escape(f.caption)} '
+        f'<a href="{escape(f.pdf)}">PDF</a></figcaption></figure>'
+        for f in figures
+    )
 
 
 def section(view: TableView, figures: Sequence[FigureRef] = (), files: Sequence[str] = (), heading: str = "h2") -> str:
@@ -88,7 +91,10 @@ def section(view: TableView, figures: Sequence[FigureRef] = (), files: Sequence[
         parts += [f'<p class="summary">{escape(summary_text(view))}</p>', plain_table(view.static, "static")]
     else:
         groups, rows = main_grid(view)
-        parts += [f'<p class="headline">{escape(headline(view))}</p>', f'<p class="summary">{escape(summary_text(view))}</p>']
+        parts += [
+            f'<p class="headline">{escape(headline(view))}</p>',
+            f'<p class="summary">{escape(summary_text(view))}</p>',
+        ]
         if view.incomparable and any(r.state == "done" for r in view.rows):
             parts.append(f'<p class="warning">{escape(view.incomparable)}</p>')
         parts.append(grouped_table(groups, rows))
@@ -96,21 +102,29 @@ def section(view: TableView, figures: Sequence[FigureRef] = (), files: Sequence[
     if view.static is None:
         parts += ["<h3>Provenance</h3>", plain_table(provenance_grid(view), "provenance")]
     if view.references:  # the paper's own rows: at hand, folded so that ours stay in view
-        parts.append(f"<details><summary>Other methods: {len(view.references[1])} rows, the paper's numbers</summary>"
-                     f"{plain_table(view.references, 'others')}</details>")
+        parts.append(
+            f"<details><summary>Other methods: {len(view.references[1])} rows, the paper's numbers</summary>"
+            f"{plain_table(view.references, 'others')}</details>"
+        )
     if view.notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in view.notes) + "</ul>")
     if view.paper_source:
         parts.append(f'<p class="meta">Paper source: {escape(view.paper_source)}</p>')
     if files:
-        parts.append('<nav class="files">Files: ' + " · ".join(f'<a href="{escape(f)}">{escape(f)}</a>' for f in files) + "</nav>")
+        parts.append(
+            '<nav class="files">Files: '
+            + " · ".join(f'<a href="{escape(f)}">{escape(f)}</a>' for f in files)
+            + "</nav>"
+        )
     parts.append("</section>")
     return "\n".join(parts)
 
 
 def page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
 
 
 def render(view: TableView, figures: Sequence[FigureRef] = (), files: Sequence[str] = (), index: bool = True) -> str:

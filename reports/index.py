@@ -18,7 +18,10 @@ from reports.tables import TableView
 VOCABULARY = (
     (st.REPRODUCED, "ours within the tolerance of the paper's value (difference as printed)"),
     (st.OFF, "ours outside the tolerance"),
-    (st.NOT_COMPARABLE, "not a reproduction attempt: smoke preset (synthetic data, tiny ViT), or CPU memory vs the paper's GPU memory"),
+    (
+        st.NOT_COMPARABLE,
+        "not a reproduction attempt: smoke preset (synthetic data, tiny ViT), or CPU memory vs the paper's GPU memory",
+    ),
     (st.NO_PAPER, "the paper prints no value for this cell"),
     (st.RUNNING, "a live process trains it now (it holds the run's lock)"),
     (st.STOPPED, "stopped by a signal, pruned, or interrupted (killed, crashed): the same command resumes it"),
@@ -36,11 +39,14 @@ def summary_table(views: Sequence[TableView]) -> str:
         link = f'<a href="#{escape(view.name)}">{escape(view.title)}</a>'
         if view.static is not None:
             kind = "rendered from the presets" if view.kind == "presets" else "the paper's table, nothing to run"
-            body.append(f'<tr><td>{link}</td><td class="ours">{len(view.static[1])}</td>'
-                        f'<td colspan="{len(st.ROW_STATUSES)}" class="paper">{escape(kind)}</td></tr>')
+            body.append(
+                f'<tr><td>{link}</td><td class="ours">{len(view.static[1])}</td>'
+                f'<td colspan="{len(st.ROW_STATUSES)}" class="paper">{escape(kind)}</td></tr>'
+            )
             continue
-        cells = "".join(f'<td class="status">{html.badge(s, str(n))}</td>' if n else "<td></td>"
-                        for s, n in view.summary.items())
+        cells = "".join(
+            f'<td class="status">{html.badge(s, str(n))}</td>' if n else "<td></td>" for s, n in view.summary.items()
+        )
         body.append(f'<tr><td>{link}</td><td class="ours">{len(view.rows)}</td>{cells}</tr>')
     return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
@@ -51,12 +57,21 @@ def legend() -> str:
     return f'<ul class="notes legend">{items}</ul><p class="meta">{escape(tolerances)}</p>'
 
 
-def render(views: Sequence[TableView], figures: dict[str, list[FigureRef]], files: dict[str, list[str]],
-           preset: str, source: str, sweeps: Sequence[StudyPage] = (), others: Sequence[tuple[str, str]] = ()) -> str:
+def render(
+    views: Sequence[TableView],
+    figures: dict[str, list[FigureRef]],
+    files: dict[str, list[str]],
+    preset: str,
+    source: str,
+    sweeps: Sequence[StudyPage] = (),
+    others: Sequence[tuple[str, str]] = (),
+) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"<h1>TDS-CLIP: the paper's tables, regenerated from our runs</h1>"
-              f'<p class="meta">Preset {escape(preset)} · read from {escape(source)} · built {when} by '
-              f"<code>python -m reports.build</code></p>")
+    header = (
+        f"<h1>TDS-CLIP: the paper's tables, regenerated from our runs</h1>"
+        f'<p class="meta">Preset {escape(preset)} · read from {escape(source)} · built {when} by '
+        f"<code>python -m reports.build</code></p>"
+    )
     if others:
         links = " · ".join(f'<a href="{escape(link)}">{escape(name)}</a>' for name, link in others)
         header += f'<p class="meta">Other presets with runs: {links}</p>'

@@ -13,8 +13,18 @@ from typing import Sequence
 from reports.grid import Group, flat_header, main_grid, provenance_grid, summary_text
 from reports.tables import Grid, TableView
 
-_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 _SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "–": "--", "—": "---", "×": r"$\times$", "α": r"$\alpha$", "β": r"$\beta$"}
 BLANK = "--"
 
@@ -32,8 +42,17 @@ def _cell(text: str) -> str:
 
 
 def _float(body: list[str], caption: str, label: str, small: bool = False) -> str:
-    return "\n".join([r"\begin{table}[t]", r"\centering", *([r"\footnotesize"] if small else []),
-                      rf"\caption{{{caption}}}", rf"\label{{{label}}}", *body, r"\end{table}"])
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            *([r"\footnotesize"] if small else []),
+            rf"\caption{{{caption}}}",
+            rf"\label{{{label}}}",
+            *body,
+            r"\end{table}",
+        ]
+    )
 
 
 def tabular(groups: Sequence[Group], rows: Sequence[Sequence[str]], align: Sequence[str]) -> list[str]:
@@ -73,13 +92,28 @@ def render(view: TableView) -> str:
         align = ["l"] + ["r" if c.role in ("ours", "paper", "diff") else "l" for c in (rows[0][1:] if rows else [])]
         if not rows:
             align = ["l"] * len(flat_header(groups))
-        caption = (f"{title}. Ours (preset {escape(view.preset)}) beside the paper's; $\\Delta$ = ours $-$ paper"
-                   + (f"; reproduced within {escape(view.tolerance)}" if view.tolerance else "")
-                   + (f". {escape(view.incomparable)}" if view.incomparable else "") + ".")
+        caption = (
+            f"{title}. Ours (preset {escape(view.preset)}) beside the paper's; $\\Delta$ = ours $-$ paper"
+            + (f"; reproduced within {escape(view.tolerance)}" if view.tolerance else "")
+            + (f". {escape(view.incomparable)}" if view.incomparable else "")
+            + "."
+        )
         out.append(_float(tabular(groups, [[c.text for c in r] for r in rows], align), caption, f"tab:{view.name}"))
-        out.append(_float(_plain(provenance_grid(view)), f"{title}: provenance of each row.",
-                          f"tab:{view.name}-provenance", small=True))
+        out.append(
+            _float(
+                _plain(provenance_grid(view)),
+                f"{title}: provenance of each row.",
+                f"tab:{view.name}-provenance",
+                small=True,
+            )
+        )
     if view.references:
-        out.append(_float(_plain(view.references), f"{title}: other methods, as the paper prints them.",
-                          f"tab:{view.name}-others", small=True))
+        out.append(
+            _float(
+                _plain(view.references),
+                f"{title}: other methods, as the paper prints them.",
+                f"tab:{view.name}-others",
+                small=True,
+            )
+        )
     return "\n\n".join(out) + "\n"

@@ -16,8 +16,10 @@ def _cell(text: str) -> str:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool] | None = None) -> str:
     numeric = numeric or [False] * len(header)
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
-             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    lines = [
+        "| " + " | ".join(_cell(h) for h in header) + " |",
+        "|" + "|".join("---:" if n else "---" for n in numeric) + "|",
+    ]
     lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -37,8 +39,13 @@ def render(view: TableView, figures: Sequence[FigureRef] = ()) -> str:
         parts += [headline(view), "", f"**{summary_text(view)}**", ""]
         if view.incomparable:
             parts += [f"> {view.incomparable}", ""]
-        parts += [table(header, [[c.text for c in r] for r in rows], numeric), "", "## Provenance", "",
-                  _grid(provenance_grid(view))]
+        parts += [
+            table(header, [[c.text for c in r] for r in rows], numeric),
+            "",
+            "## Provenance",
+            "",
+            _grid(provenance_grid(view)),
+        ]
     if view.references:
         parts += ["", "## Other methods (the paper's numbers)", "", _grid(view.references)]
     for figure in figures:

@@ -71,7 +71,9 @@ def activation_maps(view: TableView, out: Path) -> FigureRef | None:
         ax.set_yticks([])
     fig.suptitle(view.title, fontsize=11)
     masses = ", ".join(f"{name} {info.get('box_mass', float('nan')):.3f}" for name, info in rows)
-    caption = (f"{view.title} (preset {view.preset}). Method: {summary.get('method', 'not recorded')}; each model's "
-               f"maps scaled to their range over the clip. Green: the moving object's box. Share of the map inside "
-               f"the box, mean over {len(frames)} clips: {masses}.")
+    caption = (
+        f"{view.title} (preset {view.preset}). Method: {summary.get('method', 'not recorded')}; each model's "
+        f"maps scaled to their range over the clip. Green: the moving object's box. Share of the map inside "
+        f"the box, mean over {len(frames)} clips: {masses}."
+    )
     return save(fig, out, view.name, caption)

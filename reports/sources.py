@@ -65,9 +65,20 @@ def found_in(run_id: str, tags: Mapping[str, str], params: Mapping[str, Any], cr
         seed = int(seed) if seed is not None else None
     except (TypeError, ValueError):
         seed = None
-    return [Found(run_id, key.removeprefix("table."), row, tags.get("preset", ""), overrides, seed,
-                  tags.get("kind", "train"), created)
-            for key, row in tags.items() if key.startswith("table.")]
+    return [
+        Found(
+            run_id,
+            key.removeprefix("table."),
+            row,
+            tags.get("preset", ""),
+            overrides,
+            seed,
+            tags.get("kind", "train"),
+            created,
+        )
+        for key, row in tags.items()
+        if key.startswith("table.")
+    ]
 
 
 def data_fingerprint(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,8 +152,14 @@ class MlflowSource:
             mirror, runs, token = self._mirror, {}, None
             experiment = mirror.call("find experiment", mirror.client.get_experiment_by_name, mirror.experiment)
             while experiment is not None:
-                page = mirror.call("search runs", mirror.client.search_runs, [experiment.experiment_id],
-                                   order_by=["attributes.start_time ASC"], max_results=1000, page_token=token)
+                page = mirror.call(
+                    "search runs",
+                    mirror.client.search_runs,
+                    [experiment.experiment_id],
+                    order_by=["attributes.start_time ASC"],
+                    max_results=1000,
+                    page_token=token,
+                )
                 for run in page:
                     if "run_id" in run.data.tags:
                         runs.setdefault(run.data.tags["run_id"], run)
@@ -153,8 +170,11 @@ class MlflowSource:
         return self._runs
 
     def find(self) -> list[Found]:
-        return [f for run_id, run in self._index().items() for f in
-                found_in(run_id, run.data.tags, run.data.params, str(run.info.start_time))]
+        return [
+            f
+            for run_id, run in self._index().items()
+            for f in found_in(run_id, run.data.tags, run.data.params, str(run.info.start_time))
+        ]
 
     def get(self, run_id: str) -> RunView | None:
         run = self._index().get(run_id)
@@ -163,10 +183,18 @@ class MlflowSource:
         status = run.info.status
         detail = run.data.tags.get("state", "")  # the run state in one line, as sync mirrors it
         if status not in ("FINISHED", "FAILED"):  # KILLED: stopped or interrupted, as the tracker closes it
-            return RunView(run_id, "running" if status == "RUNNING" else "stopped", {}, dict(run.data.tags), detail=detail)
+            return RunView(
+                run_id, "running" if status == "RUNNING" else "stopped", {}, dict(run.data.tags), detail=detail
+            )
         if status == "FAILED":
-            return RunView(run_id, "failed", dict(run.data.metrics), dict(run.data.tags),
-                           error=run.data.tags.get("failure", ""), detail=detail)
+            return RunView(
+                run_id,
+                "failed",
+                dict(run.data.metrics),
+                dict(run.data.tags),
+                error=run.data.tags.get("failure", ""),
+                detail=detail,
+            )
         return RunView(run_id, "done", dict(run.data.metrics), dict(run.data.tags))
 
 

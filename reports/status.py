@@ -14,7 +14,18 @@ REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER = "reproduced", "off", "not comparable
 RUNNING, STOPPED, FAILED, NOT_RUN = "running", "stopped", "failed", "not run"
 NOT_VALIDATED, NOT_MEASURED = "not validated", "not measured"
 """A finished run without the cell's metric: never validated (a val_ metric), or not measured (the others)."""
-ROW_STATUSES = (REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER, NOT_VALIDATED, NOT_MEASURED, RUNNING, STOPPED, FAILED, NOT_RUN)
+ROW_STATUSES = (
+    REPRODUCED,
+    OFF,
+    NOT_COMPARABLE,
+    NO_PAPER,
+    NOT_VALIDATED,
+    NOT_MEASURED,
+    RUNNING,
+    STOPPED,
+    FAILED,
+    NOT_RUN,
+)
 """Summary order: what a reader looks for first."""
 
 

@@ -70,10 +70,14 @@ def _trials_table(trials, objective: str) -> str:
     rows = []
     for t in trials:
         value = f"{t.value:.4g}" if t.value is not None else "-"
-        params = "".join(f'<td class="ours">{escape(f"{t.params[k]:.4g}" if isinstance(t.params.get(k), float) else str(t.params.get(k, "-")))}</td>'
-                         for k in keys)
-        rows.append(f'<tr><td>{t.number}</td><td>{escape(t.state.name)}</td><td class="ours">{value}</td>{params}'
-                    f'<td><code>{escape(str(t.user_attrs.get("run_id", "-")))}</code></td></tr>')
+        params = "".join(
+            f'<td class="ours">{escape(f"{t.params[k]:.4g}" if isinstance(t.params.get(k), float) else str(t.params.get(k, "-")))}</td>'
+            for k in keys
+        )
+        rows.append(
+            f'<tr><td>{t.number}</td><td>{escape(t.state.name)}</td><td class="ours">{value}</td>{params}'
+            f"<td><code>{escape(str(t.user_attrs.get('run_id', '-')))}</code></td></tr>"
+        )
     return f'<table class="results"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -96,24 +100,45 @@ def render(record: dict, out: Path) -> StudyPage:
     summary = ", ".join(f"{n} {s}" for s, n in states.items() if n) or "no trials"
     if best:
         summary += f"; best {objective} {best[0].value:.4g} (trial {best[0].number})"
-    figures = [f for f in (
-        _figure(plots.plot_optimization_history, study, out, f"sweep-{name}-history",
-                f"{name}: {objective} per trial and the best so far"),
-        _figure(plots.plot_param_importances, study, out, f"sweep-{name}-importances",
-                f"{name}: parameter importances (fANOVA over the finished trials)"),
-        _figure(plots.plot_intermediate_values, study, out, f"sweep-{name}-epochs",
-                f"{name}: validation top-1 per epoch of every trial (pruned ones stop early)"),
-    ) if f is not None]
+    figures = [
+        f
+        for f in (
+            _figure(
+                plots.plot_optimization_history,
+                study,
+                out,
+                f"sweep-{name}-history",
+                f"{name}: {objective} per trial and the best so far",
+            ),
+            _figure(
+                plots.plot_param_importances,
+                study,
+                out,
+                f"sweep-{name}-importances",
+                f"{name}: parameter importances (fANOVA over the finished trials)",
+            ),
+            _figure(
+                plots.plot_intermediate_values,
+                study,
+                out,
+                f"sweep-{name}-epochs",
+                f"{name}: validation top-1 per epoch of every trial (pruned ones stop early)",
+            ),
+        )
+        if f is not None
+    ]
     base = study.user_attrs.get("base", ["?", "?"])
-    body = (f'<p class="meta"><a href="index.html">All tables, figures and sweeps</a></p>'
-            f"<h1>Sweep {escape(name)}</h1>"
-            f'<p class="meta">From {escape(base[0])} row {escape(base[1])!s} under preset {escape(str(record.get("preset")))}'
-            f'; overrides: {escape(" ".join(record.get("overrides", [])) or "none")}; storage {escape(record["storage"])}'
-            f'; MLflow parent run {escape(str(record.get("mlflow_parent_run_id")))}</p>'
-            f"<p>{escape(summary)}</p>"
-            f"{figures_html(figures)}"
-            f"<h2>Best trials</h2>{_trials_table(best, objective) if best else '<p>No finished trial yet.</p>'}"
-            f"<h2>All trials</h2>{_trials_table(trials, objective)}")
+    body = (
+        f'<p class="meta"><a href="index.html">All tables, figures and sweeps</a></p>'
+        f"<h1>Sweep {escape(name)}</h1>"
+        f'<p class="meta">From {escape(base[0])} row {escape(base[1])!s} under preset {escape(str(record.get("preset")))}'
+        f"; overrides: {escape(' '.join(record.get('overrides', [])) or 'none')}; storage {escape(record['storage'])}"
+        f"; MLflow parent run {escape(str(record.get('mlflow_parent_run_id')))}</p>"
+        f"<p>{escape(summary)}</p>"
+        f"{figures_html(figures)}"
+        f"<h2>Best trials</h2>{_trials_table(best, objective) if best else '<p>No finished trial yet.</p>'}"
+        f"<h2>All trials</h2>{_trials_table(trials, objective)}"
+    )
     file = f"sweep-{name}.html"
     out.mkdir(parents=True, exist_ok=True)
     (out / file).write_text(page(f"Sweep {name}", body), encoding="utf-8")
@@ -127,7 +152,9 @@ def render_all(runs_dir: Path, out: Path) -> list[StudyPage]:
         try:
             pages.append(render(record, out))
         except Exception as error:  # noqa: BLE001 - one unreadable study must not stop the report
-            log.warning("sweep %s: cannot be read from %s (%s); skipped", record.get("study_name"), record.get("storage"), error)
+            log.warning(
+                "sweep %s: cannot be read from %s (%s); skipped", record.get("study_name"), record.get("storage"), error
+            )
     return pages
 
 

@@ -32,8 +32,13 @@ COMPARED_MEASURES = ("measured:memory_ratio",)
 NO_DIFFERENCE = ("measured:memory",)
 """Measured columns shown without a difference: Table XII's GiB depend on a batch the paper does not
 state (its rows are compared as ratios)."""
-HEADERS = {"ssv1_top1": "SSv1 Top-1 (%)", "ssv1_top5": "SSv1 Top-5 (%)", "ssv2_top1": "SSv2 Top-1 (%)",
-           "ssv2_top5": "SSv2 Top-5 (%)", "gap_5": "Gap at 5% (points)"}
+HEADERS = {
+    "ssv1_top1": "SSv1 Top-1 (%)",
+    "ssv1_top5": "SSv1 Top-5 (%)",
+    "ssv2_top1": "SSv2 Top-1 (%)",
+    "ssv2_top5": "SSv2 Top-5 (%)",
+    "gap_5": "Gap at 5% (points)",
+}
 """Headers of reference-only keys (the other methods' rows of Table I, Fig. 6's gaps)."""
 
 
@@ -145,6 +150,7 @@ class TableView:
 
 # ----------------------------------------------------------------------------- the runs of a table
 
+
 @dataclass(frozen=True)
 class Wanted:
     """One run a row shows: found in the records (run_id), or only the row's config when none is."""
@@ -166,15 +172,19 @@ def _pick(found: Sequence[Found], source: Source) -> Found:
     return sorted(found, key=lambda f: (getattr(views[f.run_id], "state", "") == "done", f.created))[-1]
 
 
-def find_runs(spec: Spec, preset: str, source: Source, seeds: int | None = None,
-              overrides: Sequence[str] | None = None) -> list[Wanted]:
+def find_runs(
+    spec: Spec, preset: str, source: Source, seeds: int | None = None, overrides: Sequence[str] | None = None
+) -> list[Wanted]:
     """The recorded runs of `spec` under `preset`, found by what their records say they are
     (table, row, preset, overrides, seed): no re-planning. overrides=None takes every override set
     (each its own rows), a list only that set. A row with no record is one Wanted without a run
     id, its config resolved from the spec (for the measured columns). Rows come in spec order,
     then override set (none first), then seed."""
-    found = [f for f in source.find() if f.table == spec.name and f.preset == preset
-             and (overrides is None or f.overrides == tuple(overrides))]
+    found = [
+        f
+        for f in source.find()
+        if f.table == spec.name and f.preset == preset and (overrides is None or f.overrides == tuple(overrides))
+    ]
     out: list[Wanted] = []
     for row in spec.rows:
         mine = [f for f in found if f.row == row.name]
@@ -206,6 +216,7 @@ def row_label(wanted: Wanted) -> str:
 
 # ----------------------------------------------------------------------------- columns and cells
 
+
 def columns(spec: Spec) -> tuple[ColumnView, ...]:
     out = []
     for c in spec.columns:
@@ -234,8 +245,9 @@ def _difference(ours: float | None, paper: float | None, places: int) -> float |
     return None if ours is None or paper is None else round(round(ours, places) - paper, places)
 
 
-def compared_value(column: ColumnView, paper: object, found: Sequence[float], state: str, spec: Spec,
-                   incomparable: str) -> Value:
+def compared_value(
+    column: ColumnView, paper: object, found: Sequence[float], state: str, spec: Spec, incomparable: str
+) -> Value:
     """ours vs the paper for one compared cell; `found` holds the value of each finished seed."""
     places = st.decimals(column.metric)
     ours, spread = _mean(found)
@@ -260,11 +272,17 @@ def measured_value(column: ColumnView, paper: object, ours: object) -> Value:
     places = 2 if column.key == "params" else st.decimals(column.metric)
     mine, target = _number(ours), _number(paper)
     diff = None if column.metric in NO_DIFFERENCE else _difference(mine, target, places)
-    return Value(ours if mine is None else mine, paper if target is None else target, diff,  # type: ignore[arg-type]
-                 n=int(ours is not None), places=places)
+    return Value(
+        ours if mine is None else mine,
+        paper if target is None else target,
+        diff,  # type: ignore[arg-type]
+        n=int(ours is not None),
+        places=places,
+    )
 
 
 # ----------------------------------------------------------------------------- provenance
+
 
 def _protocol(spec: Spec, cfg) -> str:
     metrics = [c.metric for c in spec.columns if c.metric and not c.metric.startswith("measured:")]
@@ -299,16 +317,23 @@ def provenance(spec: Spec, preset: str, planned: Sequence[Wanted], runs: Sequenc
     if spec.kind == "measure":  # one measurement per model, whatever the seed
         return Provenance((f"m-{measure_cache.key(planned[0].cfg)}",), (), len(done), preset, "measured, batch 1")
     return Provenance(
-        run_ids=tuple(dict.fromkeys(p.run_id for p in planned if p.run_id)), seeds=tuple(p.seed for p in planned),
-        seeds_done=len(done), preset=(first.tags.get("preset") if first else None) or preset,
-        protocol=_protocol(spec, planned[0].cfg), manifest=(first.tags.get("data_manifest", "") if first else "")[:12],
-        videos=_videos(planned[0].cfg, first), git=_git([r for r in runs if r]), provisional=planned[0].provisional,
+        run_ids=tuple(dict.fromkeys(p.run_id for p in planned if p.run_id)),
+        seeds=tuple(p.seed for p in planned),
+        seeds_done=len(done),
+        preset=(first.tags.get("preset") if first else None) or preset,
+        protocol=_protocol(spec, planned[0].cfg),
+        manifest=(first.tags.get("data_manifest", "") if first else "")[:12],
+        videos=_videos(planned[0].cfg, first),
+        git=_git([r for r in runs if r]),
+        provisional=planned[0].provisional,
         overrides=" ".join(dict.fromkeys(o for p in planned for o in p.overrides)),
         data=(first.fingerprint.get("summary") or "") if first else "",
-        differs=any(r.fingerprint.get("differs_from_reference") is True for r in done))
+        differs=any(r.fingerprint.get("differs_from_reference") is True for r in done),
+    )
 
 
 # ----------------------------------------------------------------------------- files beside the runs
+
 
 def measurement(runs_dir: Path, planned: Wanted) -> dict | None:
     """Table XII's measurement of a row's model (runs/measurements/<key>.json), or None."""
@@ -334,6 +359,7 @@ def maps_summary(folder: Path) -> dict:
 
 # ----------------------------------------------------------------------------- rows
 
+
 def _state(runs: Sequence[RunView | None]) -> str:
     states = {r.state for r in runs if r}
     for state in ("done", "running", "stopped", "failed"):
@@ -342,8 +368,15 @@ def _state(runs: Sequence[RunView | None]) -> str:
     return st.NOT_RUN
 
 
-def _row(spec: Spec, preset: str, cols: Sequence[ColumnView], planned: Sequence[Wanted], runs: Sequence[RunView | None],
-         measures: Mapping[str, object], incomparable: str) -> RowView:
+def _row(
+    spec: Spec,
+    preset: str,
+    cols: Sequence[ColumnView],
+    planned: Sequence[Wanted],
+    runs: Sequence[RunView | None],
+    measures: Mapping[str, object],
+    incomparable: str,
+) -> RowView:
     row, state = planned[0].row, _state(runs)
     done = [r for r in runs if r and r.state == "done"]
     values: dict[str, Value] = {}
@@ -355,21 +388,35 @@ def _row(spec: Spec, preset: str, cols: Sequence[ColumnView], planned: Sequence[
             values[column.key] = measured_value(column, paper, measures.get(column.metric.removeprefix("measured:")))
         else:
             key = column.metric.removeprefix("measured:")
-            found = ([float(measures[key])] if key in measures else []) if column.metric.startswith("measured:") else \
-                [r.metrics[key] for r in done if key in r.metrics]
+            found = (
+                ([float(measures[key])] if key in measures else [])
+                if column.metric.startswith("measured:")
+                else [r.metrics[key] for r in done if key in r.metrics]
+            )
             values[column.key] = compared_value(column, paper, found, state, spec, incomparable)
     cells = [values[c.key].status for c in cols if c.kind == "compared"]
-    return RowView(row_label(planned[0]), state, st.row_status(state, cells), values, provenance(spec, preset, planned, runs), row.note)
+    return RowView(
+        row_label(planned[0]),
+        state,
+        st.row_status(state, cells),
+        values,
+        provenance(spec, preset, planned, runs),
+        row.note,
+    )
 
 
-def _measured_rows(spec: Spec, runs_dir: Path, firsts: Sequence[Wanted], flops_cache: Path) -> tuple[list[dict], list[RunView | None], str]:
+def _measured_rows(
+    spec: Spec, runs_dir: Path, firsts: Sequence[Wanted], flops_cache: Path
+) -> tuple[list[dict], list[RunView | None], str]:
     """Per row: measured values (FLOPs cache; Table XII's memory and ratio), a run view for the
     measurement (Table XII), and what the memory is (CUDA peak or bytes saved for backward)."""
     values = [dict(m) for m in measure_cache.summaries([p.cfg for p in firsts], flops_cache)]
     for entry, p in zip(values, firsts):
         if "trainable_params" in entry:
             entry["trainable_params"] = entry["trainable_params"] / 1e6
-            entry["tflops_x_views"] = f"{tflops(entry['gflops_per_view'])}x{p.cfg.data.test_crops * p.cfg.data.test_clips}"
+            entry["tflops_x_views"] = (
+                f"{tflops(entry['gflops_per_view'])}x{p.cfg.data.test_crops * p.cfg.data.test_clips}"
+            )
     views: list[RunView | None] = []
     kinds = []
     if spec.kind == "measure":
@@ -391,8 +438,16 @@ def tflops(gflops: float) -> str:
     return f"{value:.2f}" if value >= 0.01 else f"{value:.2g}"
 
 
-def build_table(spec: Spec, preset: str, source: Source, runs_dir: Path, *, seeds: int | None = None,
-                overrides: Sequence[str] | None = None, flops_cache: Path = FLOPS_CACHE) -> TableView:
+def build_table(
+    spec: Spec,
+    preset: str,
+    source: Source,
+    runs_dir: Path,
+    *,
+    seeds: int | None = None,
+    overrides: Sequence[str] | None = None,
+    flops_cache: Path = FLOPS_CACHE,
+) -> TableView:
     """The report's view of `spec` under `preset`, from what `source` (and the runs folder) hold."""
     if spec.kind in ("static", "presets"):
         return static_view(spec, preset)
@@ -404,7 +459,9 @@ def build_table(spec: Spec, preset: str, source: Source, runs_dir: Path, *, seed
     values, measure_views, memory_kind = _measured_rows(spec, runs_dir, firsts, flops_cache)
     incomparable = st.incomparable(preset)
     if spec.kind == "measure" and memory_kind and "CUDA" not in memory_kind:
-        incomparable = incomparable or "memory measured on the CPU (bytes saved for backward), the paper's is GPU inference memory"
+        incomparable = (
+            incomparable or "memory measured on the CPU (bytes saved for backward), the paper's is GPU inference memory"
+        )
     extra: dict[str, object] = {}
     if spec.kind == "maps":
         folder = maps_folder(runs_dir, spec, preset, runs)
@@ -417,25 +474,52 @@ def build_table(spec: Spec, preset: str, source: Source, runs_dir: Path, *, seed
     cols = columns(spec)
     rows, states = [], []
     for number, (name, planned) in enumerate(groups.items()):
-        views = [measure_views[number]] if spec.kind == "measure" else [source.get(p.run_id) if p.run_id else None for p in planned]
+        views = (
+            [measure_views[number]]
+            if spec.kind == "measure"
+            else [source.get(p.run_id) if p.run_id else None for p in planned]
+        )
         rows.append(_row(spec, preset, cols, planned, views, values[number], incomparable))
-        states += [f"{name} (seed {p.seed}): {v.detail or v.error}" for p, v in zip(planned, views)
-                   if v is not None and v.state in ("failed", "stopped", "running") and (v.detail or v.error)]
+        states += [
+            f"{name} (seed {p.seed}): {v.detail or v.error}"
+            for p, v in zip(planned, views)
+            if v is not None and v.state in ("failed", "stopped", "running") and (v.detail or v.error)
+        ]
         states += differing_data(name, views)
     return TableView(
-        spec.name, spec.title, spec.kind, preset, spec.protocol if spec.kind != "measure" else memory_kind or spec.protocol,
-        spec.source, cols, tuple(rows), references_grid(spec), None, (*notes(spec, preset, runs), *states), incomparable,
-        tolerance_text(spec), source.description, extra)
+        spec.name,
+        spec.title,
+        spec.kind,
+        preset,
+        spec.protocol if spec.kind != "measure" else memory_kind or spec.protocol,
+        spec.source,
+        cols,
+        tuple(rows),
+        references_grid(spec),
+        None,
+        (*notes(spec, preset, runs), *states),
+        incomparable,
+        tolerance_text(spec),
+        source.description,
+        extra,
+    )
 
 
 def differing_data(name: str, views: Sequence[RunView | None]) -> list[str]:
     """A note per finished run of the row whose data differs from its reference list."""
-    return [f"{name}: evaluated on data that differs from its reference: {v.fingerprint.get('summary') or 'see its result.json'}"
-            for v in views if v is not None and v.state == "done" and v.fingerprint.get("differs_from_reference") is True]
+    return [
+        f"{name}: evaluated on data that differs from its reference: {v.fingerprint.get('summary') or 'see its result.json'}"
+        for v in views
+        if v is not None and v.state == "done" and v.fingerprint.get("differs_from_reference") is True
+    ]
 
 
 def tolerance_text(spec: Spec) -> str:
-    metrics = [c.metric for c in spec.columns if c.metric and (not c.metric.startswith("measured:") or c.metric in COMPARED_MEASURES)]
+    metrics = [
+        c.metric
+        for c in spec.columns
+        if c.metric and (not c.metric.startswith("measured:") or c.metric in COMPARED_MEASURES)
+    ]
     parts = sorted({f"±{spec.tolerance:g} {'ratio' if 'ratio' in m else 'points'}" for m in metrics})
     return ", ".join(parts)
 
@@ -452,6 +536,7 @@ def notes(spec: Spec, preset: str, runs: Sequence[Wanted]) -> tuple[str, ...]:
 
 # ----------------------------------------------------------------------------- the paper's own rows
 
+
 def _text(value: object) -> str:
     return "" if value is None else str(value)
 
@@ -464,8 +549,10 @@ def references_grid(spec: Spec) -> Grid | None:
     named = {c.key: c.header for c in spec.columns}
     grouped = any(r.group for r in spec.references)
     header = (("Group",) if grouped else ()) + ("Method",) + tuple(named.get(k) or HEADERS.get(k, k) for k in keys)
-    rows = tuple((((r.group,) if grouped else ()) + (r.name,) + tuple(_text(r.values.get(k)) for k in keys))
-                 for r in spec.references)
+    rows = tuple(
+        (((r.group,) if grouped else ()) + (r.name,) + tuple(_text(r.values.get(k)) for k in keys))
+        for r in spec.references
+    )
     return header, rows
 
 
@@ -478,5 +565,12 @@ def static_view(spec: Spec, preset: str) -> TableView:
         grid: Grid = (tuple(header), tuple(tuple(r) for r in rows))
         note = ("rendered from the paper preset (tdsclip/presets.py); the last column is the paper's cells",)
         return TableView(spec.name, spec.title, spec.kind, "paper", paper_source=spec.source, static=grid, notes=note)
-    return TableView(spec.name, spec.title, spec.kind, preset, paper_source=spec.source, static=references_grid(spec),
-                     notes=spec.notes)
+    return TableView(
+        spec.name,
+        spec.title,
+        spec.kind,
+        preset,
+        paper_source=spec.source,
+        static=references_grid(spec),
+        notes=spec.notes,
+    )

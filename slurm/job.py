@@ -59,11 +59,18 @@ def dist_environ(environ: Mapping[str, str]) -> dict[str, str]:
     if not nodes or len(nodes) != num_nodes:
         raise RuntimeError(f"SLURM_JOB_NODELIST={environ.get('SLURM_JOB_NODELIST')!r}: expected {num_nodes} node(s)")
     if not 0 <= rank < world or world % num_nodes or not 0 <= local < world // num_nodes:
-        raise RuntimeError(f"rank {rank}, local rank {local} of {world} tasks on {num_nodes} nodes: expected the same "
-                           f"number of tasks on every node")
-    return {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(local),
-            "LOCAL_WORLD_SIZE": str(world // num_nodes), "MASTER_ADDR": nodes[0],
-            "MASTER_PORT": str(master_port(environ.get("SLURM_JOB_ID", "0"), number("SLURM_RESTART_COUNT", 0)))}
+        raise RuntimeError(
+            f"rank {rank}, local rank {local} of {world} tasks on {num_nodes} nodes: expected the same "
+            f"number of tasks on every node"
+        )
+    return {
+        "RANK": str(rank),
+        "WORLD_SIZE": str(world),
+        "LOCAL_RANK": str(local),
+        "LOCAL_WORLD_SIZE": str(world // num_nodes),
+        "MASTER_ADDR": nodes[0],
+        "MASTER_PORT": str(master_port(environ.get("SLURM_JOB_ID", "0"), number("SLURM_RESTART_COUNT", 0))),
+    }
 
 
 def _check_code_origin(code_dir: Path) -> None:
@@ -74,8 +81,10 @@ def _check_code_origin(code_dir: Path) -> None:
     for module in (tdsclip, slurm):
         path = Path(module.__file__).resolve()
         if not path.is_relative_to(code_dir.resolve()):
-            raise RuntimeError(f"the job imports {module.__name__} from {path.parent}, not from the submitted snapshot "
-                               f"{code_dir}; PYTHONSAFEPATH needs Python >= 3.11")
+            raise RuntimeError(
+                f"the job imports {module.__name__} from {path.parent}, not from the submitted snapshot "
+                f"{code_dir}; PYTHONSAFEPATH needs Python >= 3.11"
+            )
 
 
 def hand_over_to_submitit() -> None:
@@ -143,8 +152,14 @@ class TrainJob(Checkpointable):
 
         env = enter_job(self.environ, self.code_dir)
         tags = {**self.tags, "slurm_job_id": submitit.JobEnvironment().job_id}
-        outcome = run_config(from_dict(self.config), preset=self.preset, runs_dir=Path(self.runs_dir), tags=tags, env=env,
-                             wait=stale_after_s() + 60)  # a requeue after a dead node waits out its stale lock
+        outcome = run_config(
+            from_dict(self.config),
+            preset=self.preset,
+            runs_dir=Path(self.runs_dir),
+            tags=tags,
+            env=env,
+            wait=stale_after_s() + 60,
+        )  # a requeue after a dead node waits out its stale lock
         if outcome.status == "stopped":
             hand_over_to_submitit()
             return {"status": "stopped", "checkpoint": str(outcome.path)}

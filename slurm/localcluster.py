@@ -59,8 +59,9 @@ class Cluster:
 
     def run(self, *command: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
         """A Slurm client command against this cluster."""
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **self.environ})
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **self.environ}
+        )
         if check and done.returncode != 0:
             raise ClusterError(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
         return done
@@ -123,8 +124,8 @@ def _slurm_conf(state_dir: Path, sockets: Path, ports: dict[str, int]) -> str:
 # Written by slurm/localcluster.py; rewritten at every `up`.
 ClusterName={CLUSTER_NAME}
 SlurmctldHost=localhost
-SlurmctldPort={ports['slurmctld']}
-SlurmdPort={ports['slurmd']}
+SlurmctldPort={ports["slurmctld"]}
+SlurmdPort={ports["slurmd"]}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -153,7 +154,7 @@ ReturnToService=2
 # sacct (and so submitit's job states) needs accounting through slurmdbd.
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
-AccountingStoragePort={ports['slurmdbd']}
+AccountingStoragePort={ports["slurmdbd"]}
 # For slurmdbd storage this "password" is the munge socket the controller authenticates through.
 AccountingStoragePass={sockets}/munge.socket
 JobCompType=jobcomp/none
@@ -176,13 +177,13 @@ def _slurmdbd_conf(state_dir: Path, sockets: Path, ports: dict[str, int], passwo
 AuthType=auth/munge
 AuthInfo=socket={sockets}/munge.socket
 DbdHost=localhost
-DbdPort={ports['slurmdbd']}
+DbdPort={ports["slurmdbd"]}
 SlurmUser=root
 PidFile={state_dir}/run/slurmdbd.pid
 LogFile={state_dir}/log/slurmdbd.log
 StorageType=accounting_storage/mysql
 StorageHost=127.0.0.1
-StoragePort={ports['mariadb']}
+StoragePort={ports["mariadb"]}
 StorageUser=slurm
 StoragePass={password}
 StorageLoc={_DB}
@@ -222,7 +223,9 @@ def _start(name: str, command: list[str], state_dir: Path, env: dict[str, str], 
     with open(state_dir / "log" / f"{name}.out", "ab") as out:
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout)
     if done.returncode != 0:
-        raise ClusterError(f"{name} exited {done.returncode} at start; see {state_dir / 'log' / f'{name}.out'} and {log}")
+        raise ClusterError(
+            f"{name} exited {done.returncode} at start; see {state_dir / 'log' / f'{name}.out'} and {log}"
+        )
     pid_file = _pid_files(state_dir)[name]
     _wait(f"{name} (pid file {pid_file})", lambda: (pid := _pid(pid_file)) is not None and _alive(pid), timeout, log)
 
@@ -234,22 +237,50 @@ def _start_mariadb(state_dir: Path, sockets: Path, port: int, password: str) -> 
     if not (datadir / "mysql").is_dir():
         shutil.rmtree(datadir, ignore_errors=True)
         with open(state_dir / "log" / "mariadb-install.log", "wb") as out:
-            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
-                            "--auth-root-authentication-method=socket", "--skip-test-db"],
-                           stdout=out, stderr=subprocess.STDOUT, check=True, timeout=120)
+            subprocess.run(
+                [
+                    "mariadb-install-db",
+                    "--no-defaults",
+                    f"--datadir={datadir}",
+                    "--user=root",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=120,
+            )
     sock = sockets / "mysql.sock"
     log = state_dir / "log" / "mariadbd.log"
     with open(state_dir / "log" / "mariadbd.out", "ab") as out:
-        subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={datadir}", "--user=root", f"--socket={sock}",
-                          f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={_pid_files(state_dir)['mariadbd']}",
-                          f"--log-error={log}", "--skip-name-resolve", "--innodb-buffer-pool-size=64M",
-                          "--innodb-lock-wait-timeout=900"],
-                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={datadir}",
+                "--user=root",
+                f"--socket={sock}",
+                f"--port={port}",
+                "--bind-address=127.0.0.1",
+                f"--pid-file={_pid_files(state_dir)['mariadbd']}",
+                f"--log-error={log}",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-lock-wait-timeout=900",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     client = ["mariadb", "--no-defaults", f"--socket={sock}", "-u", "root"]
     _wait("mariadbd", lambda: subprocess.run([*client, "-e", "SELECT 1"], capture_output=True).returncode == 0, 60, log)
-    sql = (f"DROP DATABASE IF EXISTS {_DB}; CREATE DATABASE {_DB}; "
-           f"CREATE OR REPLACE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}'; "
-           f"GRANT ALL ON {_DB}.* TO 'slurm'@'127.0.0.1';")
+    sql = (
+        f"DROP DATABASE IF EXISTS {_DB}; CREATE DATABASE {_DB}; "
+        f"CREATE OR REPLACE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}'; "
+        f"GRANT ALL ON {_DB}.* TO 'slurm'@'127.0.0.1';"
+    )
     subprocess.run([*client, "-e", sql], capture_output=True, check=True, timeout=30)
 
 
@@ -272,13 +303,19 @@ def _stop_pid(name: str, pid_file: Path, timeout: float = 20) -> None:
 
 def status(state_dir: Path = DEFAULT_DIR) -> dict[str, int | None]:
     """Each daemon's pid if it runs, else None."""
-    return {name: (pid if (pid := _pid(path)) is not None and _alive(pid) else None)
-            for name, path in _pid_files(Path(state_dir)).items()}
+    return {
+        name: (pid if (pid := _pid(path)) is not None and _alive(pid) else None)
+        for name, path in _pid_files(Path(state_dir)).items()
+    }
 
 
 def _node_idle(cluster: Cluster) -> bool:
     done = cluster.run("sinfo", "-h", "-N", "-o", "%t", check=False)
-    return done.returncode == 0 and done.stdout.split() == ["idle"] * len(done.stdout.split()) and bool(done.stdout.split())
+    return (
+        done.returncode == 0
+        and done.stdout.split() == ["idle"] * len(done.stdout.split())
+        and bool(done.stdout.split())
+    )
 
 
 def _accounting_works(cluster: Cluster) -> bool:
@@ -311,16 +348,32 @@ def up(state_dir: Path = DEFAULT_DIR) -> Cluster:
     subprocess.run(["mungekey", "--create", f"--keyfile={key}", "--bits=1024"], check=True, capture_output=True)
     env = {**os.environ, **cluster.environ}
     try:
-        _start("munged", ["munged", f"--socket={sockets}/munge.socket", f"--key-file={key}",
-                          f"--pid-file={_pid_files(state_dir)['munged']}", f"--log-file={state_dir}/log/munged.log",
-                          f"--seed-file={state_dir}/run/munged.seed"], state_dir, env)
+        _start(
+            "munged",
+            [
+                "munged",
+                f"--socket={sockets}/munge.socket",
+                f"--key-file={key}",
+                f"--pid-file={_pid_files(state_dir)['munged']}",
+                f"--log-file={state_dir}/log/munged.log",
+                f"--seed-file={state_dir}/run/munged.seed",
+            ],
+            state_dir,
+            env,
+        )
         _start_mariadb(state_dir, sockets, ports["mariadb"], password)
         _start("slurmdbd", ["slurmdbd"], state_dir, env)
         # slurmdbd writes its pid file before it listens; slurmctld started too early exits ("no TRES").
         _wait("slurmdbd", lambda: _listening(ports["slurmdbd"]), 30, state_dir / "log" / "slurmdbd.log")
         _start("slurmctld", ["slurmctld", "-f", str(cluster.conf)], state_dir, env)
         _start("slurmd", ["slurmd", "-f", str(cluster.conf), "-N", "localhost"], state_dir, env)
-        _wait("node localhost idle in sinfo", lambda: _node_idle(cluster), 60, state_dir / "log" / "slurmctld.log", state_dir)
+        _wait(
+            "node localhost idle in sinfo",
+            lambda: _node_idle(cluster),
+            60,
+            state_dir / "log" / "slurmctld.log",
+            state_dir,
+        )
         _wait("sacct", lambda: _accounting_works(cluster), 60, state_dir / "log" / "slurmdbd.log", state_dir)
     except BaseException:
         down(state_dir)

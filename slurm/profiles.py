@@ -80,15 +80,19 @@ class Profile:
 
         check(self.gpus_per_node >= 0, f"gpus_per_node: expected >= 0, got {self.gpus_per_node}")
         check(self.tasks_per_node >= 1, f"tasks_per_node: expected >= 1, got {self.tasks_per_node}")
-        check(self.gpus_per_node == 0 or self.tasks_per_node == self.gpus_per_node,
-              f"tasks_per_node={self.tasks_per_node}: expected one task per GPU, i.e. {self.gpus_per_node}")
+        check(
+            self.gpus_per_node == 0 or self.tasks_per_node == self.gpus_per_node,
+            f"tasks_per_node={self.tasks_per_node}: expected one task per GPU, i.e. {self.gpus_per_node}",
+        )
         check(self.cpus_per_task >= 1, f"cpus_per_task: expected >= 1, got {self.cpus_per_task}")
         check(self.mem_per_task_gb > 0, f"mem_per_task_gb: expected > 0, got {self.mem_per_task_gb}")
         check(self.timeout_min >= 1, f"timeout_min: expected >= 1, got {self.timeout_min}")
         # Not TERM: Slurm sends it on scancel too, and the job would requeue itself.
         check(self.signal in ("USR1", "USR2"), f"signal: expected USR2 or USR1, got {self.signal!r}")
-        check(0 <= self.signal_delay_s < self.timeout_min * 60,
-              f"signal_delay_s={self.signal_delay_s}: expected between 0 and the time limit ({self.timeout_min * 60} s)")
+        check(
+            0 <= self.signal_delay_s < self.timeout_min * 60,
+            f"signal_delay_s={self.signal_delay_s}: expected between 0 and the time limit ({self.timeout_min * 60} s)",
+        )
         check(self.max_num_timeout >= 0, f"max_num_timeout: expected >= 0, got {self.max_num_timeout}")
         check(self.array_parallelism >= 1, f"array_parallelism: expected >= 1, got {self.array_parallelism}")
 
@@ -99,8 +103,17 @@ class Profile:
 
 
 A100 = Profile(name="a100")
-LOCAL = Profile(name="local", gpus_per_node=0, tasks_per_node=1, cpus_per_task=1, mem_per_task_gb=2.0,
-                timeout_min=60, signal_delay_s=90, max_num_timeout=3, array_parallelism=2)
+LOCAL = Profile(
+    name="local",
+    gpus_per_node=0,
+    tasks_per_node=1,
+    cpus_per_task=1,
+    mem_per_task_gb=2.0,
+    timeout_min=60,
+    signal_delay_s=90,
+    max_num_timeout=3,
+    array_parallelism=2,
+)
 """The test cluster (slurm/localcluster.py): CPU only, partition `low` by default."""
 PROFILES: dict[str, Profile] = {p.name: p for p in (A100, LOCAL)}
 
@@ -136,7 +149,9 @@ def all_profiles(path: Path | None = None) -> dict[str, Profile]:
         section = dict(section)
         base_name = section.pop("base", name if name in profiles else "a100")
         if base_name not in profiles:
-            raise ProfileError(f"profiles file {path} [{name}]: unknown base {base_name!r}; expected one of {', '.join(profiles)}")
+            raise ProfileError(
+                f"profiles file {path} [{name}]: unknown base {base_name!r}; expected one of {', '.join(profiles)}"
+            )
         base = dataclasses.replace(profiles[base_name], name=name) if base_name != name else profiles[name]
         profiles[name] = _apply(base, section, f"profiles file {path} [{name}]")
     return profiles
@@ -146,8 +161,10 @@ def load_profile(name: str, overrides: Iterable[str] = (), path: Path | None = N
     """Profile `name` (built in or from the user's file) with `key=value` overrides on top."""
     profiles = all_profiles(path)
     if name not in profiles:
-        raise ProfileError(f"unknown Slurm profile {name!r}; expected one of {', '.join(profiles)} "
-                           f"(add one in {path or profiles_file()})")
+        raise ProfileError(
+            f"unknown Slurm profile {name!r}; expected one of {', '.join(profiles)} "
+            f"(add one in {path or profiles_file()})"
+        )
     return _apply(profiles[name], list(overrides), f"profile {name}")
 
 
@@ -164,8 +181,13 @@ class Resources:
 def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     """--profile and --profile-set, the same in every command that submits jobs (both go to load_profile)."""
     parser.add_argument("--profile", default="a100", help="Slurm cluster profile (slurm/profiles.py; default a100)")
-    parser.add_argument("--profile-set", action="append", default=[], metavar="key=value",
-                        help="override a profile field, e.g. --profile-set partition=gpu (repeatable)")
+    parser.add_argument(
+        "--profile-set",
+        action="append",
+        default=[],
+        metavar="key=value",
+        help="override a profile field, e.g. --profile-set partition=gpu (repeatable)",
+    )
 
 
 def gpus_per_job(profile: Profile, nodes: int) -> int:
@@ -178,8 +200,10 @@ def sbatch_parameters(profile: Profile, nodes: int, resources: Resources) -> dic
         raise ProfileError(f"nodes: expected >= 1, got {nodes}")
     timeout = resources.timeout_min or profile.timeout_min
     if profile.signal_delay_s >= timeout * 60:
-        raise ProfileError(f"{resources.name}: time limit {timeout} min leaves no time before the signal "
-                           f"({profile.signal_delay_s} s before the limit)")
+        raise ProfileError(
+            f"{resources.name}: time limit {timeout} min leaves no time before the signal "
+            f"({profile.signal_delay_s} s before the limit)"
+        )
     params: dict[str, Any] = {
         "job_name": f"tdsclip-{resources.name}",
         "nodes": nodes,

@@ -35,8 +35,12 @@ class Snapshot:
 
     def tags(self) -> dict[str, str]:
         """Run tags saying which code ran (they win over the job's own git look-up, which sees no .git)."""
-        return {"git_sha": self.git_sha, "git_dirty": str(self.git_dirty).lower(),
-                "mlflow.source.git.commit": self.git_sha, "code_snapshot": str(self.path)}
+        return {
+            "git_sha": self.git_sha,
+            "git_dirty": str(self.git_dirty).lower(),
+            "mlflow.source.git.commit": self.git_sha,
+            "code_snapshot": str(self.path),
+        }
 
 
 def _git(repo: Path, *args: str) -> str:

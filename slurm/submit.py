@@ -70,8 +70,10 @@ def check_controller() -> None:
         _run("sinfo", "--noheader", "-o", "%P", timeout=60)
     except SlurmError as error:
         detail = str(error).strip().splitlines()[-1] if str(error).strip() else ""
-        raise SlurmError(f"the Slurm controller cannot be reached ({detail.split(': ', 1)[-1]}); check that slurmctld "
-                         f"runs and that SLURM_CONF ({os.environ.get('SLURM_CONF', 'unset')}) names it") from None
+        raise SlurmError(
+            f"the Slurm controller cannot be reached ({detail.split(': ', 1)[-1]}); check that slurmctld "
+            f"runs and that SLURM_CONF ({os.environ.get('SLURM_CONF', 'unset')}) names it"
+        ) from None
 
 
 def _one_line_submit(submit: Callable[[], T]) -> T:
@@ -92,7 +94,9 @@ def tracking_uri_for_jobs() -> str:
     return f"sqlite:///{path.resolve()}" if path is not None else uri
 
 
-def array_executor(profile: Profile, nodes: int, resources: Resources, folder: Path, snapshot: Snapshot | None) -> submitit.SlurmExecutor:
+def array_executor(
+    profile: Profile, nodes: int, resources: Resources, folder: Path, snapshot: Snapshot | None
+) -> submitit.SlurmExecutor:
     executor = submitit.SlurmExecutor(folder, max_num_timeout=profile.max_num_timeout)
     params = sbatch_parameters(profile, nodes, resources)
     # The job's own signal handling follows the profile's signal (submitit reads this at import).
@@ -101,16 +105,30 @@ def array_executor(profile: Profile, nodes: int, resources: Resources, folder: P
     return executor
 
 
-def _train_job(run: RunSpec, profile: Profile, runs_dir: Path, code: Snapshot | None, environ: dict[str, str]) -> TrainJob:
+def _train_job(
+    run: RunSpec, profile: Profile, runs_dir: Path, code: Snapshot | None, environ: dict[str, str]
+) -> TrainJob:
     # The trainer stops on the profile's signal (train.stop_signal is not part of the run's identity).
     cfg = dataclasses.replace(run.config, train=dataclasses.replace(run.config.train, stop_signal=profile.stop_signal))
-    return TrainJob(config=to_dict(cfg), preset=run.preset, runs_dir=str(runs_dir.resolve()),
-                    tags={**run.tags, **(code.tags() if code else {}), "slurm_profile": profile.name},
-                    environ=environ, code_dir=str(code.path) if code else None)
+    return TrainJob(
+        config=to_dict(cfg),
+        preset=run.preset,
+        runs_dir=str(runs_dir.resolve()),
+        tags={**run.tags, **(code.tags() if code else {}), "slurm_profile": profile.name},
+        environ=environ,
+        code_dir=str(code.path) if code else None,
+    )
 
 
-def submit_runs(groups: Sequence[RunGroup], profile: Profile, nodes: int, folder: Path, *, runs_dir: Path,
-                snapshot: bool | Snapshot = True) -> list[str]:
+def submit_runs(
+    groups: Sequence[RunGroup],
+    profile: Profile,
+    nodes: int,
+    folder: Path,
+    *,
+    runs_dir: Path,
+    snapshot: bool | Snapshot = True,
+) -> list[str]:
     """Submit every run; return their Slurm job ids ("<array>_<index>", or "<id>" for a group of
     one), in the order of the groups and their runs. snapshot: True copies the code now into
     folder/code (slurm/snapshot.py), a Snapshot reuses one, False runs the working tree as it is
@@ -123,6 +141,7 @@ def submit_runs(groups: Sequence[RunGroup], profile: Profile, nodes: int, folder
         if not group.runs:
             continue
         executor = array_executor(profile, nodes, group.resources, folder, code)
+
         def batch() -> list:
             with executor.batch():
                 jobs = [executor.submit(_train_job(run, profile, Path(runs_dir), code, environ)) for run in group.runs]
@@ -133,8 +152,16 @@ def submit_runs(groups: Sequence[RunGroup], profile: Profile, nodes: int, folder
     return ids
 
 
-def submit_after(function: Callable[..., Any], *args: Any, after: Sequence[str], profile: Profile, folder: Path,
-                 name: str = "report", timeout_min: int = 60, snapshot: Snapshot | None = None) -> str:
+def submit_after(
+    function: Callable[..., Any],
+    *args: Any,
+    after: Sequence[str],
+    profile: Profile,
+    folder: Path,
+    name: str = "report",
+    timeout_min: int = 60,
+    snapshot: Snapshot | None = None,
+) -> str:
     """Submit `function(*args)` as a one-task job without GPUs that starts once every job in
     `after` has ended, whatever its state (afterany), e.g. the report of a table. It takes the
     profile's partition, account, QOS and one task's CPUs and memory: pass a CPU profile where the
@@ -142,10 +169,18 @@ def submit_after(function: Callable[..., Any], *args: Any, after: Sequence[str],
     `snapshot` if given). Returns its job id."""
     folder = Path(folder).resolve()
     executor = submitit.SlurmExecutor(folder, max_num_timeout=0)
-    params = {k: v for k, v in sbatch_parameters(profile, 1, Resources(name, timeout_min)).items()
-              if k not in ("gpus_per_node", "array_parallelism", "exclusive")}
-    params.update(ntasks_per_node=1, mem=f"{round(profile.mem_per_task_gb * 1024)}M", signal_delay_s=0,
-                  additional_parameters={}, setup=[*params["setup"], *job_setup(snapshot)])
+    params = {
+        k: v
+        for k, v in sbatch_parameters(profile, 1, Resources(name, timeout_min)).items()
+        if k not in ("gpus_per_node", "array_parallelism", "exclusive")
+    }
+    params.update(
+        ntasks_per_node=1,
+        mem=f"{round(profile.mem_per_task_gb * 1024)}M",
+        signal_delay_s=0,
+        additional_parameters={},
+        setup=[*params["setup"], *job_setup(snapshot)],
+    )
     if after:
         params["dependency"] = "afterany:" + ":".join(after)
     executor.update_parameters(**params)
@@ -157,14 +192,19 @@ def sbatch_script(profile: Profile, nodes: int, resources: Resources, array_size
     from submitit.slurm.slurm import _make_sbatch_string  # what SlurmExecutor writes, without submitting
 
     params = sbatch_parameters(profile, nodes, resources)
-    return _make_sbatch_string(command="<python> -u -m submitit.core._submit <folder>", folder=Path(folder),
-                               map_count=array_size if array_size > 1 else None, **params)
+    return _make_sbatch_string(
+        command="<python> -u -m submitit.core._submit <folder>",
+        folder=Path(folder),
+        map_count=array_size if array_size > 1 else None,
+        **params,
+    )
 
 
 # ----------------------------------------------------------------------------- state
 
-FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-                          "BOOT_FAIL", "DEADLINE"})
+FINAL_STATES = frozenset(
+    {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
+)
 
 
 @dataclass(frozen=True)
@@ -208,8 +248,7 @@ def _gpus(tres: str) -> int:
 def _queued(bases: Sequence[str]) -> dict[str, str]:
     """squeue's states: a job reaches sacct a moment after its submission."""
     out = _run("squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(bases), check=False)  # gone: an error
-    return {job_id: state for line in out.splitlines() if "|" in line
-            for job_id, state in [line.split("|", 1)]}
+    return {job_id: state for line in out.splitlines() if "|" in line for job_id, state in [line.split("|", 1)]}
 
 
 def job_states(job_ids: Sequence[str]) -> dict[str, JobState]:
@@ -217,8 +256,9 @@ def job_states(job_ids: Sequence[str]) -> dict[str, JobState]:
     if not job_ids:
         return {}
     bases = sorted({job_id.split("_")[0] for job_id in job_ids})
-    out = _run("sacct", "-X", "-D", "-n", "-P", "--format=JobID,State,ElapsedRaw,AllocTRES,ExitCode",
-               "-j", ",".join(bases))
+    out = _run(
+        "sacct", "-X", "-D", "-n", "-P", "--format=JobID,State,ElapsedRaw,AllocTRES,ExitCode", "-j", ",".join(bases)
+    )
     records: dict[str, list[list[str]]] = {}
     for line in out.splitlines():
         fields = line.split("|")
@@ -235,8 +275,13 @@ def job_states(job_ids: Sequence[str]) -> dict[str, JobState]:
             continue
         last = attempts[-1]
         states[job_id] = JobState(
-            job_id, last[1].split()[0], elapsed_s=sum(int(a[2] or 0) for a in attempts),
-            gpus=max(_gpus(a[3]) for a in attempts), attempts=len(attempts), exit_code=last[4])
+            job_id,
+            last[1].split()[0],
+            elapsed_s=sum(int(a[2] or 0) for a in attempts),
+            gpus=max(_gpus(a[3]) for a in attempts),
+            attempts=len(attempts),
+            exit_code=last[4],
+        )
     return states
 
 

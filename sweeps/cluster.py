@@ -55,8 +55,20 @@ def submit_workers(jobs: Sequence[Any], profile: Any, folder: Path, record: dict
     executor = array_executor(profile, 1, Resources(f"sweep-{jobs[0].study}"), folder, code)
     signal = f"train.stop_signal={profile.stop_signal}"  # not part of a run's identity: same run ids
     with executor.batch():
-        submitted = [executor.submit(SweepJob(dataclasses.asdict(dataclasses.replace(
-            job, overrides=(*job.overrides, signal), tags={**job.tags, **code.tags(), "slurm_profile": profile.name})),
-            str(code.path))) for job in jobs]
+        submitted = [
+            executor.submit(
+                SweepJob(
+                    dataclasses.asdict(
+                        dataclasses.replace(
+                            job,
+                            overrides=(*job.overrides, signal),
+                            tags={**job.tags, **code.tags(), "slurm_profile": profile.name},
+                        )
+                    ),
+                    str(code.path),
+                )
+            )
+            for job in jobs
+        ]
     ids = [job.job_id for job in submitted]
     return ids, submit_after(report_for_study, record, after=ids, profile=profile, folder=folder, snapshot=code)

@@ -4,7 +4,8 @@ from sweeps.space import Float
 from sweeps.study import Study
 
 STUDY = Study(
-    name="fusion", title="Fusion: the RGB (alpha) and SME (beta) rates of the side network's input",
+    name="fusion",
+    title="Fusion: the RGB (alpha) and SME (beta) rates of the side network's input",
     base=("table3", "+ SME-Adapter"),
     space={
         "model.sme_alpha": Float(0.25, 1.5),

@@ -4,7 +4,8 @@ from sweeps.space import Float
 from sweeps.study import Study
 
 STUDY = Study(
-    name="recipe", title="Recipe: learning rate, weight decay and warm-up of TDS-CLIP",
+    name="recipe",
+    title="Recipe: learning rate, weight decay and warm-up of TDS-CLIP",
     base=("table3", "+ SME-Adapter"),
     space={
         "optim.lr": Float(2e-4, 5e-3, log=True),

@@ -50,17 +50,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every trial")
     p.add_argument("--list", action="store_true", help="list the studies")
     p.add_argument("--preset", default="paper", help=f"{', '.join(PRESETS)} (default paper)")
-    p.add_argument("--executor", choices=("local", "slurm"), default="local",
-                   help="local: N worker processes here, wait, report; slurm: N worker jobs, return at once")
+    p.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: N worker processes here, wait, report; slurm: N worker jobs, return at once",
+    )
     p.add_argument("--workers", type=int, default=1, help="workers sharing the study (default 1)")
     p.add_argument("--n-trials", type=int, default=None, help="trials the study should have (default: the study's)")
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default sqlite:///<runs>/sweeps/optuna.db)")
     p.add_argument("--runs-dir", type=Path, default=None, help="run folders (default runs/ or $TDSCLIP_RUNS)")
-    p.add_argument("--heartbeat", type=int, default=60,
-                   help="seconds between a running trial's heartbeats; silent for 3x this, it is retried (default 60)")
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=60,
+        help="seconds between a running trial's heartbeats; silent for 3x this, it is retried (default 60)",
+    )
     p.add_argument("--max-retries", type=int, default=2, help="retries of a trial whose worker died (default 2)")
-    p.add_argument("--enqueue", action="append", default=[], metavar="k=v[,k=v]",
-                   help="a trial to run before the sampler's (values of the space), e.g. optim.lr=1e-4 (repeatable)")
+    p.add_argument(
+        "--enqueue",
+        action="append",
+        default=[],
+        metavar="k=v[,k=v]",
+        help="a trial to run before the sampler's (values of the space), e.g. optim.lr=1e-4 (repeatable)",
+    )
     add_profile_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the study and its cost, run nothing")
     p.add_argument("--status", action="store_true", help="trials by state and the best so far")
@@ -69,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- the study's set-up
+
 
 def study_name(study: Study, preset: str) -> str:
     return f"{study.name}-{preset}"
@@ -82,7 +96,9 @@ def check_overrides(study: Study, overrides: Sequence[str]) -> None:
     for text in overrides:
         key = parse_override(text)[0]
         if key in study.space:
-            raise SweepError(f"override {text!r}: {key} is searched by study {study.name}; drop it or use --enqueue {text}")
+            raise SweepError(
+                f"override {text!r}: {key} is searched by study {study.name}; drop it or use --enqueue {text}"
+            )
 
 
 def parse_enqueued(study: Study, texts: Sequence[str]) -> list[dict]:
@@ -93,7 +109,9 @@ def parse_enqueued(study: Study, texts: Sequence[str]) -> list[dict]:
         for part in filter(None, text.split(",")):
             key, value = parse_override(part)
             if key not in study.space:
-                raise SweepError(f"--enqueue {part!r}: {key} is not in study {study.name}'s space ({', '.join(study.space)})")
+                raise SweepError(
+                    f"--enqueue {part!r}: {key} is not in study {study.name}'s space ({', '.join(study.space)})"
+                )
             if not study.space[key].contains(value):
                 raise SweepError(f"--enqueue {part!r}: expected {key} in {study.space[key].describe()}")
             values[key] = value
@@ -113,13 +131,24 @@ def base_values(study: Study, preset: str, overrides: Sequence[str]) -> dict | N
     return values
 
 
-def create(study: Study, preset: str, storage: str, overrides: Sequence[str], enqueued: list[dict],
-           heartbeat: int, max_retries: int) -> optuna.Study:
+def create(
+    study: Study,
+    preset: str,
+    storage: str,
+    overrides: Sequence[str],
+    enqueued: list[dict],
+    heartbeat: int,
+    max_retries: int,
+) -> optuna.Study:
     """The study in the storage, created on first use with the base row and --enqueue trials queued;
     a study started with other overrides is refused (its trials would not be comparable)."""
     name = study_name(study, preset)
-    created = optuna.create_study(study_name=name, storage=open_storage(storage, heartbeat, max_retries),
-                                  direction=study.direction, load_if_exists=True)
+    created = optuna.create_study(
+        study_name=name,
+        storage=open_storage(storage, heartbeat, max_retries),
+        direction=study.direction,
+        load_if_exists=True,
+    )
     before = created.user_attrs.get("overrides")
     if before is None:
         created.set_user_attr("overrides", list(overrides))
@@ -127,17 +156,20 @@ def create(study: Study, preset: str, storage: str, overrides: Sequence[str], en
         created.set_user_attr("base", list(study.base))
         created.set_user_attr("objective", study.objective)
         start = base_values(study, preset, overrides)
-        for values in ([start] if study.start_from_base and start else []):
+        for values in [start] if study.start_from_base and start else []:
             created.enqueue_trial(values, user_attrs={"enqueued": "the base row's values"})
     elif list(before) != list(overrides):
-        raise SweepError(f"study {name} in {storage} was started with overrides {' '.join(before) or '(none)'}; "
-                         f"these are {' '.join(overrides) or '(none)'}: use the same ones, or another --storage")
+        raise SweepError(
+            f"study {name} in {storage} was started with overrides {' '.join(before) or '(none)'}; "
+            f"these are {' '.join(overrides) or '(none)'}: use the same ones, or another --storage"
+        )
     for values in enqueued:
         created.enqueue_trial(values, user_attrs={"enqueued": "--enqueue"}, skip_if_exists=True)
     return created
 
 
 # ----------------------------------------------------------------------------- dispatch
+
 
 def run_local(jobs: list[WorkerJob], folder: Path) -> list[int]:
     """One process per worker (torch threads shared out between them); their exit codes."""
@@ -146,8 +178,16 @@ def run_local(jobs: list[WorkerJob], folder: Path) -> list[int]:
     for job in jobs:
         path = job_file(job, folder / f"worker-{job.worker}.json")
         logfile = (folder / f"worker-{job.worker}.log").open("ab")
-        processes.append((subprocess.Popen([sys.executable, "-m", "sweeps.worker", str(path), "--threads", str(threads)],
-                                           stdout=logfile, stderr=subprocess.STDOUT), logfile))
+        processes.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-m", "sweeps.worker", str(path), "--threads", str(threads)],
+                    stdout=logfile,
+                    stderr=subprocess.STDOUT,
+                ),
+                logfile,
+            )
+        )
         print(f"worker {job.worker}: pid {processes[-1][0].pid}, log {folder / f'worker-{job.worker}.log'}", flush=True)
     codes = []
     for process, logfile in processes:
@@ -156,8 +196,9 @@ def run_local(jobs: list[WorkerJob], folder: Path) -> list[int]:
     return codes
 
 
-def run_slurm(jobs: list[WorkerJob], folder: Path, profile_name: str, profile_overrides: Sequence[str],
-              record: dict) -> tuple[list[str], str]:
+def run_slurm(
+    jobs: list[WorkerJob], folder: Path, profile_name: str, profile_overrides: Sequence[str], record: dict
+) -> tuple[list[str], str]:
     """The workers as a job array and the report after them; jobs.json beside submitit's logs."""
     from slurm.profiles import load_profile
     from sweeps.cluster import submit_workers
@@ -168,6 +209,7 @@ def run_slurm(jobs: list[WorkerJob], folder: Path, profile_name: str, profile_ov
 
 
 # ----------------------------------------------------------------------------- reading a study
+
 
 def best_text(study: Study, preset: str, loaded: optuna.Study) -> str:
     from experiments.spec import load as load_spec
@@ -181,23 +223,30 @@ def best_text(study: Study, preset: str, loaded: optuna.Study) -> str:
     spec_row = load_spec(table).row(row)
     row_overrides = " ".join([*spec_row.overrides, *overrides])
     quoted = " ".join(f"'{o}'" if " " in o else o for o in overrides)
-    return "\n".join([
-        f"best: trial {best.number}, {study.objective} {best.value:.4g}, run {best.user_attrs.get('run_id', '?')}",
-        f"  values: {' '.join(space.overrides(best.params))}",
-        f"  as a row of {table}:  row(\"{row} ({study.name} best)\", \"{row_overrides}\")",
-        f"  re-run as {table}'s row:  python -m experiments.run {table} --preset {preset} --rows '{row}' {quoted}",
-    ])
+    return "\n".join(
+        [
+            f"best: trial {best.number}, {study.objective} {best.value:.4g}, run {best.user_attrs.get('run_id', '?')}",
+            f"  values: {' '.join(space.overrides(best.params))}",
+            f'  as a row of {table}:  row("{row} ({study.name} best)", "{row_overrides}")',
+            f"  re-run as {table}'s row:  python -m experiments.run {table} --preset {preset} --rows '{row}' {quoted}",
+        ]
+    )
 
 
 def status_text(study: Study, preset: str, loaded: optuna.Study, folder: Path) -> str:
     state = counts(loaded)
-    lines = [f"study {loaded.study_name}: " + ", ".join(f"{n} {k.lower()}" for k, n in state.items() if n)
-             if any(state.values()) else f"study {loaded.study_name}: no trials yet"]
+    lines = [
+        f"study {loaded.study_name}: " + ", ".join(f"{n} {k.lower()}" for k, n in state.items() if n)
+        if any(state.values())
+        else f"study {loaded.study_name}: no trials yet"
+    ]
     for trial in loaded.get_trials(deepcopy=False):
         value = f"{trial.value:.4g}" if trial.value is not None else "-"
         retried = f" (retry of {trial.system_attrs['failed_trial']})" if "failed_trial" in trial.system_attrs else ""
-        lines.append(f"  trial {trial.number:3d} {trial.state.name:8s} {value:>8s}  {' '.join(space.overrides(trial.params))}"
-                     f"  run {trial.user_attrs.get('run_id', '-')}{retried}")
+        lines.append(
+            f"  trial {trial.number:3d} {trial.state.name:8s} {value:>8s}  {' '.join(space.overrides(trial.params))}"
+            f"  run {trial.user_attrs.get('run_id', '-')}{retried}"
+        )
     jobs = folder / "jobs.json"
     if jobs.exists():
         from slurm.submit import job_states
@@ -206,31 +255,41 @@ def status_text(study: Study, preset: str, loaded: optuna.Study, folder: Path) -
         ids = [*submitted["workers"], submitted["report"]]
         try:
             states = job_states(ids)
-            lines.append("slurm workers: " + ", ".join(f"{states[i].job_id} {states[i].state}" for i in submitted["workers"])
-                         + f"; report {submitted['report']} {states[submitted['report']].state}")
+            lines.append(
+                "slurm workers: "
+                + ", ".join(f"{states[i].job_id} {states[i].state}" for i in submitted["workers"])
+                + f"; report {submitted['report']} {states[submitted['report']].state}"
+            )
         except RuntimeError as error:
             lines.append(f"slurm workers {', '.join(ids)}: {error}")
     lines.append(best_text(study, preset, loaded))
     return "\n".join(lines)
 
 
-def dry_run_text(study: Study, preset: str, storage: str, overrides: Sequence[str], n_trials: int, workers: int,
-                 executor: str) -> str:
+def dry_run_text(
+    study: Study, preset: str, storage: str, overrides: Sequence[str], n_trials: int, workers: int, executor: str
+) -> str:
     from experiments.plan import plan
     from experiments.spec import load as load_spec
 
     table, row = study.base
     planned = plan(load_spec(table), preset, rows=row, overrides=overrides)[0]
-    cost = (f"at most {n_trials} x {planned.cost.hours:.3g} {planned.cost.device}-hours = "
-            f"{n_trials * planned.cost.hours:.3g} {planned.cost.device}-hours (pruned trials stop early)"
-            if planned.cost else f"cost unknown: {planned.cost_note}")
-    lines = [f"study {study_name(study, preset)}: {study.title}",
-             f"  base: {table} row {row!r} under preset {preset}" + (f", overrides {' '.join(overrides)}" if overrides else ""),
-             f"  objective: {study.direction} {study.objective}; pruner {study.pruner} on val_top1 per epoch "
-             f"(after {study.startup_trials} trials, from epoch {study.warmup_epochs + 1}); sampler {study.sampler}",
-             *[f"  {key}: {param.describe()}" for key, param in study.space.items()],
-             f"  trials: {n_trials}, {workers} {executor} worker(s); storage {storage}",
-             f"  cost: {cost}"]
+    cost = (
+        f"at most {n_trials} x {planned.cost.hours:.3g} {planned.cost.device}-hours = "
+        f"{n_trials * planned.cost.hours:.3g} {planned.cost.device}-hours (pruned trials stop early)"
+        if planned.cost
+        else f"cost unknown: {planned.cost_note}"
+    )
+    lines = [
+        f"study {study_name(study, preset)}: {study.title}",
+        f"  base: {table} row {row!r} under preset {preset}"
+        + (f", overrides {' '.join(overrides)}" if overrides else ""),
+        f"  objective: {study.direction} {study.objective}; pruner {study.pruner} on val_top1 per epoch "
+        f"(after {study.startup_trials} trials, from epoch {study.warmup_epochs + 1}); sampler {study.sampler}",
+        *[f"  {key}: {param.describe()}" for key, param in study.space.items()],
+        f"  trials: {n_trials}, {workers} {executor} worker(s); storage {storage}",
+        f"  cost: {cost}",
+    ]
     return "\n".join(lines)
 
 
@@ -238,8 +297,10 @@ def list_studies() -> str:
     lines = []
     for name in NAMES:
         study = load(name)
-        lines.append(f"{name:7s} {study.n_trials:3d} trials  {', '.join(study.space)}  (from {study.base[0]} "
-                     f"'{study.base[1]}')  {study.title}")
+        lines.append(
+            f"{name:7s} {study.n_trials:3d} trials  {', '.join(study.space)}  (from {study.base[0]} "
+            f"'{study.base[1]}')  {study.title}"
+        )
     return "\n".join(lines)
 
 
@@ -274,8 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from slurm.submit import sbatch_script
 
                 profile = load_profile(args.profile, args.profile_set)
-                print(f"\n# array tdsclip-sweep-{study.name}: {args.workers} worker job(s), then the report job\n"
-                      + sbatch_script(profile, 1, Resources(f"sweep-{study.name}"), args.workers, folder))
+                print(
+                    f"\n# array tdsclip-sweep-{study.name}: {args.workers} worker job(s), then the report job\n"
+                    + sbatch_script(profile, 1, Resources(f"sweep-{study.name}"), args.workers, folder)
+                )
             return 0
         # A bad override, space key or location fails here, before any worker starts.
         trial_config(study, args.preset, args.overrides, {k: p.example() for k, p in study.space.items()})
@@ -284,23 +347,50 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     loaded = optuna.load_study(study_name=name, storage=open_storage(storage, args.heartbeat))
                 except KeyError:
-                    raise SweepError(f"no study {name} in {storage}; start it with python -m sweeps.run {args.name} "
-                                     f"--preset {args.preset}") from None
-            print(status_text(study, args.preset, loaded, folder) if args.status else best_text(study, args.preset, loaded))
+                    raise SweepError(
+                        f"no study {name} in {storage}; start it with python -m sweeps.run {args.name} "
+                        f"--preset {args.preset}"
+                    ) from None
+            print(
+                status_text(study, args.preset, loaded, folder)
+                if args.status
+                else best_text(study, args.preset, loaded)
+            )
             return 0
         created = create(study, args.preset, storage, args.overrides, enqueued, args.heartbeat, args.max_retries)
         parent = created.user_attrs.get("mlflow_parent_run_id") or parent_run(study, name, args.preset, storage)
         if parent:
             created.set_user_attr("mlflow_parent_run_id", parent)
-        record = {"study": args.name, "preset": args.preset, "study_name": name, "storage": storage,
-                  "overrides": list(args.overrides), "n_trials": n_trials, "mlflow_parent_run_id": parent,
-                  "runs_dir": str(runs_dir)}
+        record = {
+            "study": args.name,
+            "preset": args.preset,
+            "study_name": name,
+            "storage": storage,
+            "overrides": list(args.overrides),
+            "n_trials": n_trials,
+            "mlflow_parent_run_id": parent,
+            "runs_dir": str(runs_dir),
+        }
         write_json_atomic(record_path(runs_dir, name), record)
         from slurm.submit import tracking_uri_for_jobs
 
         environ = {"MLFLOW_TRACKING_URI": tracking_uri_for_jobs()}  # a sqlite file made absolute
-        jobs = [WorkerJob(args.name, args.preset, name, storage, str(runs_dir), tuple(args.overrides), n_trials,
-                          args.heartbeat, args.max_retries, k, environ) for k in range(args.workers)]
+        jobs = [
+            WorkerJob(
+                args.name,
+                args.preset,
+                name,
+                storage,
+                str(runs_dir),
+                tuple(args.overrides),
+                n_trials,
+                args.heartbeat,
+                args.max_retries,
+                k,
+                environ,
+            )
+            for k in range(args.workers)
+        ]
         if args.executor == "slurm":
             ids, report = run_slurm(jobs, folder, args.profile, args.profile_set, record)
             for job_id in ids:

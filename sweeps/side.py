@@ -5,7 +5,8 @@ from sweeps.space import Categorical, Int
 from sweeps.study import Study
 
 STUDY = Study(
-    name="side", title="Side network: width d, TD pooling kernel k, SME local frames m",
+    name="side",
+    title="Side network: width d, TD pooling kernel k, SME local frames m",
     base=("table3", "+ SME-Adapter"),
     space={
         "model.side_width": Int(128, 512, step=64),

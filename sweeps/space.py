@@ -42,8 +42,12 @@ class Int:
     """Multiples only: side widths step by 64 (one attention head each)."""
 
     def contains(self, value: Any) -> bool:
-        return (isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
-                and (value - self.low) % self.step == 0)
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and self.low <= value <= self.high
+            and (value - self.low) % self.step == 0
+        )
 
     def example(self) -> int:
         return self.low

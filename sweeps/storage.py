@@ -28,10 +28,31 @@ from sweeps.study import SweepError
 from tdsclip.mirror import MirrorError, sqlite_path
 from tdsclip.runstate import RunsFolder
 
-NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "fuse.ceph", "glusterfs",
-    "fuse.glusterfs", "fuse.sshfs", "9p", "afs", "panfs", "wekafs", "fuse.juicefs", "orangefs", "ocfs2", "gfs2",
-})
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ceph",
+        "fuse.ceph",
+        "glusterfs",
+        "fuse.glusterfs",
+        "fuse.sshfs",
+        "9p",
+        "afs",
+        "panfs",
+        "wekafs",
+        "fuse.juicefs",
+        "orangefs",
+        "ocfs2",
+        "gfs2",
+    }
+)
 SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
 
 
@@ -53,7 +74,9 @@ def sqlite_file(url: str) -> Path | None:
     try:
         return sqlite_path(url)
     except MirrorError:
-        raise SweepError(f"--storage {url!r}: expected sqlite:///path/to/file.db (several workers need a file)") from None
+        raise SweepError(
+            f"--storage {url!r}: expected sqlite:///path/to/file.db (several workers need a file)"
+        ) from None
 
 
 def filesystem_of(path: Path, mounts: str | None = None) -> tuple[str, str]:
@@ -84,7 +107,8 @@ def check_url(url: str, mounts: str | None = None) -> str:
             raise SweepError(
                 f"--storage {url}: {point} is a {kind} network filesystem, where sqlite's locks are unreliable and "
                 "several workers corrupt or lock the database; pass --storage postgresql://... or mysql://... "
-                "(a server the nodes reach), or keep the sqlite file on a local disk")
+                "(a server the nodes reach), or keep the sqlite file on a local disk"
+            )
     return url
 
 
@@ -97,10 +121,14 @@ def open_storage(url: str, heartbeat: int = 60, max_retries: int = 2) -> RDBStor
         database.parent.mkdir(parents=True, exist_ok=True)
     with experimental_ok():
         storage = RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 60}} if database is not None else None,
-            heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retries,
-                                                                            inherit_intermediate_values=True))
+            url,
+            engine_kwargs={"connect_args": {"timeout": 60}} if database is not None else None,
+            heartbeat_interval=heartbeat,
+            grace_period=3 * heartbeat,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                max_retry=max_retries, inherit_intermediate_values=True
+            ),
+        )
     if database is not None:
         _begin_immediate(storage.engine)
     return storage

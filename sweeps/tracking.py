@@ -18,13 +18,28 @@ def parent_run(study: Study, name: str, preset: str, storage: str) -> str | None
 
     try:
         mirror = Mirror(None, None, RetryPolicy(tries=2))
-        found = mirror.call("search runs", mirror.client.search_runs, [mirror.experiment_id()],
-                            filter_string=f"tags.sweep_run = '{name}'", max_results=1)
+        found = mirror.call(
+            "search runs",
+            mirror.client.search_runs,
+            [mirror.experiment_id()],
+            filter_string=f"tags.sweep_run = '{name}'",
+            max_results=1,
+        )
         if found:
             return found[0].info.run_id
-        return mirror.call("create run", mirror.client.create_run, mirror.experiment_id(), run_name=f"sweep {name}",
-                           tags={"sweep_run": name, "sweep": name, "preset": preset, "optuna_storage": storage,
-                                 "sweep.base": f"{study.base[0]}: {study.base[1]}"}).info.run_id
+        return mirror.call(
+            "create run",
+            mirror.client.create_run,
+            mirror.experiment_id(),
+            run_name=f"sweep {name}",
+            tags={
+                "sweep_run": name,
+                "sweep": name,
+                "preset": preset,
+                "optuna_storage": storage,
+                "sweep.base": f"{study.base[0]}: {study.base[1]}",
+            },
+        ).info.run_id
     except (MirrorError, OSError) as error:
         log.warning("MLflow: no parent run for %s (%s); the trials' run records are complete", name, error)
         return None

@@ -88,7 +88,9 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as error:
-            self.last_error = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            self.last_error = (
+                f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            )
             raise
 
     def _trial(self, trial: optuna.Trial) -> float:
@@ -96,13 +98,23 @@ class Objective:
         from tdsclip.train.run import run_config
 
         values = space.suggest(trial, self.study.space)
-        twin = next((t.number for t in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                     if t.number != trial.number and t.params == values), None)
+        twin = next(
+            (
+                t.number
+                for t in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if t.number != trial.number and t.params == values
+            ),
+            None,
+        )
         if twin is not None:  # both would train one run folder at once; the twin's result will serve
             raise optuna.TrialPruned(f"the same values as trial {twin}, running now")
         cfg = trial_config(self.study, self.job.preset, self.job.overrides, values)
-        tags = {**self.job.tags, "sweep": self.job.study_name, "sweep.trial": str(trial.number),
-                **{f"sweep.param.{k}": str(v) for k, v in values.items()}}
+        tags = {
+            **self.job.tags,
+            "sweep": self.job.study_name,
+            "sweep.trial": str(trial.number),
+            **{f"sweep.param.{k}": str(v) for k, v in values.items()},
+        }
         if self.parent_run:
             tags["mlflow.parentRunId"] = self.parent_run
 
@@ -119,14 +131,23 @@ class Objective:
             return trial.should_prune()
 
         _to_other_ranks(("trial", values))
-        outcome = run_config(cfg, preset=self.job.preset, runs_dir=Path(self.job.runs_dir), tags=tags, env=self.env,
-                             hooks=Hooks(started=started, validated=validated), wait=True)  # a twin trial: its result
+        outcome = run_config(
+            cfg,
+            preset=self.job.preset,
+            runs_dir=Path(self.job.runs_dir),
+            tags=tags,
+            env=self.env,
+            hooks=Hooks(started=started, validated=validated),
+            wait=True,
+        )  # a twin trial: its result
         if outcome.status == "pruned":
             tag_run(trial.user_attrs.get("run_id"), {"sweep.state": "PRUNED"})
             raise optuna.TrialPruned(f"pruned after epoch {epochs[-1]}")
         if outcome.status == "stopped":
             self.stopped = True
-            raise SweepError(f"trial {trial.number} stopped by a signal; its run {outcome.path.parent.name} kept a checkpoint")
+            raise SweepError(
+                f"trial {trial.number} stopped by a signal; its run {outcome.path.parent.name} kept a checkpoint"
+            )
         if not epochs:  # a run finished before (same config): its logged epochs stand in
             _report_logged(trial, outcome.path.parent)
         value = outcome.result.get("metrics", {}).get(self.study.objective)
@@ -162,8 +183,12 @@ def _to_other_ranks(message: tuple[str, Any]) -> Any:
 
 def open_study(job: WorkerJob, study: Study) -> optuna.Study:
     with experimental_ok():
-        return optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage, job.heartbeat, job.max_retries),
-                                 sampler=study.make_sampler(seed=study.seed + job.worker), pruner=study.make_pruner())
+        return optuna.load_study(
+            study_name=job.study_name,
+            storage=open_storage(job.storage, job.heartbeat, job.max_retries),
+            sampler=study.make_sampler(seed=study.seed + job.worker),
+            pruner=study.make_pruner(),
+        )
 
 
 def work(job: WorkerJob, env: Any = None) -> str:
@@ -192,14 +217,17 @@ def work(job: WorkerJob, env: Any = None) -> str:
                 time.sleep(min(job.heartbeat, 10))
                 continue
             last: list[optuna.trial.FrozenTrial] = []
-            optuna_study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[lambda s, t: last.append(t)],
-                                  gc_after_trial=True)
+            optuna_study.optimize(
+                objective, n_trials=1, catch=(Exception,), callbacks=[lambda s, t: last.append(t)], gc_after_trial=True
+            )
             if objective.stopped:
                 _retry(optuna_study, last[-1], job)
                 return "stopped"
             failures = failures + 1 if last and last[-1].state == TrialState.FAIL else 0
             if failures >= MAX_FAILURES_IN_A_ROW:
-                raise SweepError(f"{failures} trials in a row failed in worker {job.worker}; the last: {objective.last_error}")
+                raise SweepError(
+                    f"{failures} trials in a row failed in worker {job.worker}; the last: {objective.last_error}"
+                )
     finally:
         _to_other_ranks(("stop", None))
 
@@ -224,8 +252,13 @@ def _follow(job: WorkerJob, study: Study, env: Any) -> str:
         cfg = trial_config(study, job.preset, job.overrides, values)
         # The trainer never calls this hook on ranks > 0, but its presence makes every rank join
         # rank 0's prune vote after each validation.
-        outcome = run_config(cfg, preset=job.preset, runs_dir=Path(job.runs_dir), env=env,
-                             hooks=Hooks(validated=lambda epoch, top1: False))
+        outcome = run_config(
+            cfg,
+            preset=job.preset,
+            runs_dir=Path(job.runs_dir),
+            env=env,
+            hooks=Hooks(validated=lambda epoch, top1: False),
+        )
         if outcome.status == "stopped":
             return "stopped"
 

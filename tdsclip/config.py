@@ -123,24 +123,38 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(self.num_classes >= 1, f"model.num_classes: expected >= 1, got {self.num_classes}")
-        _check(self.side_width >= 64 and self.side_width % 64 == 0,
-               f"model.side_width: expected a positive multiple of 64 (heads = d / 64), got {self.side_width}")
+        _check(
+            self.side_width >= 64 and self.side_width % 64 == 0,
+            f"model.side_width: expected a positive multiple of 64 (heads = d / 64), got {self.side_width}",
+        )
         _check(self.stem_padding in (0, 1), f"model.stem_padding: expected 0 or 1, got {self.stem_padding}")
-        _check(self.td_kernel >= 1 and self.td_kernel % 2 == 1, f"model.td_kernel: expected an odd number >= 1, got {self.td_kernel}")
-        _check(self.td_reduction >= 1 and self.side_width % self.td_reduction == 0,
-               f"model.td_reduction: expected a divisor of model.side_width={self.side_width}, got {self.td_reduction}")
+        _check(
+            self.td_kernel >= 1 and self.td_kernel % 2 == 1,
+            f"model.td_kernel: expected an odd number >= 1, got {self.td_kernel}",
+        )
+        _check(
+            self.td_reduction >= 1 and self.side_width % self.td_reduction == 0,
+            f"model.td_reduction: expected a divisor of model.side_width={self.side_width}, got {self.td_reduction}",
+        )
         parse_layer_spec(self.td_layers)
-        _check(self.sme_window >= 1 and self.sme_window % 2 == 1,
-               f"model.sme_window: expected an odd number >= 1 (1, 3, 5), got {self.sme_window}")
+        _check(
+            self.sme_window >= 1 and self.sme_window % 2 == 1,
+            f"model.sme_window: expected an odd number >= 1 (1, 3, 5), got {self.sme_window}",
+        )
         _check(self.sme_alpha >= 0, f"model.sme_alpha: expected >= 0, got {self.sme_alpha}")
         _check(self.sme_beta >= 0, f"model.sme_beta: expected >= 0, got {self.sme_beta}")
         if self.sme_window > 1:
-            _check(self.sme_beta > 0, f"model.sme_beta: expected > 0 with model.sme_window={self.sme_window} "
-                   "(set model.sme_window=1 to disable SME)")
-        _check(self.sme_alpha > 0 or (self.sme_window > 1 and self.sme_placement in ("temporal", "spatial_temporal")),
-               f"model.sme_alpha=0 leaves the side network without input unless SME feeds it "
-               f"(model.sme_window > 1 and model.sme_placement temporal or spatial_temporal); got "
-               f"sme_window={self.sme_window}, sme_placement={self.sme_placement}")
+            _check(
+                self.sme_beta > 0,
+                f"model.sme_beta: expected > 0 with model.sme_window={self.sme_window} "
+                "(set model.sme_window=1 to disable SME)",
+            )
+        _check(
+            self.sme_alpha > 0 or (self.sme_window > 1 and self.sme_placement in ("temporal", "spatial_temporal")),
+            f"model.sme_alpha=0 leaves the side network without input unless SME feeds it "
+            f"(model.sme_window > 1 and model.sme_placement temporal or spatial_temporal); got "
+            f"sme_window={self.sme_window}, sme_placement={self.sme_placement}",
+        )
         _check(self.st_adapter_width >= 1, f"model.st_adapter_width: expected >= 1, got {self.st_adapter_width}")
 
     @property
@@ -175,13 +189,17 @@ def parse_layer_spec(spec: str, num_layers: int | None = None) -> frozenset[int]
         try:
             first, last = int(start), int(end) if dash else int(start)
         except ValueError:
-            raise ConfigError(f"model.td_layers: expected 'all', 'first-half', 'second-half' or 1-based layers like "
-                              f"'1-6' or '1,3,5', got {spec!r}") from None
+            raise ConfigError(
+                f"model.td_layers: expected 'all', 'first-half', 'second-half' or 1-based layers like "
+                f"'1-6' or '1,3,5', got {spec!r}"
+            ) from None
         _check(1 <= first <= last, f"model.td_layers: expected 1-based ascending ranges, got {spec!r}")
         layers.update(range(first - 1, last))
     if num_layers is not None:
-        _check(max(layers) < num_layers,
-               f"model.td_layers={spec!r} names layer {max(layers) + 1} but the backbone has {num_layers} layers")
+        _check(
+            max(layers) < num_layers,
+            f"model.td_layers={spec!r} names layer {max(layers) + 1} but the backbone has {num_layers} layers",
+        )
     return frozenset(layers)
 
 
@@ -268,11 +286,18 @@ class DataConfig:
         _check(0 <= self.grayscale <= 1, f"data.grayscale: expected a probability in [0, 1], got {self.grayscale}")
         _check(self.test_clips >= 1, f"data.test_clips: expected >= 1, got {self.test_clips}")
         _check(self.test_crops in (1, 3), f"data.test_crops: expected 1 or 3, got {self.test_crops}")
-        _check(0 < self.crop_area[0] <= self.crop_area[1] <= 1,
-               f"data.crop_area: expected min,max with 0 < min <= max <= 1, got {self.crop_area}")
-        _check(0 < self.train_fraction <= 1, f"data.train_fraction: expected a fraction in (0, 1], got {self.train_fraction}")
-        _check(self.synthetic_videos_per_class >= 2,
-               f"data.synthetic_videos_per_class: expected >= 2 (train and val), got {self.synthetic_videos_per_class}")
+        _check(
+            0 < self.crop_area[0] <= self.crop_area[1] <= 1,
+            f"data.crop_area: expected min,max with 0 < min <= max <= 1, got {self.crop_area}",
+        )
+        _check(
+            0 < self.train_fraction <= 1,
+            f"data.train_fraction: expected a fraction in (0, 1], got {self.train_fraction}",
+        )
+        _check(
+            self.synthetic_videos_per_class >= 2,
+            f"data.synthetic_videos_per_class: expected >= 2 (train and val), got {self.synthetic_videos_per_class}",
+        )
         _check(
             0 <= self.max_corrupt_fraction <= 1,
             f"data.max_corrupt_fraction: expected a fraction in [0, 1], got {self.max_corrupt_fraction}",
@@ -331,8 +356,10 @@ class TrainConfig:
         _check(self.val_every >= 0, f"train.val_every: expected >= 0, got {self.val_every}")
         _check(self.checkpoint_every >= 0, f"train.checkpoint_every: expected >= 0, got {self.checkpoint_every}")
         _check(self.log_every >= 1, f"train.log_every: expected >= 1, got {self.log_every}")
-        _check(self.stop_signal.startswith("SIG") and hasattr(signal, self.stop_signal),
-               f"train.stop_signal: expected a signal name like SIGUSR2 or SIGTERM, got {self.stop_signal!r}")
+        _check(
+            self.stop_signal.startswith("SIG") and hasattr(signal, self.stop_signal),
+            f"train.stop_signal: expected a signal name like SIGUSR2 or SIGTERM, got {self.stop_signal!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -346,6 +373,7 @@ class RunConfig:
 
 
 # ----------------------------------------------------------------------------- introspection
+
 
 @functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
@@ -464,10 +492,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 # ----------------------------------------------------------------------------- overrides
 
+
 def _suggest(key: str, valid: list[str]) -> str:
     """The closest valid key: same leaf elsewhere, an abbreviation (learning_rate -> lr), spelling."""
     leaf = key.rsplit(".", 1)[-1]
     leaves = {k: k.rsplit(".", 1)[-1] for k in valid}
+
     def initials(name: str) -> str:
         return "".join(word[0] for word in name.split("_") if word)
 
@@ -507,7 +537,9 @@ def parse_override(text: str, cls: type = RunConfig) -> tuple[str, Any]:
         sections = {k.split(".")[0] for k in valid}
         if key in sections:
             example = next(k for k in valid if k.startswith(key + "."))
-            raise ConfigError(f"override {text!r}: '{key}' is a config section; set one of its keys, e.g. '{example}=...'")
+            raise ConfigError(
+                f"override {text!r}: '{key}' is a config section; set one of its keys, e.g. '{example}=...'"
+            )
         raise ConfigError(f"unknown config key '{key}'{_suggest(key, sorted(valid))}")
     return key, _coerce(raw, valid[key], key)
 
@@ -527,6 +559,7 @@ def apply_overrides(cfg: Any, overrides: typing.Iterable[str] | typing.Mapping[s
 
 
 # ----------------------------------------------------------------------------- (de)serialisation
+
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Nested plain dict (tuples become lists), the form saved with every run."""

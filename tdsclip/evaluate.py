@@ -43,8 +43,14 @@ def _overrides(texts: list[str]) -> list[str]:
     return overrides
 
 
-def evaluate_source(*, checkpoint: Path | None = None, released: Path | None = None, overrides: list[str] = (),
-                    classes: Path | None = None, scores: Path | None = None) -> dict[str, object]:
+def evaluate_source(
+    *,
+    checkpoint: Path | None = None,
+    released: Path | None = None,
+    overrides: list[str] = (),
+    classes: Path | None = None,
+    scores: Path | None = None,
+) -> dict[str, object]:
     """Evaluate a project checkpoint or a released one (exactly one) with the multi-view protocol;
     returns the record (on every rank; only rank 0 writes `scores`). Raises ConfigError,
     WeightsError, CheckpointError, ReleasedError or DataError, each one line."""
@@ -72,7 +78,9 @@ def evaluate_source(*, checkpoint: Path | None = None, released: Path | None = N
         state = load(checkpoint)
         saved = state.get("extra", {}).get("config")
         if not isinstance(saved, dict):
-            raise CheckpointError(f"checkpoint {checkpoint} does not record its config; was it written by tdsclip.train?")
+            raise CheckpointError(
+                f"checkpoint {checkpoint} does not record its config; was it written by tdsclip.train?"
+            )
         cfg = apply_overrides(from_dict(saved), overrides)
         record["checkpoint"] = str(checkpoint)
         if "released" in state["extra"]:
@@ -95,9 +103,19 @@ def evaluate_source(*, checkpoint: Path | None = None, released: Path | None = N
     result = evaluation.scores.result()
     if scores and env.is_main:
         evaluation.scores.save(scores)
-    record.update({"top1": result.top1, "top5": result.top5, "mean_class_accuracy": result.mean_class_accuracy,
-                   "videos": result.videos, "views": result.views, "videos_skipped": len(evaluation.skipped),
-                   "manifest": data.manifest, "protocol": data.protocol["test"], "frames": cfg.data.frames})
+    record.update(
+        {
+            "top1": result.top1,
+            "top5": result.top5,
+            "mean_class_accuracy": result.mean_class_accuracy,
+            "videos": result.videos,
+            "views": result.views,
+            "videos_skipped": len(evaluation.skipped),
+            "manifest": data.manifest,
+            "protocol": data.protocol["test"],
+            "frames": cfg.data.frames,
+        }
+    )
     return record
 
 
@@ -105,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tdsclip.evaluate", description=__doc__.split("\n\n")[1])
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="views=CxK and config overrides")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="a latest.pt or best.pt of a run, or a converted released model")
+    source.add_argument(
+        "--checkpoint", type=Path, help="a latest.pt or best.pt of a run, or a converted released model"
+    )
     source.add_argument("--released", type=Path, help="one of the authors' released checkpoints")
     parser.add_argument("--classes", type=Path, help="with --released: the checkpoint's class list, an id,name CSV")
     parser.add_argument("--scores", type=Path, help="save per-video per-view scores here (npz)")
@@ -115,8 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     from tdsclip.train.distributed import env_from
 
     try:
-        record = evaluate_source(checkpoint=args.checkpoint, released=args.released, overrides=args.overrides,
-                                 classes=args.classes, scores=args.scores)
+        record = evaluate_source(
+            checkpoint=args.checkpoint,
+            released=args.released,
+            overrides=args.overrides,
+            classes=args.classes,
+            scores=args.scores,
+        )
     except (ConfigError, WeightsError, CheckpointError, ReleasedError, DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -24,10 +24,23 @@ from tdsclip.config import ConfigError, RunConfig, flatten
 
 RECIPE_VERSION = 2
 NOT_IDENTITY = (
-    "data.root", "data.train_root", "data.val_root", "data.train_annotations", "data.val_annotations", "data.labels",
-    "data.train_reference", "data.val_reference", "data.reference_labels", "data.cache_dir",
-    "data.num_workers", "train.log_every", "train.checkpoint_every", "train.stop_signal", "train.checkpoint_blocks",
-    "model.td_recompute", "model.proj_recompute",
+    "data.root",
+    "data.train_root",
+    "data.val_root",
+    "data.train_annotations",
+    "data.val_annotations",
+    "data.labels",
+    "data.train_reference",
+    "data.val_reference",
+    "data.reference_labels",
+    "data.cache_dir",
+    "data.num_workers",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.stop_signal",
+    "train.checkpoint_blocks",
+    "model.td_recompute",
+    "model.proj_recompute",
 )
 
 
@@ -54,8 +67,10 @@ def init_fingerprint(init_from: str) -> str:
         return ""
     path = os.path.expanduser(init_from)
     if not os.path.isfile(path):
-        raise ConfigError(f"model.init_from={init_from!r}: no such file; expected a project checkpoint "
-                          "(e.g. one `python -m tdsclip.model.released convert` wrote)")
+        raise ConfigError(
+            f"model.init_from={init_from!r}: no such file; expected a project checkpoint "
+            "(e.g. one `python -m tdsclip.model.released convert` wrote)"
+        )
     return f"sha256:{file_sha256(path)}"
 
 

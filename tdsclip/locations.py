@@ -36,11 +36,22 @@ from typing import Any, Mapping
 from tdsclip.config import ConfigError, RunConfig, apply_overrides
 
 REAL_DATASETS = ("ssv1", "ssv2", "k400")
-_DATA_KEYS = {"root": "data.root", "train_root": "data.train_root", "val_root": "data.val_root",
-              "train": "data.train_annotations", "val": "data.val_annotations", "labels": "data.labels",
-              "train_reference": "data.train_reference", "val_reference": "data.val_reference",
-              "reference_labels": "data.reference_labels"}
-_REQUIRED = {"ssv1": ("root", "train", "val", "labels"), "ssv2": ("root", "train", "val", "labels"), "k400": ("root", "train", "val")}
+_DATA_KEYS = {
+    "root": "data.root",
+    "train_root": "data.train_root",
+    "val_root": "data.val_root",
+    "train": "data.train_annotations",
+    "val": "data.val_annotations",
+    "labels": "data.labels",
+    "train_reference": "data.train_reference",
+    "val_reference": "data.val_reference",
+    "reference_labels": "data.reference_labels",
+}
+_REQUIRED = {
+    "ssv1": ("root", "train", "val", "labels"),
+    "ssv2": ("root", "train", "val", "labels"),
+    "k400": ("root", "train", "val"),
+}
 """Keys a dataset needs; `root` may be left out where both `train_root` and `val_root` are given."""
 
 
@@ -77,10 +88,14 @@ def fill(cfg: RunConfig, *, require_weights: bool, environ: Mapping[str, str] | 
         for key in section:
             if key not in _DATA_KEYS:
                 close = difflib.get_close_matches(key, list(_DATA_KEYS), n=1)
-                raise ConfigError(f"{path}: [datasets.{dataset}] has unknown key {key!r}"
-                                  f"{f'; did you mean {close[0]!r}?' if close else ''} (expected one of {', '.join(_DATA_KEYS)})")
-        values = {key: getattr(cfg.data, config_key.split(".")[1]) or env.get(_env_name(dataset, key)) or section.get(key, "")
-                  for key, config_key in _DATA_KEYS.items()}
+                raise ConfigError(
+                    f"{path}: [datasets.{dataset}] has unknown key {key!r}"
+                    f"{f'; did you mean {close[0]!r}?' if close else ''} (expected one of {', '.join(_DATA_KEYS)})"
+                )
+        values = {
+            key: getattr(cfg.data, config_key.split(".")[1]) or env.get(_env_name(dataset, key)) or section.get(key, "")
+            for key, config_key in _DATA_KEYS.items()
+        }
         for key, config_key in _DATA_KEYS.items():
             if values[key]:
                 changes[config_key] = str(values[key])
@@ -93,7 +108,9 @@ def fill(cfg: RunConfig, *, require_weights: bool, environ: Mapping[str, str] | 
                     f"[datasets.{dataset}] {key} in {path}{both} (or pass {config_key}=...)"
                 )
     if not cfg.model.weights:
-        value = env.get(_env_name("weights", cfg.model.backbone)) or table.get("weights", {}).get(cfg.model.backbone, "")
+        value = env.get(_env_name("weights", cfg.model.backbone)) or table.get("weights", {}).get(
+            cfg.model.backbone, ""
+        )
         if value:
             changes["model.weights"] = str(value)
         elif require_weights:

@@ -16,8 +16,10 @@ from tdsclip.config import RunConfig
 from tdsclip.data.sampling import eval_indices
 from tdsclip.data.transforms import EvalTransform, resized_shape
 
-METHOD = ("per-patch L2 norm of the last side block's output tokens after removing their mean over the frame's "
-          "patches, bilinearly upsampled from the patch grid to the frame")
+METHOD = (
+    "per-patch L2 norm of the last side block's output tokens after removing their mean over the frame's "
+    "patches, bilinearly upsampled from the patch grid to the frame"
+)
 
 
 def side_activation_maps(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
@@ -39,7 +41,9 @@ def side_activation_maps(model: torch.nn.Module, clips: torch.Tensor) -> torch.T
     return F.interpolate(norms, size=(size, size), mode="bilinear", align_corners=False).reshape(b, t, size, size)
 
 
-def synthetic_clips(cfg: RunConfig, count: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[int]]:
+def synthetic_clips(
+    cfg: RunConfig, count: int, seed: int = 0
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[int]]:
     """`count` fresh clips from the synthetic generator, prepared as evaluation clips (centre crop):
     clips (N, 3, T, m, S, S), the centre frames (N, T, S, S, 3) uint8, the object's box per frame
     in crop pixels (N, T, 4; NaN where off-frame) and the labels."""
@@ -88,7 +92,7 @@ def _crop(frames: np.ndarray, size: int, resize: tuple[int, ...]) -> np.ndarray:
     rh, rw = resized_shape(frames.shape[1], frames.shape[2], resize)
     resized = F.interpolate(tensor.float(), size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
     top, left = (rh - size) // 2, (rw - size) // 2
-    return resized[..., top:top + size, left:left + size].round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    return resized[..., top : top + size, left : left + size].round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
 
 
 def _box_in_crop(box: list | None, width: int, height: int, size: int, resize: tuple[int, ...]) -> list[float]:
@@ -96,8 +100,12 @@ def _box_in_crop(box: list | None, width: int, height: int, size: int, resize: t
         return [np.nan] * 4
     sx, sy, left, top = _geometry(width, height, size, resize)
     x0, y0, x1, y1 = box
-    return [min(max(x0 * sx - left, 0), size), min(max(y0 * sy - top, 0), size),
-            min(max(x1 * sx - left, 0), size), min(max(y1 * sy - top, 0), size)]
+    return [
+        min(max(x0 * sx - left, 0), size),
+        min(max(y0 * sy - top, 0), size),
+        min(max(x1 * sx - left, 0), size),
+        min(max(y1 * sy - top, 0), size),
+    ]
 
 
 def box_mass(maps: np.ndarray, boxes: np.ndarray) -> float:
@@ -107,6 +115,6 @@ def box_mass(maps: np.ndarray, boxes: np.ndarray) -> float:
         for frame_map, (x0, y0, x1, y1) in zip(clip_maps, clip_boxes):
             if np.isnan(x0) or x1 - x0 < 1 or y1 - y0 < 1:
                 continue
-            inside = frame_map[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))].sum()
+            inside = frame_map[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))].sum()
             fractions.append(float(inside / max(frame_map.sum(), 1e-12)))
     return float(np.mean(fractions)) if fractions else float("nan")

@@ -91,7 +91,9 @@ def fused_attention_on_meta() -> Iterator[None]:
 
     def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         if query.device.type == "meta" and query.ndim == 4 and attn_mask is None and not dropout_p and not enable_gqa:
-            return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, is_causal=is_causal, scale=scale)[0]
+            return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                query, key, value, is_causal=is_causal, scale=scale
+            )[0]
         return plain(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
 
     F.scaled_dot_product_attention = fused
@@ -183,6 +185,7 @@ def cuda_peak_bytes(
 
 # ----------------------------------------------------------------------------- the model of a config
 
+
 class _BareBackbone(nn.Module):
     """The CLIP backbone alone, fed the centre frames of the clips (--backbone-only)."""
 
@@ -223,8 +226,9 @@ def _backbone_parts(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, CLIPBackbone)]
 
 
-def model_saved_activations(cfg: RunConfig, batch: int = 1, model: nn.Module | None = None,
-                            fused_attention: bool = True) -> SavedActivations:
+def model_saved_activations(
+    cfg: RunConfig, batch: int = 1, model: nn.Module | None = None, fused_attention: bool = True
+) -> SavedActivations:
     """Bytes one training forward of the model `cfg` describes keeps for backward at `batch`
     clips, computed on the meta device (`model`: one already built there by `_build`).
     fused_attention=False counts attention as unfused maths that keeps its attention matrices."""
@@ -249,7 +253,9 @@ def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_o
     saved = model_saved_activations(cfg, batch, model)
     result: dict[str, object] = {
         "backbone": cfg.model.backbone,
-        "model": f"{cfg.model.backbone} backbone alone ({cfg.model.backbone_tuning})" if backbone_only else describe(cfg.model),
+        "model": f"{cfg.model.backbone} backbone alone ({cfg.model.backbone_tuning})"
+        if backbone_only
+        else describe(cfg.model),
         "backbone_gets_gradients": cfg.model.backbone_gets_gradients,
         "frames": cfg.data.frames,
         "input_size": cfg.data.input_size,
@@ -274,7 +280,9 @@ def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_o
         gpu_model = _build(cfg, "cuda", backbone_only)
         make = lambda: _clips(cfg, batch, "cuda")  # noqa: E731
         result["cuda_device"] = torch.cuda.get_device_name()
-        result["cuda_peak_inference_bytes"] = cuda_peak_bytes(gpu_model, make, train=False, precision=cfg.train.precision)
+        result["cuda_peak_inference_bytes"] = cuda_peak_bytes(
+            gpu_model, make, train=False, precision=cfg.train.precision
+        )
         result["cuda_peak_train_bytes"] = cuda_peak_bytes(gpu_model, make, train=True, precision=cfg.train.precision)
     return result
 
@@ -312,13 +320,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Any config key can be set as key=value, e.g. model.num_classes=400 data.input_size=224.",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    parser.add_argument("--preset", default="paper", help=f"recipe the config resolves with: {', '.join(PRESETS)} (default paper)")
+    parser.add_argument(
+        "--preset", default="paper", help=f"recipe the config resolves with: {', '.join(PRESETS)} (default paper)"
+    )
     parser.add_argument("--backbone", help="shorthand for model.backbone=NAME (default ViT-B-16)")
     parser.add_argument("--frames", type=int, help="shorthand for data.frames=N (default 8)")
     parser.add_argument("--batch", type=int, default=1, help="clips per step for the memory measurements (default 1)")
-    parser.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=None,
-                        help="measure CUDA peak memory (default: when a CUDA device is present)")
-    parser.add_argument("--backbone-only", action="store_true", help="measure the bare CLIP backbone, not the whole model")
+    parser.add_argument(
+        "--cuda",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure CUDA peak memory (default: when a CUDA device is present)",
+    )
+    parser.add_argument(
+        "--backbone-only", action="store_true", help="measure the bare CLIP backbone, not the whole model"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)

@@ -48,18 +48,29 @@ def measure_entry(cfg: RunConfig) -> dict:
     with torch.no_grad():
         macs = count_macs(lambda: model(view))
         backbone_macs = count_macs(lambda: _BareBackbone(model.backbone)(view))
-    return {"gflops_per_view": round(macs / 1e9, 4), "backbone_gflops_per_view": round(backbone_macs / 1e9, 4),
-            "trainable_params": trainable, "total_params": total,
-            "backbone_gets_gradients": cfg.model.backbone_gets_gradients,
-            "model": cfg.model.backbone, "frames": cfg.data.frames}
+    return {
+        "gflops_per_view": round(macs / 1e9, 4),
+        "backbone_gflops_per_view": round(backbone_macs / 1e9, 4),
+        "trainable_params": trainable,
+        "total_params": total,
+        "backbone_gets_gradients": cfg.model.backbone_gets_gradients,
+        "model": cfg.model.backbone,
+        "frames": cfg.data.frames,
+    }
 
 
 def save(path: Path, entries: dict[str, dict]) -> None:
     from tdsclip.atomic import atomic_write
 
-    text = json.dumps({"about": "GFLOPs (one multiply-add = one FLOP) per view and parameters per model config; "
-                                "refresh with python -m experiments.flops", "entries": dict(sorted(entries.items()))},
-                      indent=1, sort_keys=True)
+    text = json.dumps(
+        {
+            "about": "GFLOPs (one multiply-add = one FLOP) per view and parameters per model config; "
+            "refresh with python -m experiments.flops",
+            "entries": dict(sorted(entries.items())),
+        },
+        indent=1,
+        sort_keys=True,
+    )
     atomic_write(path, lambda handle: handle.write((text + "\n").encode()))
 
 
@@ -75,7 +86,14 @@ def summaries(cfgs: "list[RunConfig]", path: Path) -> list[dict[str, object]]:
             out.append({})
             continue
         views = cfg.data.test_crops * cfg.data.test_clips
-        out.append({"gflops_per_view": entry["gflops_per_view"], "tflops_x_views": f"{entry['gflops_per_view'] / 1000:.2f}x{views}",
-                    "gflops_over_first_row": entry["gflops_per_view"] - first.get("gflops_per_view", entry["gflops_per_view"]),
-                    "trainable_params": entry["trainable_params"], "total_params": entry["total_params"]})
+        out.append(
+            {
+                "gflops_per_view": entry["gflops_per_view"],
+                "tflops_x_views": f"{entry['gflops_per_view'] / 1000:.2f}x{views}",
+                "gflops_over_first_row": entry["gflops_per_view"]
+                - first.get("gflops_per_view", entry["gflops_per_view"]),
+                "trainable_params": entry["trainable_params"],
+                "total_params": entry["total_params"],
+            }
+        )
     return out

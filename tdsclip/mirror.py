@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import urlparse
 
-from tdsclip.records import (RESULT_FILE, RUN_FILE, MetricEntry, RunRecord, final_metrics, iso_to_ms)
+from tdsclip.records import RESULT_FILE, RUN_FILE, MetricEntry, RunRecord, final_metrics, iso_to_ms
 from tdsclip.runstate import read_state
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,18 @@ BATCH_PARAMS_TAGS, BATCH_METRICS = 100, 1000
 """MLflow's log_batch limits: 100 params + tags, 1000 metrics (and 1000 entities) per request."""
 
 STATUSES = ("FINISHED", "FAILED", "KILLED")
-_PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
-              "INVALID_STATE", "PERMISSION_DENIED", "UNAUTHENTICATED", "BAD_REQUEST",
-              "ENDPOINT_NOT_FOUND", "FEATURE_DISABLED", "NOT_IMPLEMENTED"}
+_PERMANENT = {
+    "INVALID_PARAMETER_VALUE",
+    "RESOURCE_ALREADY_EXISTS",
+    "RESOURCE_DOES_NOT_EXIST",
+    "INVALID_STATE",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "BAD_REQUEST",
+    "ENDPOINT_NOT_FOUND",
+    "FEATURE_DISABLED",
+    "NOT_IMPLEMENTED",
+}
 """MlflowException codes that a retry cannot fix; every other MLflow, OS or database error may."""
 
 
@@ -64,8 +73,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.tries < 1 or self.first_delay < 0 or self.factor < 1 or self.offline_for < 0:
-            raise ValueError(f"RetryPolicy: expected tries >= 1, first_delay >= 0, factor >= 1, "
-                             f"offline_for >= 0, got {self}")
+            raise ValueError(
+                f"RetryPolicy: expected tries >= 1, first_delay >= 0, factor >= 1, offline_for >= 0, got {self}"
+            )
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -77,7 +87,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite:/// URI (relative to the working directory if relative)."""
     if not uri.startswith("sqlite:"):
         return None
-    path = uri[len("sqlite:///"):].split("?")[0]  # sqlite:///rel.db or sqlite:////abs.db
+    path = uri[len("sqlite:///") :].split("?")[0]  # sqlite:///rel.db or sqlite:////abs.db
     if not uri.startswith("sqlite:///") or not path or path == ":memory:":
         raise MirrorError(f"tracking URI {uri!r}: expected a sqlite database file, e.g. sqlite:///mlflow.db")
     return Path(path).expanduser().absolute()
@@ -164,7 +174,7 @@ def _same(a: float, b: float) -> bool:
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
-    return (items[i: i + size] for i in range(0, len(items), size))
+    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 def _transient(error: BaseException) -> bool:
@@ -204,9 +214,16 @@ class PushReport:
     def line(self) -> str:
         if not self.changed:
             return f"run {self.run_id}: up to date (MLflow run {self.mlflow_run_id})"
-        parts = [f"{self.params} params", f"{self.tags} tags", f"{self.metrics} metric points",
-                 f"{self.artifacts} artifacts"] + ([f"status {self.status}"] if self.status else [])
-        return f"run {self.run_id}: {'created' if self.created else 'updated'} MLflow run {self.mlflow_run_id}: " + ", ".join(parts)
+        parts = [
+            f"{self.params} params",
+            f"{self.tags} tags",
+            f"{self.metrics} metric points",
+            f"{self.artifacts} artifacts",
+        ] + ([f"status {self.status}"] if self.status else [])
+        return (
+            f"run {self.run_id}: {'created' if self.created else 'updated'} MLflow run {self.mlflow_run_id}: "
+            + ", ".join(parts)
+        )
 
 
 class Mirror:
@@ -238,8 +255,9 @@ class Mirror:
                 if not _transient(error):
                     raise MirrorError(f"MLflow {what} at {self.tracking_uri} failed: {_one_line(error)}") from error
                 if attempt == self.retry.tries:
-                    raise MirrorError(f"MLflow {what} at {self.tracking_uri} failed after {attempt} tries: "
-                                      f"{_one_line(error)}") from error
+                    raise MirrorError(
+                        f"MLflow {what} at {self.tracking_uri} failed after {attempt} tries: {_one_line(error)}"
+                    ) from error
                 self.retries += 1
                 log.debug("MLflow %s failed (try %d): %s; retrying in %.1f s", what, attempt, _one_line(error), delay)
                 time.sleep(delay)
@@ -265,17 +283,23 @@ class Mirror:
             found = self.call("find experiment", self.client.get_experiment_by_name, self.experiment)
             if found is None:
                 try:
-                    self._experiment_id = self.call("create experiment", self.client.create_experiment,
-                                                    self.experiment, artifact_location=self._artifact_location,
-                                                    tags=EXPERIMENT_TAGS)
+                    self._experiment_id = self.call(
+                        "create experiment",
+                        self.client.create_experiment,
+                        self.experiment,
+                        artifact_location=self._artifact_location,
+                        tags=EXPERIMENT_TAGS,
+                    )
                     return self._experiment_id
                 except MirrorError:  # another process created it first
                     found = self.call("find experiment", self.client.get_experiment_by_name, self.experiment)
                     if found is None:
                         raise
             if found.lifecycle_stage != "active":
-                raise MirrorError(f"MLflow experiment {self.experiment!r} at {self.tracking_uri} is deleted; "
-                                  "restore it (mlflow experiments restore) or use another experiment name")
+                raise MirrorError(
+                    f"MLflow experiment {self.experiment!r} at {self.tracking_uri} is deleted; "
+                    "restore it (mlflow experiments restore) or use another experiment name"
+                )
             self._experiment_id = found.experiment_id
             for key, value in EXPERIMENT_TAGS.items():  # an experiment made before the tag existed
                 if found.tags.get(key) != value:
@@ -284,26 +308,43 @@ class Mirror:
 
     def find_run(self, run_id: str) -> Any:
         """The MLflow run tagged run_id=<run_id> in the experiment (the oldest if several), or None."""
-        runs = self.call("search runs", self.client.search_runs, [self.experiment_id()],
-                         filter_string=f"tags.run_id = '{run_id}'", order_by=["attributes.start_time ASC"],
-                         max_results=10)
+        runs = self.call(
+            "search runs",
+            self.client.search_runs,
+            [self.experiment_id()],
+            filter_string=f"tags.run_id = '{run_id}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=10,
+        )
         if len(runs) > 1:
-            log.warning("MLflow has %d runs tagged run_id=%s; using the oldest, %s",
-                        len(runs), run_id, runs[0].info.run_id)
+            log.warning(
+                "MLflow has %d runs tagged run_id=%s; using the oldest, %s", len(runs), run_id, runs[0].info.run_id
+            )
         return runs[0] if runs else None
 
     # ------------------------------------------------------------------ writes
 
-    def log_batch(self, mlflow_run_id: str, *, params: dict[str, str] | None = None,
-                  tags: dict[str, str] | None = None, metrics: Sequence[Any] = ()) -> None:
+    def log_batch(
+        self,
+        mlflow_run_id: str,
+        *,
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        metrics: Sequence[Any] = (),
+    ) -> None:
         """Params, tags and metrics in as many requests as MLflow's batch limits need."""
         from mlflow.entities import Param, RunTag
 
         entities = [Param(k, v) for k, v in (params or {}).items()] + [RunTag(k, v) for k, v in (tags or {}).items()]
         for chunk in _chunks(entities, BATCH_PARAMS_TAGS):
-            self.call("log params/tags", self.client.log_batch, mlflow_run_id,
-                      params=[e for e in chunk if isinstance(e, Param)],
-                      tags=[e for e in chunk if isinstance(e, RunTag)], synchronous=True)
+            self.call(
+                "log params/tags",
+                self.client.log_batch,
+                mlflow_run_id,
+                params=[e for e in chunk if isinstance(e, Param)],
+                tags=[e for e in chunk if isinstance(e, RunTag)],
+                synchronous=True,
+            )
         for chunk in _chunks(list(metrics), BATCH_METRICS):
             self.call("log metrics", self.client.log_batch, mlflow_run_id, metrics=chunk, synchronous=True)
 
@@ -328,17 +369,27 @@ class Mirror:
         tags["run_id"] = record.run_id
         tags["mlflow.runName"] = run_name(record.run_id, record.tags)
         if run is None:
-            run = self.call("create run", self.client.create_run, self.experiment_id(),
-                            start_time=iso_to_ms(record.created), tags={"run_id": record.run_id},
-                            run_name=tags["mlflow.runName"])
+            run = self.call(
+                "create run",
+                self.client.create_run,
+                self.experiment_id(),
+                start_time=iso_to_ms(record.created),
+                tags={"run_id": record.run_id},
+                run_name=tags["mlflow.runName"],
+            )
         mlflow_id = run.info.run_id
 
         have_params, have_tags = run.data.params, run.data.tags
         params = {k: param_value(v) for k, v in record.params.items()}
         for key, value in params.items():
             if key in have_params and have_params[key] != value:
-                log.warning("MLflow run %s keeps param %s=%r; the record says %r (MLflow params cannot change)",
-                            mlflow_id, key, have_params[key], value)
+                log.warning(
+                    "MLflow run %s keeps param %s=%r; the record says %r (MLflow params cannot change)",
+                    mlflow_id,
+                    key,
+                    have_params[key],
+                    value,
+                )
         new_params = {k: v for k, v in params.items() if k not in have_params}
         new_tags = {k: v for k, v in tags.items() if have_tags.get(k) != v}
         self.log_batch(mlflow_id, params=new_params, tags=new_tags)
@@ -353,14 +404,21 @@ class Mirror:
                 self.set_status(mlflow_id, wanted, iso_to_ms(record.result["finished"]))
                 status = wanted
                 if wanted != "FINISHED":  # the run state in one line, as the records say it
-                    self.log_batch(mlflow_id, tags={"state": _cut(read_state(record.run_dir).describe(), TAG_VALUE_LIMIT)})
+                    self.log_batch(
+                        mlflow_id, tags={"state": _cut(read_state(record.run_dir).describe(), TAG_VALUE_LIMIT)}
+                    )
         elif settle:  # sync: no result, so the run state decides (a live run keeps its status)
             state = read_state(record.run_dir)
             wanted = {"failed": "FAILED", "stopped": "KILLED", "pruned": "KILLED"}.get(state.state)
             if wanted and run.info.status != wanted:
                 self.set_status(mlflow_id, wanted, iso_to_ms(state.since) if state.since else None)
-                self.log_batch(mlflow_id, tags={"state": _cut(state.describe(), TAG_VALUE_LIMIT),
-                                                **({"failure": _cut(state.reason, TAG_VALUE_LIMIT)} if wanted == "FAILED" else {})})
+                self.log_batch(
+                    mlflow_id,
+                    tags={
+                        "state": _cut(state.describe(), TAG_VALUE_LIMIT),
+                        **({"failure": _cut(state.reason, TAG_VALUE_LIMIT)} if wanted == "FAILED" else {}),
+                    },
+                )
                 status = wanted
         return PushReport(record.run_id, mlflow_id, created, len(new_params), len(new_tags), logged, artifacts, status)
 
@@ -380,8 +438,11 @@ class Mirror:
 
         assert record.result is not None
         step, stamp = record.last_step, iso_to_ms(record.result["finished"])
-        missing = [Metric(key, value, stamp, step) for key, value in final_metrics(record.result).items()
-                   if not any(m.step == step and _same(m.value, value) for m in self._history(mlflow_id, key))]
+        missing = [
+            Metric(key, value, stamp, step)
+            for key, value in final_metrics(record.result).items()
+            if not any(m.step == step and _same(m.value, value) for m in self._history(mlflow_id, key))
+        ]
         self.log_batch(mlflow_id, metrics=missing)
         return len(missing)
 

@@ -51,25 +51,30 @@ def iso_to_ms(text: str) -> int:
 
 # ----------------------------------------------------------------------------- validation
 
+
 def check_run_id(run_id: object) -> str:
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
-        raise RecordError(f"run_id: expected letters, digits, '.', '_' or '-' (not starting with a "
-                          f"symbol), got {run_id!r}")
+        raise RecordError(
+            f"run_id: expected letters, digits, '.', '_' or '-' (not starting with a symbol), got {run_id!r}"
+        )
     return run_id
 
 
 def check_key(kind: str, key: object) -> str:
     if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key) or len(key) > MAX_KEY_LENGTH:
-        raise RecordError(f"{kind} name {key!r}: expected 1-{MAX_KEY_LENGTH} characters of letters, "
-                          "digits, '_', '-', '.', ' ', ':' or '/' (MLflow's rule)")
+        raise RecordError(
+            f"{kind} name {key!r}: expected 1-{MAX_KEY_LENGTH} characters of letters, "
+            "digits, '_', '-', '.', ' ', ':' or '/' (MLflow's rule)"
+        )
     return key
 
 
 def check_number(kind: str, key: str, value: object) -> float:
     """A real number (int, float, numpy scalar), not a bool or a tensor; NaN and inf are kept."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise RecordError(f"{kind} {key!r}: expected a number, got {type(value).__name__} {value!r:.80}"
-                          " (call .item() on tensors)")
+        raise RecordError(
+            f"{kind} {key!r}: expected a number, got {type(value).__name__} {value!r:.80} (call .item() on tensors)"
+        )
     return float(value)
 
 
@@ -92,6 +97,7 @@ def json_normal(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- writing
 
+
 def writable_folder(folder: Path, what: str, choose: str) -> Path:
     """`folder`, made if missing; a read-only or impossible one is a one-line RecordError naming it
     and how to choose another."""
@@ -99,7 +105,9 @@ def writable_folder(folder: Path, what: str, choose: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RecordError(f"{what} {str(folder)!r} cannot be created ({error.strerror}); choose another with {choose}") from None
+        raise RecordError(
+            f"{what} {str(folder)!r} cannot be created ({error.strerror}); choose another with {choose}"
+        ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise RecordError(f"{what} {str(folder)!r} is not writable; choose another with {choose}")
     return folder
@@ -136,6 +144,7 @@ def trim_torn_tail(path: Path) -> int:
 
 
 # ----------------------------------------------------------------------------- reading
+
 
 @dataclass(frozen=True)
 class MetricEntry:
@@ -182,25 +191,27 @@ def read_run_json(path: Path) -> dict[str, Any]:
     data = read_json(path)
     for key, kind in (("run_id", str), ("params", dict), ("tags", dict), ("created", str)):
         if not isinstance(data.get(key), kind):
-            raise RecordError(f"{path}: expected \"{key}\" to be a JSON {'string' if kind is str else 'object'}, "
-                              f"got {data.get(key)!r:.80}")
+            raise RecordError(
+                f'{path}: expected "{key}" to be a JSON {"string" if kind is str else "object"}, '
+                f"got {data.get(key)!r:.80}"
+            )
     try:
         check_run_id(data["run_id"])
         iso_to_ms(data["created"])
     except (RecordError, ValueError) as error:
         raise RecordError(f"{path}: {error}") from None
     if not all(isinstance(v, str) for v in data["tags"].values()):
-        raise RecordError(f"{path}: expected \"tags\" to map names to strings")
+        raise RecordError(f'{path}: expected "tags" to map names to strings')
     return data
 
 
 def _metric_entry(raw: object) -> MetricEntry:
     if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), dict):
-        raise RecordError("expected an object with \"step\", \"epoch\", \"time\", \"metrics\"")
+        raise RecordError('expected an object with "step", "epoch", "time", "metrics"')
     check_step(raw.get("step"), raw.get("epoch"))
     when = raw.get("time")
     if isinstance(when, bool) or not isinstance(when, (int, float)):
-        raise RecordError(f"\"time\": expected Unix seconds, got {when!r}")
+        raise RecordError(f'"time": expected Unix seconds, got {when!r}')
     values = {check_key("metric", k): check_number("metric", k, v) for k, v in raw["metrics"].items()}
     return MetricEntry(raw["step"], raw.get("epoch"), float(when), values)
 
@@ -230,15 +241,18 @@ def load_record(run_dir: Path) -> RunRecord:
     result = read_json(result_path) if result_path.exists() else None
     if result is not None:
         if result.get("run_id") != run["run_id"]:
-            raise RecordError(f"{result_path}: expected \"run_id\" {run['run_id']!r} as in run.json, "
-                              f"got {result.get('run_id')!r}")
+            raise RecordError(
+                f'{result_path}: expected "run_id" {run["run_id"]!r} as in run.json, got {result.get("run_id")!r}'
+            )
         try:
             iso_to_ms(result["finished"])
         except (KeyError, TypeError, ValueError):
-            raise RecordError(f"{result_path}: expected \"finished\" to be an ISO 8601 time, "
-                              f"got {result.get('finished')!r}") from None
-    return RunRecord(run_dir, run["run_id"], run["params"], run["tags"], run["created"],
-                     read_metrics(run_dir / METRICS_FILE), result)
+            raise RecordError(
+                f'{result_path}: expected "finished" to be an ISO 8601 time, got {result.get("finished")!r}'
+            ) from None
+    return RunRecord(
+        run_dir, run["run_id"], run["params"], run["tags"], run["created"], read_metrics(run_dir / METRICS_FILE), result
+    )
 
 
 def find_records(runs_dir: Path) -> list[Path]:
@@ -254,6 +268,12 @@ def final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     metrics = result.get("metrics")
     if not isinstance(metrics, Mapping):
         return {}
-    return {k: float(v) for k, v in metrics.items()
-            if isinstance(k, str) and KEY_PATTERN.fullmatch(k) and len(k) <= MAX_KEY_LENGTH
-            and isinstance(v, numbers.Real) and not isinstance(v, bool)}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(k, str)
+        and KEY_PATTERN.fullmatch(k)
+        and len(k) <= MAX_KEY_LENGTH
+        and isinstance(v, numbers.Real)
+        and not isinstance(v, bool)
+    }

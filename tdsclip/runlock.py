@@ -102,8 +102,13 @@ def read_holder(run_dir: Path) -> Holder | None:
         data = {}
     if not isinstance(data, dict):
         data = {}
-    return Holder(str(data.get("host", "?")), int(data.get("pid", 0) or 0), str(data.get("since", "?")),
-                  str(data.get("token", "")), mtime)
+    return Holder(
+        str(data.get("host", "?")),
+        int(data.get("pid", 0) or 0),
+        str(data.get("since", "?")),
+        str(data.get("token", "")),
+        mtime,
+    )
 
 
 def _create_exclusive(path: Path, text: str) -> bool:
@@ -147,8 +152,10 @@ class RunLock:
                 self._take_over(holder, why)
                 continue
             if deadline is not None and time.monotonic() >= deadline:
-                raise RunLocked(f"run {self.run_dir.name} is being trained by another process ({holder.describe()}, "
-                                f"last heartbeat {holder.heartbeat_iso}); wait for it with --wait, or stop that process")
+                raise RunLocked(
+                    f"run {self.run_dir.name} is being trained by another process ({holder.describe()}, "
+                    f"last heartbeat {holder.heartbeat_iso}); wait for it with --wait, or stop that process"
+                )
             time.sleep(POLL_S if deadline is None else min(POLL_S, max(0.05, deadline - time.monotonic())))
         self._thread = threading.Thread(target=self._beat, name=f"lock-{self.run_dir.name}", daemon=True)
         self._thread.start()
@@ -170,8 +177,9 @@ class RunLock:
             if again is not None and again.token == holder.token and again.dead_because():
                 self.path.unlink(missing_ok=True)
                 self.took_over = holder
-                log.warning("run %s: took over the lock of a dead holder (%s): %s", self.run_dir.name,
-                            holder.describe(), why)
+                log.warning(
+                    "run %s: took over the lock of a dead holder (%s): %s", self.run_dir.name, holder.describe(), why
+                )
         finally:
             guard.unlink(missing_ok=True)
 
@@ -179,8 +187,11 @@ class RunLock:
         while not self._stop.wait(heartbeat_s()):
             holder = read_holder(self.run_dir)
             if holder is None or holder.token != self.token:
-                log.error("run %s: lost its lock (%s); another process may be training it",
-                          self.run_dir.name, "removed" if holder is None else holder.describe())
+                log.error(
+                    "run %s: lost its lock (%s); another process may be training it",
+                    self.run_dir.name,
+                    "removed" if holder is None else holder.describe(),
+                )
                 return
             try:
                 os.utime(self.path)

@@ -37,8 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tdsclip.records import (METRICS_FILE, RESULT_FILE, RUN_FILE, RecordError, now_iso, read_json,
-                             write_json_atomic)
+from tdsclip.records import METRICS_FILE, RESULT_FILE, RUN_FILE, RecordError, now_iso, read_json, write_json_atomic
 from tdsclip.runlock import LOCK_FILE, read_holder
 
 State = Literal["not started", "running", "finished", "failed", "stopped", "pruned"]
@@ -99,6 +98,7 @@ class RunsFolder:
 
 # ----------------------------------------------------------------------------- state
 
+
 @dataclass(frozen=True)
 class RunState:
     """One run's state as read from disk; the fields that do not apply to the state are empty."""
@@ -148,8 +148,11 @@ def read_state(run_dir: Path) -> RunState:
             return RunState("failed", reason=str(error))
         if result.get("status", "FINISHED") == "FINISHED":
             return RunState("finished", since=str(result.get("finished", "")))
-        return RunState("failed", since=str(result.get("finished", "")), reason=str(result.get("error") or
-                        f"result.json says {result.get('status')}"))
+        return RunState(
+            "failed",
+            since=str(result.get("finished", "")),
+            reason=str(result.get("error") or f"result.json says {result.get('status')}"),
+        )
     running = _holder_state(run_dir)
     if running is not None:
         return running
@@ -163,10 +166,15 @@ def read_state(run_dir: Path) -> RunState:
             fields = {k: data[k] for k in ("since", "reason", "traceback", "signal", "resumable") if k in data}
             return RunState(state, **fields)
         if state == "running":  # its holder is gone (the lock was released, or is stale)
-            return RunState("stopped", since=str(data.get("since", "")), host=str(data.get("host", "")),
-                            pid=int(data.get("pid", 0)), resumable=True,
-                            reason=f"interrupted: its process ({data.get('host')}, pid {data.get('pid')}) ended "
-                                   "without a word (killed or crashed)")
+            return RunState(
+                "stopped",
+                since=str(data.get("since", "")),
+                host=str(data.get("host", "")),
+                pid=int(data.get("pid", 0)),
+                resumable=True,
+                reason=f"interrupted: its process ({data.get('host')}, pid {data.get('pid')}) ended "
+                "without a word (killed or crashed)",
+            )
     if (run_dir / RUN_FILE).exists() or (run_dir / CHECKPOINT_FILE).exists() or (run_dir / METRICS_FILE).exists():
         return RunState("stopped", resumable=True, reason="interrupted (killed or crashed)")
     return RunState("not started")
@@ -187,15 +195,17 @@ def mark_failed(run_dir: Path, error: BaseException) -> RunState:
     trace = run_dir / FAILURE_FILE
     trace.write_text("".join(tb.format_exception(error)), encoding="utf-8")
     lines = str(error).strip().splitlines()
-    state = RunState("failed", since=now_iso(), reason=f"{type(error).__name__}: {lines[0] if lines else ''}",
-                     traceback=str(trace))
+    state = RunState(
+        "failed", since=now_iso(), reason=f"{type(error).__name__}: {lines[0] if lines else ''}", traceback=str(trace)
+    )
     _write(run_dir, state)
     return state
 
 
 def mark_stopped(run_dir: Path, signal_name: str, *, pruned: bool = False, reason: str = "") -> RunState:
-    state = RunState("pruned" if pruned else "stopped", since=now_iso(), signal=signal_name, resumable=True,
-                     reason=reason)
+    state = RunState(
+        "pruned" if pruned else "stopped", since=now_iso(), signal=signal_name, resumable=True, reason=reason
+    )
     _write(run_dir, state)
     return state
 

@@ -32,15 +32,42 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from tdsclip.mirror import STATUSES, Mirror, MirrorError, PushReport, RetryPolicy, metric_points
-from tdsclip.records import (METRICS_FILE, RESULT_FILE, RUN_FILE, MetricEntry, RecordError, append_jsonl,
-                             check_key, check_number, check_run_id, check_step, find_records, json_normal,
-                             iso_to_ms, load_record, now_iso, read_run_json, trim_torn_tail, write_json_atomic)
+from tdsclip.records import (
+    METRICS_FILE,
+    RESULT_FILE,
+    RUN_FILE,
+    MetricEntry,
+    RecordError,
+    append_jsonl,
+    check_key,
+    check_number,
+    check_run_id,
+    check_step,
+    find_records,
+    json_normal,
+    iso_to_ms,
+    load_record,
+    now_iso,
+    read_run_json,
+    trim_torn_tail,
+    write_json_atomic,
+)
 from tdsclip.runstate import read_state
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Tracker", "environment_tags", "child_environment", "sync_runs", "SyncReport", "RetryPolicy",
-           "RecordError", "MirrorError", "track_table", "supersede"]
+__all__ = [
+    "Tracker",
+    "environment_tags",
+    "child_environment",
+    "sync_runs",
+    "SyncReport",
+    "RetryPolicy",
+    "RecordError",
+    "MirrorError",
+    "track_table",
+    "supersede",
+]
 
 _INHERITED_MLFLOW = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
 
@@ -53,8 +80,9 @@ def child_environment(env: Mapping[str, str]) -> dict[str, str]:
 
 def _git(cwd: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
-                              env=child_environment(os.environ))
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, env=child_environment(os.environ)
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -110,9 +138,18 @@ class Tracker:
     once more; `python -m tdsclip.track sync` repairs whatever is still missing.
     """
 
-    def __init__(self, run_dir: Path, run_id: str, *, params: dict[str, object], tags: dict[str, str],
-                 enabled: bool = True, tracking_uri: str | None = None, experiment: str | None = None,
-                 retry: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        run_id: str,
+        *,
+        params: dict[str, object],
+        tags: dict[str, str],
+        enabled: bool = True,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
         self.run_dir, self.run_id, self.enabled = Path(run_dir), run_id, enabled
         self.out_of_sync = False
         self._state = "open"  # then "finished" (finish) or "closed" (close)
@@ -135,8 +172,11 @@ class Tracker:
                 raise RecordError(f"tag {key!r}: expected a string, got {type(value).__name__} {value!r:.80}")
         mirror = Mirror(tracking_uri, experiment, retry)  # checks the URI before anything is written
         if os.environ.pop("MLFLOW_RUN_ID", None) is not None:
-            log.warning("unset MLFLOW_RUN_ID inherited from the parent process: run %s logs to its own "
-                        "MLflow run, and children of this process must not log into a foreign one", run_id)
+            log.warning(
+                "unset MLFLOW_RUN_ID inherited from the parent process: run %s logs to its own "
+                "MLflow run, and children of this process must not log into a foreign one",
+                run_id,
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_run_json(flat, {**environment_tags(), **tags})
         if torn := trim_torn_tail(self.run_dir / METRICS_FILE):
@@ -151,12 +191,16 @@ class Tracker:
         if path.exists():
             old = read_run_json(path)
             if old["run_id"] != self.run_id:
-                raise RecordError(f"{path} belongs to run {old['run_id']!r}, not {self.run_id!r}; expected "
-                                  "an empty directory or the same run's")
+                raise RecordError(
+                    f"{path} belongs to run {old['run_id']!r}, not {self.run_id!r}; expected "
+                    "an empty directory or the same run's"
+                )
             if old["params"] != params:
                 key = next(k for k in sorted(set(old["params"]) | set(params)) if old["params"].get(k) != params.get(k))
-                raise RecordError(f"{path}: run {self.run_id!r} has {key}={old['params'].get(key)!r}, resumed with "
-                                  f"{params.get(key)!r}; a resumed run must keep its params (new params, new run_id)")
+                raise RecordError(
+                    f"{path}: run {self.run_id!r} has {key}={old['params'].get(key)!r}, resumed with "
+                    f"{params.get(key)!r}; a resumed run must keep its params (new params, new run_id)"
+                )
             created, tags = old["created"], {**old["tags"], **tags}
         write_json_atomic(path, {"run_id": self.run_id, "params": params, "tags": tags, "created": created})
 
@@ -182,10 +226,20 @@ class Tracker:
         assert self._mirror is not None
         self.out_of_sync = True
         self._offline_until = time.monotonic() + self._mirror.retry.offline_for
-        text = str(error) if isinstance(error, MirrorError) else f"MLflow mirroring failed: {type(error).__name__}: {error}"
-        log.warning("%s; run %s goes on, its record in %s is complete; MLflow is retried in %.0f s, or run "
-                    "`python -m tdsclip.track sync %s`", text.splitlines()[0] if text else text, self.run_id,
-                    self.run_dir, self._mirror.retry.offline_for, self.run_dir.parent)
+        text = (
+            str(error)
+            if isinstance(error, MirrorError)
+            else f"MLflow mirroring failed: {type(error).__name__}: {error}"
+        )
+        log.warning(
+            "%s; run %s goes on, its record in %s is complete; MLflow is retried in %.0f s, or run "
+            "`python -m tdsclip.track sync %s`",
+            text.splitlines()[0] if text else text,
+            self.run_id,
+            self.run_dir,
+            self._mirror.retry.offline_for,
+            self.run_dir.parent,
+        )
 
     def _mirror_safely(self, action: Callable[[str], None]) -> None:
         """action(mlflow_run_id) if MLflow is in sync; after an outage, a full push instead."""
@@ -276,6 +330,7 @@ class Tracker:
 
 # ----------------------------------------------------------------------------- sync
 
+
 @dataclass(frozen=True)
 class SyncReport:
     """What `sync_runs` did, one PushReport per local run."""
@@ -296,20 +351,25 @@ class SyncReport:
         return sum(r.metrics for r in self.runs)
 
     def summary(self) -> str:
-        return (f"{len(self.runs)} runs: {self.created} created, {self.updated} updated, "
-                f"{len(self.runs) - self.created - self.updated} up to date; {self.metrics} metric points logged")
+        return (
+            f"{len(self.runs)} runs: {self.created} created, {self.updated} updated, "
+            f"{len(self.runs) - self.created - self.updated} up to date; {self.metrics} metric points logged"
+        )
 
 
-def sync_runs(runs_dir: Path, tracking_uri: str | None = None, experiment: str | None = None,
-              retry: RetryPolicy = RetryPolicy()) -> SyncReport:
+def sync_runs(
+    runs_dir: Path, tracking_uri: str | None = None, experiment: str | None = None, retry: RetryPolicy = RetryPolicy()
+) -> SyncReport:
     """Push every local record under runs_dir (each sub-folder with run.json) to MLflow,
     idempotently. Every record is read and checked before anything is pushed."""
     records = [load_record(path) for path in find_records(Path(runs_dir))]
     seen: dict[str, Path] = {}
     for record in records:
         if record.run_id in seen:
-            raise RecordError(f"{record.run_dir} and {seen[record.run_id]} both hold run {record.run_id!r}; "
-                              "expected one directory per run")
+            raise RecordError(
+                f"{record.run_dir} and {seen[record.run_id]} both hold run {record.run_id!r}; "
+                "expected one directory per run"
+            )
         seen[record.run_id] = record.run_dir
     mirror = Mirror(tracking_uri, experiment, retry)
     report = SyncReport(tuple(mirror.push(record, settle=True) for record in records), mirror.retries)
@@ -348,19 +408,41 @@ def table_run_key(table: str, preset: str, overrides: Sequence[str]) -> str:
     return f"{table}:{preset}:{hashlib.sha256(json.dumps(list(overrides)).encode()).hexdigest()[:8]}"
 
 
-def track_table(table: str, preset: str, overrides: Sequence[str], rows: Sequence[tuple[str, str]], runs_dir: Path, *,
-                tracking_uri: str | None = None, experiment: str | None = None, mirror: Mirror | None = None) -> str:
+def track_table(
+    table: str,
+    preset: str,
+    overrides: Sequence[str],
+    rows: Sequence[tuple[str, str]],
+    runs_dir: Path,
+    *,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    mirror: Mirror | None = None,
+) -> str:
     """The parent run of (table, preset, override set) in MLflow: created if missing, its rows'
     runs hung under it, closed FINISHED when every row finished, FAILED when one failed (else left
     RUNNING), with the end time of its last row. Returns the parent's MLflow id."""
     mirror = mirror or Mirror(tracking_uri, experiment, RetryPolicy(tries=2))
     key = table_run_key(table, preset, overrides)
-    found = mirror.call("search runs", mirror.client.search_runs, [mirror.experiment_id()],
-                        filter_string=f"tags.table_run = '{key}'", max_results=1)
+    found = mirror.call(
+        "search runs",
+        mirror.client.search_runs,
+        [mirror.experiment_id()],
+        filter_string=f"tags.table_run = '{key}'",
+        max_results=1,
+    )
     name = f"{table} ({preset}{'; ' + ' '.join(overrides) if overrides else ''})"
-    parent = found[0] if found else mirror.call(
-        "create run", mirror.client.create_run, mirror.experiment_id(), run_name=name[:250],
-        tags={"table_run": key, "table": table, "preset": preset, "overrides": json.dumps(list(overrides))})
+    parent = (
+        found[0]
+        if found
+        else mirror.call(
+            "create run",
+            mirror.client.create_run,
+            mirror.experiment_id(),
+            run_name=name[:250],
+            tags={"table_run": key, "table": table, "preset": preset, "overrides": json.dumps(list(overrides))},
+        )
+    )
     parent_id = parent.info.run_id
     states, ends, tags = [], [], {}
     for number, (row, run_id) in enumerate(rows):

@@ -19,8 +19,8 @@ def motion_video(frames: int = 40, width: int = 64, height: int = 48, seed: int 
     slots = width // 8
     for t in range(frames):
         video[t, :16] = 0
-        video[t, :8, 8 * (t % slots):8 * (t % slots) + 8] = 255
-        video[t, 8:16, 8 * (t // slots % slots):8 * (t // slots % slots) + 8] = 255
+        video[t, :8, 8 * (t % slots) : 8 * (t % slots) + 8] = 255
+        video[t, 8:16, 8 * (t // slots % slots) : 8 * (t // slots % slots) + 8] = 255
     return video
 
 
@@ -33,7 +33,9 @@ def write_media(folder: Path, kind: str, frames: int = 40, keyint: int | None = 
         write_jpegs(path, video)
     else:
         path = folder / f"video-{seed}-{keyint or 'default'}.{kind}"
-        write_video(path, video, fps=12 if kind == "webm" else 25, codec="vp9" if kind == "webm" else "h264", options=options)
+        write_video(
+            path, video, fps=12 if kind == "webm" else 25, codec="vp9" if kind == "webm" else "h264", options=options
+        )
     return path
 
 

@@ -58,10 +58,27 @@ def mlflow_server(root: Path, attempts: int = 3) -> Iterator[str]:
         log_path = root / f"server-{port}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/server.db",
-                 "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                 "--workers", "1"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=child_environment(os.environ))
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{root}/server.db",
+                    "--artifacts-destination",
+                    str(root / "artifacts"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=child_environment(os.environ),
+            )
         try:
             deadline = time.monotonic() + 120
             while proc.poll() is None and time.monotonic() < deadline and not _healthy(url):

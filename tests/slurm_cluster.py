@@ -116,8 +116,10 @@ def mlflow_runs(uri: str, run_id: str) -> list:
 
 def write_report(runs_dir: str, out: str) -> str:
     """The report job of the tests: one line per finished run, written after the array ended."""
-    lines = [f"{p.parent.name} {json.loads(p.read_text())['metrics']['test_top1']:.2f}"
-             for p in sorted(Path(runs_dir).glob("*/result.json"))]
+    lines = [
+        f"{p.parent.name} {json.loads(p.read_text())['metrics']['test_top1']:.2f}"
+        for p in sorted(Path(runs_dir).glob("*/result.json"))
+    ]
     Path(out).write_text("\n".join(lines) + "\n")
     return out
 
@@ -145,16 +147,30 @@ def reference(slurm_cluster: SlurmSession) -> Reference:
     s = slurm_cluster
     runs = s.root / "reference-runs"
     # Two at a time: "bad" fails within seconds, then "short" and "mid" run beside "long".
-    rows = {"long": smoke(s.cache), "bad": smoke(s.cache, "model.num_classes=5"),  # the data has 6 classes
-            "short": smoke(s.cache, "train.epochs=2"), "mid": smoke(s.cache, "train.epochs=8")}
+    rows = {
+        "long": smoke(s.cache),
+        "bad": smoke(s.cache, "model.num_classes=5"),  # the data has 6 classes
+        "short": smoke(s.cache, "train.epochs=2"),
+        "mid": smoke(s.cache, "train.epochs=8"),
+    }
     started = time.monotonic()
-    ids = submit_runs([RunGroup(Resources("smoke"), [RunSpec(cfg, "smoke", {"row": row}) for row, cfg in rows.items()])],
-                      load_profile("local"), 1, s.jobs, runs_dir=runs)
+    ids = submit_runs(
+        [RunGroup(Resources("smoke"), [RunSpec(cfg, "smoke", {"row": row}) for row, cfg in rows.items()])],
+        load_profile("local"),
+        1,
+        s.jobs,
+        runs_dir=runs,
+    )
     report = s.root / "report.txt"
-    report_id = submit_after(write_report, str(runs), str(report), after=ids, profile=load_profile("local"), folder=s.jobs)
+    report_id = submit_after(
+        write_report, str(runs), str(report), after=ids, profile=load_profile("local"), folder=s.jobs
+    )
     states = wait([*ids, report_id])
     seconds = time.monotonic() - started
     row_of = dict(zip(ids, rows))
-    folders = {row_of[json.loads((p / "run.json").read_text())["tags"]["slurm_job_id"]]: p
-               for p in runs.iterdir() if (p / "run.json").exists()}
+    folders = {
+        row_of[json.loads((p / "run.json").read_text())["tags"]["slurm_job_id"]]: p
+        for p in runs.iterdir()
+        if (p / "run.json").exists()
+    }
     return Reference(dict(zip(rows, ids)), states, folders, report_id, report, seconds)

@@ -5,8 +5,12 @@ from sweeps.space import Categorical
 from sweeps.study import Study
 
 STUDY = Study(
-    name="lr-probe", title="Probe: a learning rate that learns and one that cannot",
+    name="lr-probe",
+    title="Probe: a learning rate that learns and one that cannot",
     base=("table3", "+ SME-Adapter"),
     space={"optim.lr": Categorical(1e-3, 1e-7), "optim.weight_decay": Categorical(0.05, 0.06)},
-    sampler="random", startup_trials=2, warmup_epochs=1, n_trials=3,
+    sampler="random",
+    startup_trials=2,
+    warmup_epochs=1,
+    n_trials=3,
 )

@@ -57,7 +57,9 @@ def test_backbone_is_frozen_builds_no_graph_and_saves_nothing(tiny_weights):
 
 def test_wrong_input_shape_is_a_clear_error():
     backbone = build_backbone("tdsclip-tiny")
-    with pytest.raises(ValueError, match=r"tdsclip-tiny expects frames of shape \(N, 3, 64, 64\), got \(2, 3, 224, 224\)"):
+    with pytest.raises(
+        ValueError, match=r"tdsclip-tiny expects frames of shape \(N, 3, 64, 64\), got \(2, 3, 224, 224\)"
+    ):
         backbone(torch.randn(2, 3, 224, 224))
 
 

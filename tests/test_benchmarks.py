@@ -8,10 +8,20 @@ import math
 
 from helpers import run_python
 
-REQUIRED = ("step_ratio", "step_ratio_vs_conv_baseline", "step_ratio_st_adapter", "step_ratio_full_ft",
-            "backbone_saved_bytes", "activation_ratio_vs_conv_baseline", "activation_ratio_vs_st_adapter",
-            "activation_ratio_vs_full_ft", "decode_speedup", "resize_speedup", "resize_clips_per_s_720p",
-            "resize_clips_per_s_320")
+REQUIRED = (
+    "step_ratio",
+    "step_ratio_vs_conv_baseline",
+    "step_ratio_st_adapter",
+    "step_ratio_full_ft",
+    "backbone_saved_bytes",
+    "activation_ratio_vs_conv_baseline",
+    "activation_ratio_vs_st_adapter",
+    "activation_ratio_vs_full_ft",
+    "decode_speedup",
+    "resize_speedup",
+    "resize_clips_per_s_720p",
+    "resize_clips_per_s_320",
+)
 
 
 def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
@@ -19,8 +29,26 @@ def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TDSCLIP_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run.json"
-    assert main(["--quick", "--threads", "1", "--repeats", "1", "--frames", "1", "--videos", "1",
-                 "--json", str(out), "--results-dir", str(tmp_path / "results")]) == 0
+    assert (
+        main(
+            [
+                "--quick",
+                "--threads",
+                "1",
+                "--repeats",
+                "1",
+                "--frames",
+                "1",
+                "--videos",
+                "1",
+                "--json",
+                str(out),
+                "--results-dir",
+                str(tmp_path / "results"),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     for key in REQUIRED:
         assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
@@ -50,4 +78,7 @@ def test_gpu_without_cuda_and_bad_arguments_are_one_line_errors():
     assert gpu.returncode == 2
     assert gpu.stderr.startswith("error: --gpu: CUDA is not available here") and gpu.stderr.count("\n") == 1
     bad = run_python("import sys; from benchmarks.run import main; sys.exit(main(['--sections', 'stpe']))")
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: unknown section 'stpe'; expected one of step, activation, data, suite, gpu"
+    assert (
+        bad.returncode == 2
+        and bad.stderr.strip() == "error: unknown section 'stpe'; expected one of step, activation, data, suite, gpu"
+    )

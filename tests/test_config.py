@@ -4,16 +4,31 @@ import pytest
 
 from helpers import run_python
 from tdsclip.config import (
-    ConfigError, RunConfig, apply_overrides, config_hash, flatten, format_config, from_dict, leaf_types,
-    main, to_dict,
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_hash,
+    flatten,
+    format_config,
+    from_dict,
+    leaf_types,
+    main,
+    to_dict,
 )
 
 
 def test_overrides_set_typed_values():
-    cfg = apply_overrides(RunConfig(), [
-        "model.backbone=ViT-L-14", "optim.lr=1e-4", "data.frames=16", "optim.betas=0.9,0.98",
-        "model.quick_gelu=true", "train.precision=fp16",
-    ])
+    cfg = apply_overrides(
+        RunConfig(),
+        [
+            "model.backbone=ViT-L-14",
+            "optim.lr=1e-4",
+            "data.frames=16",
+            "optim.betas=0.9,0.98",
+            "model.quick_gelu=true",
+            "train.precision=fp16",
+        ],
+    )
     assert cfg.model.backbone == "ViT-L-14"
     assert cfg.optim.lr == pytest.approx(1e-4) and isinstance(cfg.optim.lr, float)
     assert cfg.data.frames == 16 and isinstance(cfg.data.frames, int)
@@ -33,24 +48,27 @@ def test_defaults_follow_table_xiii_for_b16_ssv1():
     assert flat["data.frames"] == 8 and flat["data.input_size"] == 224
 
 
-@pytest.mark.parametrize("override, message", [
-    ("optim.learning_rate=1", "unknown config key 'optim.learning_rate'; did you mean 'optim.lr'?"),
-    ("lr=1e-4", "unknown config key 'lr'; did you mean 'optim.lr'?"),
-    ("optim.wd=0.1", "did you mean 'optim.weight_decay'?"),
-    ("model.backbon=ViT-B-16", "did you mean 'model.backbone'?"),
-    ("train.epoch=3", "did you mean 'train.epochs'?"),
-    ("data.frames=eight", "data.frames: expected int, got 'eight'"),
-    ("data.frames=8.5", "data.frames: expected int, got '8.5'"),
-    ("optim.lr=fast", "optim.lr: expected float, got 'fast'"),
-    ("optim.lr=nan", "optim.lr: expected float, got 'nan'"),
-    ("optim.betas=0.9", "optim.betas: expected 2 comma-separated values (float, float), got '0.9'"),
-    ("model.quick_gelu=maybe", "model.quick_gelu: expected bool or None, got 'maybe'"),
-    ("train.precision=fp8", "train.precision: expected one of 'fp32', 'bf16', 'fp16', got 'fp8'"),
-    ("data.frames=0", "data.frames: expected >= 1, got 0"),
-    ("optim.lr=-1", "optim.lr: expected > 0, got -1.0"),
-    ("model=ViT-B-16", "'model' is a config section"),
-    ("optim.lr", "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.learning_rate=1", "unknown config key 'optim.learning_rate'; did you mean 'optim.lr'?"),
+        ("lr=1e-4", "unknown config key 'lr'; did you mean 'optim.lr'?"),
+        ("optim.wd=0.1", "did you mean 'optim.weight_decay'?"),
+        ("model.backbon=ViT-B-16", "did you mean 'model.backbone'?"),
+        ("train.epoch=3", "did you mean 'train.epochs'?"),
+        ("data.frames=eight", "data.frames: expected int, got 'eight'"),
+        ("data.frames=8.5", "data.frames: expected int, got '8.5'"),
+        ("optim.lr=fast", "optim.lr: expected float, got 'fast'"),
+        ("optim.lr=nan", "optim.lr: expected float, got 'nan'"),
+        ("optim.betas=0.9", "optim.betas: expected 2 comma-separated values (float, float), got '0.9'"),
+        ("model.quick_gelu=maybe", "model.quick_gelu: expected bool or None, got 'maybe'"),
+        ("train.precision=fp8", "train.precision: expected one of 'fp32', 'bf16', 'fp16', got 'fp8'"),
+        ("data.frames=0", "data.frames: expected >= 1, got 0"),
+        ("optim.lr=-1", "optim.lr: expected > 0, got -1.0"),
+        ("model=ViT-B-16", "'model' is a config section"),
+        ("optim.lr", "expected key=value"),
+    ],
+)
 def test_bad_overrides_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as error:
         apply_overrides(RunConfig(), [override])
@@ -70,7 +88,9 @@ def test_every_key_is_reachable_and_round_trips():
 def test_hash_identifies_the_resolved_config():
     base = RunConfig()
     assert config_hash(base) == config_hash(RunConfig())
-    assert config_hash(apply_overrides(base, ["optim.lr=1e-4"])) == config_hash(apply_overrides(base, ["optim.lr=0.0001"]))
+    assert config_hash(apply_overrides(base, ["optim.lr=1e-4"])) == config_hash(
+        apply_overrides(base, ["optim.lr=0.0001"])
+    )
     assert config_hash(apply_overrides(base, ["optim.lr=1e-4"])) != config_hash(base)
     a = apply_overrides(base, ["data.frames=16", "optim.lr=1e-4"])
     b = apply_overrides(base, ["optim.lr=1e-4", "data.frames=16"])

@@ -28,8 +28,10 @@ def test_ssv1_names_with_commas_split_on_the_semicolon(tmp_path):
     labels = tmp_path / "something-something-v1-labels.csv"
     labels.write_text("\n".join(SSV1_CLASSES) + "\n\n")
     train = tmp_path / "something-something-v1-train.csv"
-    train.write_text("100;Putting something, something and something on the table\n101;Holding something\n"
-                     "102;Pushing something from right to left\n")
+    train.write_text(
+        "100;Putting something, something and something on the table\n101;Holding something\n"
+        "102;Pushing something from right to left\n"
+    )
     (tmp_path / "frames" / "100").mkdir(parents=True)
     (tmp_path / "frames" / "101").mkdir()
     split = read_split("ssv1", train, labels)
@@ -48,8 +50,11 @@ def test_ssv1_unknown_class_names_the_line_and_the_closest_class(tmp_path):
     labels.write_text("\n".join(SSV1_CLASSES))
     train = tmp_path / "train.csv"
     train.write_text("100;Holding something\n101;Holding somethin\n")
-    with pytest.raises(DataError, match=r"train.csv:2: class 'Holding somethin' is not in the labels file; "
-                                        r"did you mean 'Holding something'\?"):
+    with pytest.raises(
+        DataError,
+        match=r"train.csv:2: class 'Holding somethin' is not in the labels file; "
+        r"did you mean 'Holding something'\?",
+    ):
         read_split("ssv1", train, labels)
     with pytest.raises(DataError, match="ssv1 needs its labels file"):
         read_split("ssv1", train)
@@ -59,12 +64,24 @@ def test_ssv2_class_is_the_template_without_brackets_and_test_has_ids_only(tmp_p
     labels = tmp_path / "something-something-v2-labels.json"
     labels.write_text(json.dumps({"Putting something onto something": "1", "Something falling like a rock": "0"}))
     train = tmp_path / "something-something-v2-train.json"
-    train.write_text(json.dumps([
-        {"id": "78687", "label": "putting a cup onto a plate", "template": "Putting [something] onto [something]",
-         "placeholders": ["a cup", "a plate"]},
-        {"id": "42326", "label": "a stone falling like a rock", "template": "[Something] falling like a rock",
-         "placeholders": ["a stone"]},
-    ]))
+    train.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "78687",
+                    "label": "putting a cup onto a plate",
+                    "template": "Putting [something] onto [something]",
+                    "placeholders": ["a cup", "a plate"],
+                },
+                {
+                    "id": "42326",
+                    "label": "a stone falling like a rock",
+                    "template": "[Something] falling like a rock",
+                    "placeholders": ["a stone"],
+                },
+            ]
+        )
+    )
     split = read_split("ssv2", train, labels)
     assert split.classes == ("Something falling like a rock", "Putting something onto something")
     assert [(e.id, e.label) for e in split.entries] == [("78687", 1), ("42326", 0)]
@@ -110,8 +127,12 @@ def test_k400_labels_with_parentheses_apostrophes_and_commas_in_any_layout(tmp_p
     _touch(root / "a_Z-9bc1XyQ_000130_000140.mp4")  # flat
     (root / "train" / "zzzYYYxxx11_000000_000010").mkdir(parents=True)  # extracted frames
     split = read_split("k400", train)
-    assert split.classes == ("making a cake, or not", "massaging person's head",
-                             "passing American football (in game)", "tying knot (not on a tie)")
+    assert split.classes == (
+        "making a cake, or not",
+        "massaging person's head",
+        "passing American football (in game)",
+        "tying knot (not on a tie)",
+    )
     assert [e.label for e in split.entries] == [2, 1, 3, 0, 1]
     with caplog.at_level(logging.WARNING, logger="tdsclip.data"):
         found = find_samples(split, root)
@@ -129,7 +150,7 @@ def test_k400_validation_takes_class_indices_from_the_training_csv(tmp_path):
     train = tmp_path / "train.csv"
     train.write_text(K400_CSV)
     val = tmp_path / "validate.csv"
-    val.write_text("label,youtube_id,time_start,time_end,split\n\"tying knot (not on a tie)\",abcdefghijk,3,13,val\n")
+    val.write_text('label,youtube_id,time_start,time_end,split\n"tying knot (not on a tie)",abcdefghijk,3,13,val\n')
     assert read_split("k400", val).entries[0].label == 0, "alone, the val csv knows one class"
     assert read_split("k400", val, train).entries[0].label == 3, "with the train csv as labels file"
     (tmp_path / "bad.csv").write_text("youtube,start\nx,1\n")
@@ -188,11 +209,11 @@ def test_flip_pairs_found_by_name():
 
 
 # Kinetics CSVs as released: 2017 quotes every field and adds is_cc; 2020 writes float times and `val`.
-K400_2017 = '''"label","youtube_id","time_start","time_end","split","is_cc"
+K400_2017 = """"label","youtube_id","time_start","time_end","split","is_cc"
 "tying knot (not on a tie)","a_Z-9bc1XyQ",130,140,"val",0
 "massaging person's head","-0pRpKZGLYc",32,42,"val",1
 "making a cake, or not","zzzYYYxxx11",0,10,"val",0
-'''
+"""
 K400_2020 = """label,youtube_id,time_start,time_end,split
 tying knot (not on a tie),a_Z-9bc1XyQ,130.0,140.0,val
 massaging person's head,-0pRpKZGLYc,32.0,42.0,val
@@ -214,12 +235,20 @@ def test_k400_2017_and_2020_csv_styles_read_the_same(tmp_path):
         split = read_split("k400", val, classes=read_split("k400", train).classes, classes_from="the training split")
         read[style] = [(e.id, e.label) for e in split.entries]
         assert [s.path for s in find_samples(split, root).samples] == [
-            "val/a_Z-9bc1XyQ_000130_000140.mp4", "val/-0pRpKZGLYc_000032_000042.mp4", "val/zzzYYYxxx11_000000_000010.mp4"]
-    assert read["2017"] == read["2020"] == [("a_Z-9bc1XyQ_000130_000140", 3), ("-0pRpKZGLYc_000032_000042", 1),
-                                            ("zzzYYYxxx11_000000_000010", 0)]
+            "val/a_Z-9bc1XyQ_000130_000140.mp4",
+            "val/-0pRpKZGLYc_000032_000042.mp4",
+            "val/zzzYYYxxx11_000000_000010.mp4",
+        ]
+    assert (
+        read["2017"]
+        == read["2020"]
+        == [("a_Z-9bc1XyQ_000130_000140", 3), ("-0pRpKZGLYc_000032_000042", 1), ("zzzYYYxxx11_000000_000010", 0)]
+    )
     bad = tmp_path / "bad.csv"
     bad.write_text("label,youtube_id,time_start,time_end,split\nabseiling,x,soon,10.0,val\n")
-    with pytest.raises(DataError, match=r"bad.csv:2: expected numbers time_start and time_end \(13 or 13.0\), got 'soon'"):
+    with pytest.raises(
+        DataError, match=r"bad.csv:2: expected numbers time_start and time_end \(13 or 13.0\), got 'soon'"
+    ):
         read_split("k400", bad)
 
 
@@ -231,5 +260,7 @@ def test_a_validation_class_the_training_split_lacks_is_one_line_naming_it(tmp_p
     with pytest.raises(DataError) as error:
         read_split("k400", val, classes=read_split("k400", train).classes, classes_from=f"the training split {train}")
     message = str(error.value)
-    assert message == (f"{val}: class 'abseiling' and 1 more ('juggling fire') is not among the 4 classes of the "
-                       f"training split {train}: expected every class of this split there")
+    assert message == (
+        f"{val}: class 'abseiling' and 1 more ('juggling fire') is not among the 4 classes of the "
+        f"training split {train}: expected every class of this split there"
+    )

@@ -21,8 +21,19 @@ SMALL = ["--classes", "6", "--videos-per-class", "3", "--frames", "12", "--size"
 
 
 def _check_args(data, part="train", *extra):
-    return ["check", "--format", data.format, "--root", data.root, "--annotations", getattr(data, part),
-            *(["--labels", data.labels] if data.labels else []), "--workers", "0", *extra]
+    return [
+        "check",
+        "--format",
+        data.format,
+        "--root",
+        data.root,
+        "--annotations",
+        getattr(data, part),
+        *(["--labels", data.labels] if data.labels else []),
+        "--workers",
+        "0",
+        *extra,
+    ]
 
 
 def _run(argv, capsys):
@@ -40,8 +51,13 @@ def test_python_m_runs_synth_then_check_for_every_format(tmp_path, monkeypatch):
     monkeypatch.setenv("TDSCLIP_CACHE", str(tmp_path / "cache"))
     for fmt in ("ssv1", "ssv2", "k400"):
         command = [sys.executable, "-m", "tdsclip.data"]
-        made = subprocess.run([*command, "synth", "--format", fmt, "--out", str(tmp_path / fmt), *SMALL],
-                              capture_output=True, text=True, cwd=REPO, timeout=120)
+        made = subprocess.run(
+            [*command, "synth", "--format", fmt, "--out", str(tmp_path / fmt), *SMALL],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
         assert made.returncode == 0, made.stderr
         data = load_synthetic(tmp_path / fmt)
         assert json.loads(made.stdout)["root"] == data.root
@@ -49,8 +65,13 @@ def test_python_m_runs_synth_then_check_for_every_format(tmp_path, monkeypatch):
         checked = subprocess.run([*command, *argv], capture_output=True, text=True, cwd=REPO, timeout=120)
         assert checked.returncode == 0, checked.stderr
         report = json.loads(checked.stdout)
-        assert {k: report[k] for k in ("listed", "found", "missing", "unreadable", "classes")} == \
-            {"listed": 6, "found": 6, "missing": 0, "unreadable": 0, "classes": 6}
+        assert {k: report[k] for k in ("listed", "found", "missing", "unreadable", "classes")} == {
+            "listed": 6,
+            "found": 6,
+            "missing": 0,
+            "unreadable": 0,
+            "classes": 6,
+        }
         assert all(isinstance(report[k], int) for k in ("listed", "found", "missing", "unreadable", "classes"))
         assert len(report["manifest"]) == 64 and 9 <= report["frames"]["min"] <= report["frames"]["max"] <= 15
 
@@ -63,7 +84,7 @@ def test_check_names_missing_and_unreadable_samples_and_judges_usability(tmp_pat
     (root / f"{entries[1].id}.webm").write_bytes(b"\x1a\x45\xdf\xa3 not really webm")
     video = root / f"{entries[2].id}.webm"
     damaged = bytearray(video.read_bytes())
-    damaged[len(damaged) // 3:] = bytes(len(damaged) - len(damaged) // 3)  # decodes, but only its first frames
+    damaged[len(damaged) // 3 :] = bytes(len(damaged) - len(damaged) // 3)  # decodes, but only its first frames
     video.write_bytes(bytes(damaged))
     code, out, _ = _run(_check_args(data, "train", "--json", "--cache-dir", tmp_path / "c"), capsys)
     report = json.loads(out)
@@ -78,8 +99,11 @@ def test_check_names_missing_and_unreadable_samples_and_judges_usability(tmp_pat
 
 def test_extract_is_resumable_and_records_provenance(tmp_path, capsys):
     source = tmp_path / "videos"
-    videos = [write_media(source, "webm", frames=20, seed=1), write_media(source, "webm", frames=14, seed=2),
-              write_media(source / "class x", "mp4", frames=30, seed=3)]
+    videos = [
+        write_media(source, "webm", frames=20, seed=1),
+        write_media(source, "webm", frames=14, seed=2),
+        write_media(source / "class x", "mp4", frames=30, seed=3),
+    ]
     out = tmp_path / "frames"
     code, printed, _ = _run(["extract", "--root", source, "--out", out, "--workers", "2"], capsys)
     assert code == 0 and "videos 3, extracted before 0, now 3, failed 0" in printed
@@ -88,7 +112,9 @@ def test_extract_is_resumable_and_records_provenance(tmp_path, capsys):
     for video in videos:
         folder = out / video.relative_to(source).with_suffix("")
         decoded = pyav_decode(video).astype(int)
-        assert provenance["videos"][folder.relative_to(out).as_posix()] == len(decoded) == len(list(folder.glob("*.jpg")))
+        assert (
+            provenance["videos"][folder.relative_to(out).as_posix()] == len(decoded) == len(list(folder.glob("*.jpg")))
+        )
         frames = read_frames(folder, True, lambda n: np.arange(n)).astype(int)
         distance = np.abs(frames[:, None] - decoded[None]).mean(axis=(2, 3, 4))
         assert (distance.argmin(1) == np.arange(len(decoded))).all(), "JPEG i is decoded frame i"
@@ -110,8 +136,21 @@ def test_extracted_ssv2_frames_are_what_the_ssv2_loader_reads(tmp_path, ssv2, ca
 
 def test_subsets_are_deterministic_nested_and_class_balanced(tmp_path, capsys):
     data = write_synthetic(SynthSpec("ssv1", 6, 10, 6, 32, 32), tmp_path / "ssv1")
-    base = ["subsets", "--format", "ssv1", "--root", data.root, "--annotations", data.train, "--labels", data.labels,
-            "--workers", "0", "--cache-dir", tmp_path / "c"]
+    base = [
+        "subsets",
+        "--format",
+        "ssv1",
+        "--root",
+        data.root,
+        "--annotations",
+        data.train,
+        "--labels",
+        data.labels,
+        "--workers",
+        "0",
+        "--cache-dir",
+        tmp_path / "c",
+    ]
 
     def subsets(out, *extra):
         assert _run([*base, "--out", tmp_path / out, *extra], capsys)[0] == 0
@@ -133,7 +172,11 @@ def test_subsets_are_deterministic_nested_and_class_balanced(tmp_path, capsys):
 
 
 def test_usage_errors_are_one_line_with_exit_2(capsys):
-    for argv in (["bogus"], ["check", "--format", "ssv2"], ["synth", "--format", "ssv2", "--out", "x", "--size", "big"]):
+    for argv in (
+        ["bogus"],
+        ["check", "--format", "ssv2"],
+        ["synth", "--format", "ssv2", "--out", "x", "--size", "big"],
+    ):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         err = capsys.readouterr().err

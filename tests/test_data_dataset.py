@@ -26,10 +26,19 @@ def datasets(tmp_path_factory):
 
 
 def _config(data, tmp_path: Path, **overrides) -> DataConfig:
-    values = {"data.dataset": data.format, "data.root": data.root, "data.train_annotations": data.train,
-              "data.val_annotations": data.val, "data.labels": data.labels, "data.input_size": 32,
-              "data.resize": "40,48", "data.frames": 4, "data.cache_dir": str(tmp_path / "cache"),
-              "data.num_workers": 0, **{f"data.{k}": v for k, v in overrides.items()}}
+    values = {
+        "data.dataset": data.format,
+        "data.root": data.root,
+        "data.train_annotations": data.train,
+        "data.val_annotations": data.val,
+        "data.labels": data.labels,
+        "data.input_size": 32,
+        "data.resize": "40,48",
+        "data.frames": 4,
+        "data.cache_dir": str(tmp_path / "cache"),
+        "data.num_workers": 0,
+        **{f"data.{k}": v for k, v in overrides.items()},
+    }
     return apply_overrides(RunConfig(), values).data
 
 

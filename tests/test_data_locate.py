@@ -40,9 +40,11 @@ def test_planned_manifest_is_what_the_last_build_computed(cache, tmp_path):
 
 
 def test_planned_manifest_needs_no_torch(cache):
-    code = ("import sys; from tdsclip.config import DataConfig; from tdsclip.data.locate import planned_manifest; "
-            f"print(planned_manifest(DataConfig(**{SYNTH!r}, cache_dir={cache!r}))); "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys; from tdsclip.config import DataConfig; from tdsclip.data.locate import planned_manifest; "
+        f"print(planned_manifest(DataConfig(**{SYNTH!r}, cache_dir={cache!r}))); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -93,12 +95,25 @@ def _kinetics(tmp_path, val_text=VAL_CSV, separate_roots=True):
     for split, text in (("train", TRAIN_CSV), ("val", val_text)):
         for line in text.splitlines()[1:]:
             youtube_id, start, end = line.rsplit(",", 4)[1:4]
-            folder = tmp_path / (f"videos_{split}" if separate_roots else "videos") / f"{youtube_id}_{int(float(start)):06d}_{int(float(end)):06d}"
+            folder = (
+                tmp_path
+                / (f"videos_{split}" if separate_roots else "videos")
+                / f"{youtube_id}_{int(float(start)):06d}_{int(float(end)):06d}"
+            )
             folder.mkdir(parents=True)
-    roots = (dict(train_root=str(tmp_path / "videos_train"), val_root=str(tmp_path / "videos_val")) if separate_roots
-             else dict(root=str(tmp_path / "videos")))
-    return DataConfig(dataset="k400", train_annotations=str(tmp_path / "train.csv"), val_annotations=str(tmp_path / "val.csv"),
-                      cache_dir=str(tmp_path / "cache"), num_workers=0, **roots)
+    roots = (
+        dict(train_root=str(tmp_path / "videos_train"), val_root=str(tmp_path / "videos_val"))
+        if separate_roots
+        else dict(root=str(tmp_path / "videos"))
+    )
+    return DataConfig(
+        dataset="k400",
+        train_annotations=str(tmp_path / "train.csv"),
+        val_annotations=str(tmp_path / "val.csv"),
+        cache_dir=str(tmp_path / "cache"),
+        num_workers=0,
+        **roots,
+    )
 
 
 def test_validation_uses_the_training_class_list_from_per_split_roots(tmp_path):
@@ -110,8 +125,11 @@ def test_validation_uses_the_training_class_list_from_per_split_roots(tmp_path):
     assert val.root == str(tmp_path / "videos_val") and len(val.samples) == 3 and not val.missing
     assert val.split.classes == train.split.classes
     names = {s.id: train.split.classes[s.label] for s in val.samples}
-    assert names == {"ggggggggggg_000005_000015": "tying knot (not on a tie)", "hhhhhhhhhhh_000005_000015": "abseiling",
-                     "iiiiiiiiiii_000005_000015": "zumba"}
+    assert names == {
+        "ggggggggggg_000005_000015": "tying knot (not on a tie)",
+        "hhhhhhhhhhh_000005_000015": "abseiling",
+        "iiiiiiiiiii_000005_000015": "zumba",
+    }
     same_root = _kinetics(tmp_path / "one", separate_roots=False)
     assert found_samples(same_root, "val")[0].split.classes == train.split.classes
 
@@ -120,11 +138,18 @@ def test_a_validation_class_training_lacks_stops_the_run_naming_it(tmp_path):
     from tdsclip.data.locate import found_samples
 
     cfg = _kinetics(tmp_path, VAL_CSV + "juggling fire,jjjjjjjjjjj,1.0,11.0,val\n")
-    with pytest.raises(DataError, match=r"val.csv: class 'juggling fire' is not among the 6 classes of the training "
-                                        r"split .*train.csv: expected every class of this split there$"):
+    with pytest.raises(
+        DataError,
+        match=r"val.csv: class 'juggling fire' is not among the 6 classes of the training "
+        r"split .*train.csv: expected every class of this split there$",
+    ):
         found_samples(cfg, "val")
-    with pytest.raises(DataError, match=r"data.root is empty: set data.root \(or data.val_root\) to the folder holding the validation"):
-        found_samples(DataConfig(dataset="k400", train_root="/t", train_annotations="/t.csv", val_annotations="/v.csv"), "val")
+    with pytest.raises(
+        DataError, match=r"data.root is empty: set data.root \(or data.val_root\) to the folder holding the validation"
+    ):
+        found_samples(
+            DataConfig(dataset="k400", train_root="/t", train_annotations="/t.csv", val_annotations="/v.csv"), "val"
+        )
 
 
 def test_per_split_roots_come_from_the_locations_file_or_environment(tmp_path):
@@ -134,17 +159,24 @@ def test_per_split_roots_come_from_the_locations_file_or_environment(tmp_path):
 
     cfg = apply_overrides(RunConfig(), ["data.dataset=k400", "model.weights=random"])
     file = tmp_path / "locations.toml"
-    file.write_text('[datasets.k400]\ntrain_root = "/k/videos_train"\nval_root = "/k/videos_val"\n'
-                    'train = "/k/train.csv"\nval = "/k/val.csv"\nval_reference = "/lists/val.txt"\n')
+    file.write_text(
+        '[datasets.k400]\ntrain_root = "/k/videos_train"\nval_root = "/k/videos_val"\n'
+        'train = "/k/train.csv"\nval = "/k/val.csv"\nval_reference = "/lists/val.txt"\n'
+    )
     env = {"TDSCLIP_LOCATIONS": str(file)}
     filled = locations.fill(cfg, require_weights=True, environ=env)
     assert (filled.data.root, filled.data.train_root, filled.data.val_root) == ("", "/k/videos_train", "/k/videos_val")
     assert filled.data.val_reference == "/lists/val.txt"
     moved = locations.fill(cfg, require_weights=True, environ={**env, "TDSCLIP_K400_VAL_ROOT": "/fast/val"})
-    assert moved.data.val_root == "/fast/val" and run_id(moved, "m") == run_id(filled, "m"), "locations are not identity"
+    assert moved.data.val_root == "/fast/val" and run_id(moved, "m") == run_id(filled, "m"), (
+        "locations are not identity"
+    )
     file.write_text('[datasets.k400]\ntrain_root = "/k/videos_train"\ntrain = "/k/train.csv"\nval = "/k/val.csv"\n')
-    with pytest.raises(ConfigError, match=r"data.root is not set for k400: set TDSCLIP_K400_ROOT or \[datasets.k400\] root "
-                                          r"in .*locations.toml, or train_root and val_root for splits in separate folders,"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.root is not set for k400: set TDSCLIP_K400_ROOT or \[datasets.k400\] root "
+        r"in .*locations.toml, or train_root and val_root for splits in separate folders,",
+    ):
         locations.fill(cfg, require_weights=True, environ=env)
     file.write_text('[datasets.k400]\nroot = "/k"\ntrain = "/k/train.csv"\nval = "/k/val.csv"\nval_rot = "/k/v"\n')
     with pytest.raises(ConfigError, match=r"\[datasets.k400\] has unknown key 'val_rot'; did you mean 'val_root'\?"):

@@ -40,10 +40,12 @@ def test_resize_keeps_every_frame_and_the_layout_skips_damage_and_resumes(tmp_pa
     webm = write_media(source, "webm", frames=14, seed=3)
     damaged = source / "zz-damaged.mp4"
     data = bytearray(landscape.read_bytes())
-    data[len(data) // 2:len(data) // 2 + 400] = bytes(400)  # zeros in the middle of the picture data
+    data[len(data) // 2 : len(data) // 2 + 400] = bytes(400)  # zeros in the middle of the picture data
     damaged.write_bytes(bytes(data))
     out = tmp_path / "videos_32"
-    code, printed, err = _run(["resize", "--root", source, "--out", out, "--short-side", "32", "--workers", "2"], capsys)
+    code, printed, err = _run(
+        ["resize", "--root", source, "--out", out, "--short-side", "32", "--workers", "2"], capsys
+    )
     assert code == 1 and "videos 4, resized before 0, now 3, failed (skipped) 1" in printed
     assert "zz-damaged.mp4: " in printed and not (out / "zz-damaged.mp4").exists()
     assert not list(out.rglob(".*partial*")), "no partial file is left behind"
@@ -71,7 +73,9 @@ def test_a_resized_kinetics_copy_is_found_by_the_annotations_and_has_its_own_man
     digests = {}
     for side in (32, 40):
         out = tmp_path / f"k400_{side}"
-        assert _run(["resize", "--root", data.root, "--out", out, "--short-side", side, "--workers", "2"], capsys)[0] == 0
+        assert (
+            _run(["resize", "--root", data.root, "--out", out, "--short-side", side, "--workers", "2"], capsys)[0] == 0
+        )
         found = find_samples(split, out)
         assert len(found.samples) == len(split.entries) and not found.missing
         digests[side] = manifest(found, tmp_path / "cache")
@@ -84,7 +88,10 @@ def test_bad_resize_input_is_one_line(tmp_path, capsys, monkeypatch):
     write_media(tmp_path / "videos", "mp4", frames=5)
     for argv, message in (
         (["--root", tmp_path / "nope", "--out", tmp_path / "o"], "video root '"),
-        (["--root", tmp_path / "videos", "--out", tmp_path / "o", "--short-side", "321"], "--short-side: expected an even number of pixels >= 16"),
+        (
+            ["--root", tmp_path / "videos", "--out", tmp_path / "o", "--short-side", "321"],
+            "--short-side: expected an even number of pixels >= 16",
+        ),
         (["--root", tmp_path / "videos", "--out", tmp_path / "videos" / "small"], "is inside --root"),
     ):
         code, _, err = _run(["resize", *argv], capsys)

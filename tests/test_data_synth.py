@@ -51,7 +51,9 @@ def test_rendered_boxes_follow_the_motion():
 
 @pytest.mark.parametrize("fmt", ["ssv1", "ssv2", "k400"])
 def test_each_format_is_written_as_its_owners_do_and_reads_back(tmp_path, fmt):
-    data = write_synthetic(SynthSpec(format=fmt, classes=6, videos_per_class=3, frames=12, width=64, height=48), tmp_path / fmt)
+    data = write_synthetic(
+        SynthSpec(format=fmt, classes=6, videos_per_class=3, frames=12, width=64, height=48), tmp_path / fmt
+    )
     boxes = json.loads(open(data.boxes).read())
     for part, expected in (("train", 6 * 2), ("val", 6 * 1)):
         split = read_split(fmt, getattr(data, part), data.labels)

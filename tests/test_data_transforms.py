@@ -16,7 +16,7 @@ def _square_moving_right(frames: int = 8, height: int = 96, width: int = 128) ->
     video = np.zeros((frames, height, width, 3), dtype=np.uint8)
     for t in range(frames):
         x = 24 + 8 * t
-        video[t, 32:64, x:x + 32] = 255
+        video[t, 32:64, x : x + 32] = 255
     return video
 
 
@@ -78,7 +78,9 @@ def test_three_test_crops_are_left_centre_right_of_the_resized_frame():
     assert means[0] < means[1] < means[2]
     centre = EvalTransform(224, (256, 320), crops=1)(gradient)
     assert torch.equal(centre[0], views[1])
-    np.testing.assert_allclose(views[0, 0, 0, 0, 0].item(), ((0 / 255) - MEAN[0, 0, 0, 0].item()) / STD[0, 0, 0, 0].item(), atol=1e-5)
+    np.testing.assert_allclose(
+        views[0, 0, 0, 0, 0].item(), ((0 / 255) - MEAN[0, 0, 0, 0].item()) / STD[0, 0, 0, 0].item(), atol=1e-5
+    )
     portrait = np.tile(np.linspace(0, 255, 300).astype(np.uint8)[None, :, None, None], (2, 1, 100, 3))
     down = EvalTransform(64, (64,), crops=3)(portrait).mean(dim=(1, 2, 3, 4))
     assert down[0] < down[1] < down[2], "portrait frames are cropped top, centre, bottom"

@@ -68,8 +68,13 @@ def test_unopenable_and_empty_samples_are_unreadable(tmp_path):
     (tmp_path / "no-frames").mkdir()
     (tmp_path / "bad-jpeg").mkdir()
     (tmp_path / "bad-jpeg" / "00001.jpg").write_bytes(b"\xff\xd8 broken")
-    for path, is_folder in [("garbage.mp4", False), ("empty.webm", False), ("missing.mp4", False),
-                            ("no-frames", True), ("bad-jpeg", True)]:
+    for path, is_folder in [
+        ("garbage.mp4", False),
+        ("empty.webm", False),
+        ("missing.mp4", False),
+        ("no-frames", True),
+        ("bad-jpeg", True),
+    ]:
         with pytest.raises(UnreadableError) as error:
             read_frames(tmp_path / path, is_folder, lambda n: np.arange(min(n, 4)))
         assert path in str(error.value) and "\n" not in str(error.value)
@@ -121,7 +126,7 @@ def test_damaged_tail_is_unreadable_beyond_a_few_frames(tmp_path):
 
     def damage(keep: float) -> tuple[Path, int]:
         broken = bytearray(data)
-        broken[int(len(data) * keep):] = bytes(len(data) - int(len(data) * keep))  # the last frames zeroed
+        broken[int(len(data) * keep) :] = bytes(len(data) - int(len(data) * keep))  # the last frames zeroed
         path = tmp_path / f"damaged-{keep:.4f}.mp4"
         path.write_bytes(bytes(broken))
         return path, _decodable(path)

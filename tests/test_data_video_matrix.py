@@ -30,8 +30,14 @@ def _index_sets(frames: int) -> list[np.ndarray]:
     rng = np.random.default_rng(frames)
     # T=8, m=5 reads most of a 40-frame video; T=4 or 3 with m=1 or 3 leave gaps that the reader
     # crosses by seeking to a keyframe (see video.walk_limit), where decord's seeks went wrong
-    return [train_indices(frames, 8, 5, rng), eval_indices(frames, 8, 5, clips=2), train_indices(frames, 4, 1, rng),
-            train_indices(frames, 3, 3, rng), eval_indices(frames, 4, 1, clips=3), np.arange(frames)[::-1]]
+    return [
+        train_indices(frames, 8, 5, rng),
+        eval_indices(frames, 8, 5, clips=2),
+        train_indices(frames, 4, 1, rng),
+        train_indices(frames, 3, 3, rng),
+        eval_indices(frames, 4, 1, clips=3),
+        np.arange(frames)[::-1],
+    ]
 
 
 @pytest.mark.parametrize("media", MATRIX, ids=[m.file for m in MATRIX])
@@ -65,22 +71,29 @@ def test_decord_reads_only_what_it_reads_right_and_pyav_gives_the_same_frames(ma
     assert {f for f, p in plans.items() if p == "seek"} == DECORD_PLANS
     for file in DECORD_PLANS:
         indices = np.arange(frame_count(matrix[file], False))
-        np.testing.assert_array_equal(video._read_pyav(matrix[file], lambda n: indices, len(indices),
-                                                       video.sequential_frames(matrix[file])),
-                                      read_frames(matrix[file], False, lambda n: indices), err_msg=file)
+        np.testing.assert_array_equal(
+            video._read_pyav(matrix[file], lambda n: indices, len(indices), video.sequential_frames(matrix[file])),
+            read_frames(matrix[file], False, lambda n: indices),
+            err_msg=file,
+        )
 
 
 def test_rotation_is_applied_as_ffmpeg_displays_it(matrix):
     path = matrix["rotated.mp4"]
-    shown = subprocess.run([shutil.which("ffmpeg"), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                           capture_output=True, check=True).stdout
+    shown = subprocess.run(
+        [shutil.which("ffmpeg"), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     frames = read_frames(path, False, lambda n: np.arange(n))
     assert frames.shape[1:] == (160, 120, 3), "120 wide, 160 high: turned upright"
     cli = np.frombuffer(shown, np.uint8).reshape(frames.shape)
     assert np.abs(cli.astype(int) - frames).mean() < 2, "ffmpeg's own autorotate, up to its rgb conversion"
 
 
-@pytest.mark.parametrize("files", [("rotated.mp4", "h264-10bit.mp4", "vp9-444-10bit.webm", "editlist.mp4", "mpeg4.avi", "av1.webm")])
+@pytest.mark.parametrize(
+    "files", [("rotated.mp4", "h264-10bit.mp4", "vp9-444-10bit.webm", "editlist.mp4", "mpeg4.avi", "av1.webm")]
+)
 def test_extract_writes_the_frames_the_reader_reads(matrix, tmp_path, files):
     root = tmp_path / "videos"
     root.mkdir()
@@ -96,4 +109,6 @@ def test_extract_writes_the_frames_the_reader_reads(matrix, tmp_path, files):
         for name, frame in zip(names, expected):
             again = io.BytesIO()
             Image.fromarray(frame).save(again, format="jpeg", quality=95)
-            np.testing.assert_array_equal(np.asarray(Image.open(folder / name)), np.asarray(Image.open(again)), err_msg=file)
+            np.testing.assert_array_equal(
+                np.asarray(Image.open(folder / name)), np.asarray(Image.open(again)), err_msg=file
+            )

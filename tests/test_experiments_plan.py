@@ -36,13 +36,17 @@ def test_every_spec_dry_runs_in_every_preset(name, preset, capsys, tmp_path):
     for row in spec.rows:
         assert row.name in out
     if spec.rows:
-        assert ("GPU-h" if preset != "smoke" else "CPU-h") in out and "total" in out and "?" not in out.split("total")[0]
+        assert (
+            ("GPU-h" if preset != "smoke" else "CPU-h") in out and "total" in out and "?" not in out.split("total")[0]
+        )
 
 
 def test_the_dry_run_imports_neither_torch_nor_mlflow(tmp_path):
-    code = ("import sys; from experiments.run import main; "
-            f"main(['table1', '--dry-run', '--runs-dir', {str(tmp_path)!r}]); "
-            "bad = [m for m in ('torch', 'mlflow') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys; from experiments.run import main; "
+        f"main(['table1', '--dry-run', '--runs-dir', {str(tmp_path)!r}]); "
+        "bad = [m for m in ('torch', 'mlflow') if m in sys.modules]; assert not bad, bad"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "TDS-CLIP-L/14 16f SSv2" in result.stdout and "provisional" in result.stdout
@@ -55,7 +59,13 @@ def test_a_run_shared_by_several_tables_has_one_id():
 
     full = rid("table3", "+ SME-Adapter")
     assert full == rid("table4", "5") == rid("table5", "1.0 / 1.0") == rid("table6", "Pool") == rid("table7", "k=3")
-    assert full == rid("table8", "320") == rid("table9", "1-12 + SME") == rid("table11", "Temporal") == rid("fig5", "with SME")
+    assert (
+        full
+        == rid("table8", "320")
+        == rid("table9", "1-12 + SME")
+        == rid("table11", "Temporal")
+        == rid("fig5", "with SME")
+    )
     assert full == rid("table1", "TDS-CLIP-B/16 8f SSv1"), "Table I's B/16 8f SSv1 row is the ablations' full model"
     assert rid("table3", "+ TD-Adapter") == rid("table4", "1") == rid("table9", "1-12")
     assert len({rid("table3", r.name) for r in load("table3").rows}) == 3
@@ -106,12 +116,15 @@ def test_flops_cache_covers_every_row_and_matches_the_model():
         assert measure_cache.measure_entry(configs[key]) == entries[key], key
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["table33", "--dry-run"], "unknown table 'table33'; expected one of table1"),
-    (["table3", "--rows", "Basline", "--dry-run"], "table3 has no row 'Basline'; expected one of: Baseline"),
-    (["table3", "--dry-run", "model.side_widht=3"], "did you mean 'model.side_width'"),
-    (["table3", "--dry-run", "--preset", "smok"], "unknown preset 'smok'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["table33", "--dry-run"], "unknown table 'table33'; expected one of table1"),
+        (["table3", "--rows", "Basline", "--dry-run"], "table3 has no row 'Basline'; expected one of: Baseline"),
+        (["table3", "--dry-run", "model.side_widht=3"], "did you mean 'model.side_width'"),
+        (["table3", "--dry-run", "--preset", "smok"], "unknown preset 'smok'"),
+    ],
+)
 def test_bad_names_are_one_line_errors(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -9,11 +9,27 @@ from experiments.run import main
 from experiments.spec import NAMES
 from tdsclip.track import table_run_key
 
-MINIMAL = ["train.epochs=1", "train.val_every=1", "train.batch_size=4", "train.micro_batch=4", "data.synthetic_videos_per_class=4"]
+MINIMAL = [
+    "train.epochs=1",
+    "train.val_every=1",
+    "train.batch_size=4",
+    "train.micro_batch=4",
+    "data.synthetic_videos_per_class=4",
+]
 ROWS = {
-    "table1": "TDS-CLIP-B/16 8f SSv1", "table2": "TDS-CLIP-B/16 8f", "table3": "+ SME-Adapter", "table4": "3",
-    "table5": "1.0 / 1.0", "table6": "Pool", "table7": "k=3", "table8": "128", "table9": "1-12 + SME",
-    "table11": "Temporal", "table12": "Baseline,w/ SME-Adapter", "fig5": "without SME,with SME", "fig6": "TDS-CLIP-B/16 5%",
+    "table1": "TDS-CLIP-B/16 8f SSv1",
+    "table2": "TDS-CLIP-B/16 8f",
+    "table3": "+ SME-Adapter",
+    "table4": "3",
+    "table5": "1.0 / 1.0",
+    "table6": "Pool",
+    "table7": "k=3",
+    "table8": "128",
+    "table9": "1-12 + SME",
+    "table11": "Temporal",
+    "table12": "Baseline,w/ SME-Adapter",
+    "fig5": "without SME,with SME",
+    "fig6": "TDS-CLIP-B/16 5%",
 }
 
 

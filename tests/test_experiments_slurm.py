@@ -13,7 +13,16 @@ def test_a_smoke_table_on_slurm_lands_in_records_mlflow_and_the_report(slurm_clu
     from mlflow.tracking import MlflowClient
 
     runs = tmp_path / "runs"
-    common = ["table3", "--preset", "smoke", "--runs-dir", str(runs), *ROWS, *SMALL, f"data.cache_dir={slurm_cluster.cache}"]
+    common = [
+        "table3",
+        "--preset",
+        "smoke",
+        "--runs-dir",
+        str(runs),
+        *ROWS,
+        *SMALL,
+        f"data.cache_dir={slurm_cluster.cache}",
+    ]
     assert main([*common, "--executor", "slurm", "--profile", "local", "--dry-run"]) == 0
     assert "#SBATCH" in capsys.readouterr().out
     assert main([*common, "--executor", "slurm", "--profile", "local"]) == 0
@@ -29,8 +38,9 @@ def test_a_smoke_table_on_slurm_lands_in_records_mlflow_and_the_report(slurm_clu
     for row in record["rows"]:
         assert json.loads((runs / row["run_id"] / "result.json").read_text())["status"] == "FINISHED"
     client = MlflowClient(slurm_cluster.mlflow_uri)
-    tagged = client.search_runs([client.get_experiment_by_name("tdsclip").experiment_id],
-                                filter_string="tags.`table.table3` = 'Baseline'")
+    tagged = client.search_runs(
+        [client.get_experiment_by_name("tdsclip").experiment_id], filter_string="tags.`table.table3` = 'Baseline'"
+    )
     assert {r.data.tags["run_id"] for r in tagged} >= {record["rows"][0]["run_id"]}
     assert main([*common, "--dry-run"]) == 0
     assert capsys.readouterr().out.count(" finished ") == 2, "the table's rows are done: a re-run submits nothing"

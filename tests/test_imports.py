@@ -60,10 +60,12 @@ def top(name: str) -> str:
 def test_the_reader_sees_imports_inside_functions_and_relative_ones(tmp_path):
     """The rules below are only as good as this reader."""
     path = tmp_path / "m.py"
-    path.write_text("import os\nfrom . import spec\ndef f():\n    from experiments.run import main\n"
-                    "    import reports.build as b\n")
-    found = imports("experiments.plan", path, {"experiments", "experiments.spec", "experiments.run", "reports",
-                                               "reports.build"})
+    path.write_text(
+        "import os\nfrom . import spec\ndef f():\n    from experiments.run import main\n    import reports.build as b\n"
+    )
+    found = imports(
+        "experiments.plan", path, {"experiments", "experiments.spec", "experiments.run", "reports", "reports.build"}
+    )
     assert found == {"experiments.spec", "experiments.run", "reports.build"}
 
 
@@ -75,27 +77,42 @@ def test_no_import_cycle_between_modules():
 
 
 def test_the_library_imports_no_other_top_level_package():
-    bad = sorted(f"{m} imports {t}" for m, targets in graph().items() if top(m) == "tdsclip"
-                 for t in targets if top(t) != "tdsclip")
+    bad = sorted(
+        f"{m} imports {t}"
+        for m, targets in graph().items()
+        if top(m) == "tdsclip"
+        for t in targets
+        if top(t) != "tdsclip"
+    )
     assert not bad, "; ".join(bad)
 
 
 def test_reports_and_sweeps_do_not_import_the_command_or_the_executors():
-    bad = sorted(f"{m} imports {t}" for m, targets in graph().items() if top(m) in ("reports", "sweeps")
-                 for t in targets if t in EXECUTORS)
+    bad = sorted(
+        f"{m} imports {t}"
+        for m, targets in graph().items()
+        if top(m) in ("reports", "sweeps")
+        for t in targets
+        if t in EXECUTORS
+    )
     assert not bad, "; ".join(bad)
-
 
 
 def test_reports_read_only_the_specs_of_experiments():
     """The tables' definitions and paper values (spec, table*, fig*, and the modules they are
     written with), nothing of planning, costing or running."""
     found = graph()
-    specs = {"experiments", "experiments.spec"} | {m for m in found if top(m) == "experiments" and
-                                                    m.split(".")[-1].startswith(("table", "fig"))}
+    specs = {"experiments", "experiments.spec"} | {
+        m for m in found if top(m) == "experiments" and m.split(".")[-1].startswith(("table", "fig"))
+    }
     allowed = specs | {"experiments.presets_table"}  # Table XIII is the presets, rendered by this module
     for name in specs:  # what the specs themselves are written with (_ablation, _reference)
         allowed |= {t for t in found[name] if top(t) == "experiments" and t.split(".")[-1].startswith("_")}
-    bad = sorted(f"{m} imports {t}" for m, targets in found.items() if top(m) == "reports"
-                 for t in targets if top(t) == "experiments" and t not in allowed)
+    bad = sorted(
+        f"{m} imports {t}"
+        for m, targets in found.items()
+        if top(m) == "reports"
+        for t in targets
+        if top(t) == "experiments" and t not in allowed
+    )
     assert not bad, "; ".join(bad)

@@ -76,9 +76,12 @@ def test_shuffled_frames_score_near_chance(trained):
     clips = batch.clips  # (N, 3, T, m, H, W)
     n, c, t, m, h, w = clips.shape
     generator = torch.Generator().manual_seed(0)
-    shuffled = torch.stack([
-        clip.reshape(c, t * m, h, w)[:, torch.randperm(t * m, generator=generator)].reshape(c, t, m, h, w) for clip in clips
-    ])
+    shuffled = torch.stack(
+        [
+            clip.reshape(c, t * m, h, w)[:, torch.randperm(t * m, generator=generator)].reshape(c, t, m, h, w)
+            for clip in clips
+        ]
+    )
     accuracy = (_predict(model, shuffled) == batch.labels).float().mean().item()
     assert accuracy <= 1 / cfg.model.num_classes + 0.15, accuracy
 

@@ -17,9 +17,9 @@ def test_boxes_follow_the_object_through_resize_and_crop():
         for t in range(len(clip_frames) - 1):
             change = np.abs(clip_frames[t + 1] - clip_frames[t]).sum(-1) > 60  # above the sensor noise
             mask = np.zeros_like(change, dtype=bool)
-            for x0, y0, x1, y1 in clip_boxes[t:t + 2]:
+            for x0, y0, x1, y1 in clip_boxes[t : t + 2]:
                 if not np.isnan(x0):
-                    mask[int(y0):int(np.ceil(y1)) + 1, int(x0):int(np.ceil(x1)) + 1] = True
+                    mask[int(y0) : int(np.ceil(y1)) + 1, int(x0) : int(np.ceil(x1)) + 1] = True
             inside, total = inside + change[mask].sum(), total + change.sum()
     assert inside / total > 0.8, "what changes between frames is where the boxes say the object is"
 

@@ -71,8 +71,17 @@ def test_saved_activation_bytes_split_frozen_and_trainable(device):
 
 
 def test_tiny_model_is_measured_at_its_own_resolution():
-    result = measure(cfg("model.backbone=tdsclip-tiny", "data.input_size=64", "data.frames=4", "model.side_width=64",
-                         "model.td_reduction=4"), batch=2, cuda=False)
+    result = measure(
+        cfg(
+            "model.backbone=tdsclip-tiny",
+            "data.input_size=64",
+            "data.frames=4",
+            "model.side_width=64",
+            "model.td_reduction=4",
+        ),
+        batch=2,
+        cuda=False,
+    )
     assert result["frames"] == 4 and result["batch"] == 2 and result["input_size"] == 64
     per_frame = 4 * (16 * 3 * 16 * 16) / 16 * 128 / 1e9  # just the patch embedding, a lower bound
     assert result["gflops_per_view"] > per_frame
@@ -80,7 +89,9 @@ def test_tiny_model_is_measured_at_its_own_resolution():
 
 
 def test_cli_json_and_errors():
-    ok = run_python("import sys; from tdsclip.measure import main; sys.exit(main(['--backbone', 'ViT-B-16', '--frames', '8', '--json']))")
+    ok = run_python(
+        "import sys; from tdsclip.measure import main; sys.exit(main(['--backbone', 'ViT-B-16', '--frames', '8', '--json']))"
+    )
     assert ok.returncode == 0, ok.stderr
     result = json.loads(ok.stdout)
     for key in ("trainable_params", "total_params", "gflops_per_view", "frames", "backbone", "saved_activation_bytes"):
@@ -95,18 +106,24 @@ def test_cli_json_and_errors():
 
     bad = run_python("import sys; from tdsclip.measure import main; sys.exit(main(['--backbone', 'tdsclip-tiny']))")
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "error: data.input_size=224 but tdsclip-tiny takes 64 px frames; set data.input_size=64"
+    assert (
+        bad.stderr.strip() == "error: data.input_size=224 but tdsclip-tiny takes 64 px frames; set data.input_size=64"
+    )
     typo = run_python("import sys; from tdsclip.measure import main; sys.exit(main(['data.frame=8']))")
     assert typo.returncode == 2 and "did you mean 'data.frames'?" in typo.stderr
 
 
-@pytest.mark.parametrize("overrides", [[], ["model.backbone_tuning=st_adapter", "model.temporal=none", "model.sme_window=1"]])
+@pytest.mark.parametrize(
+    "overrides", [[], ["model.backbone_tuning=st_adapter", "model.temporal=none", "model.sme_window=1"]]
+)
 def test_meta_saved_bytes_equal_a_real_cpu_forward(overrides):
     """On meta, attention is counted as the fused kernel the CPU runs: no attention matrix."""
     from tdsclip.measure import fused_attention_on_meta
     from tdsclip.model.build import build_model
 
-    config = cfg("model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64", "model.td_reduction=4", *overrides)
+    config = cfg(
+        "model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64", "model.td_reduction=4", *overrides
+    )
     saved = {}
     for device in ("cpu", "meta"):
         model = build_model(config.model, device).train()

@@ -9,8 +9,13 @@ from tdsclip.model.adapters import TDAdapter, sme_differences
 from tdsclip.model.build import build_model
 from tdsclip.model.side import TDSBlock, TemporalBranch, shift_cls
 
-TINY = ["model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64", "model.td_reduction=4",
-        "model.num_classes=6"]
+TINY = [
+    "model.backbone=tdsclip-tiny",
+    "data.input_size=64",
+    "model.side_width=64",
+    "model.td_reduction=4",
+    "model.num_classes=6",
+]
 VARIANTS = {
     "tds-clip": [],
     "baseline-no-temporal": ["model.temporal=none", "model.sme_window=1"],
@@ -181,8 +186,8 @@ def test_released_init_measures_as_the_released_code_behaves():
     for init, depth, fc_std in (("paper", 4, 0.02), ("released", 12, (3 * 320) ** -0.5)):
         model = _side_network(*tower, f"model.init={init}")
         out = [b.attn.out_proj.weight for b in model.blocks] + [b.mlp.fc2.weight for b in model.blocks]
-        assert _std(out) == pytest.approx(320 ** -0.5 * (2 * depth) ** -0.5, rel=0.02)
-        assert _std([b.attn.in_proj.weight for b in model.blocks]) == pytest.approx(320 ** -0.5, rel=0.02)
+        assert _std(out) == pytest.approx(320**-0.5 * (2 * depth) ** -0.5, rel=0.02)
+        assert _std([b.attn.in_proj.weight for b in model.blocks]) == pytest.approx(320**-0.5, rel=0.02)
         assert _std([model.fc.weight]) == pytest.approx(fc_std, rel=0.03)
         assert (model.fc.bias.abs().max().item() > 0) == (init == "released")
 
@@ -220,10 +225,16 @@ def test_l14_with_the_released_side_width_matches_the_released_parameter_count()
     assert trainable == pytest.approx(106.5e6, rel=0.03)
 
 
-@pytest.mark.parametrize("backbone, frames, low, high", [
-    ("ViT-B-16", 8, 0.17, 0.22), ("ViT-B-16", 16, 0.34, 0.44), ("ViT-B-16", 32, 0.68, 0.86),
-    ("ViT-L-14", 8, 0.72, 0.88), ("ViT-L-14", 16, 1.44, 1.76),
-])
+@pytest.mark.parametrize(
+    "backbone, frames, low, high",
+    [
+        ("ViT-B-16", 8, 0.17, 0.22),
+        ("ViT-B-16", 16, 0.34, 0.44),
+        ("ViT-B-16", 32, 0.68, 0.86),
+        ("ViT-L-14", 8, 0.72, 0.88),
+        ("ViT-L-14", 16, 1.44, 1.76),
+    ],
+)
 def test_tflops_per_view_match_the_paper(backbone, frames, low, high):
     result = measure(apply_overrides(RunConfig(), [f"model.backbone={backbone}", f"data.frames={frames}"]), cuda=False)
     assert low <= result["gflops_per_view"] / 1e3 <= high
@@ -246,14 +257,19 @@ def _intermediates(model, clips):
     return record
 
 
-@pytest.mark.parametrize("placement, clip_changes, side_input_changes, side_output_changes", [
-    ("temporal", False, True, True),
-    ("spatial", True, False, True),
-    ("spatial_temporal", True, True, True),
-    ("cross", False, False, True),
-    ("additional", False, False, False),
-])
-def test_sme_placements_route_motion_where_their_formulas_say(placement, clip_changes, side_input_changes, side_output_changes):
+@pytest.mark.parametrize(
+    "placement, clip_changes, side_input_changes, side_output_changes",
+    [
+        ("temporal", False, True, True),
+        ("spatial", True, False, True),
+        ("spatial_temporal", True, True, True),
+        ("cross", False, False, True),
+        ("additional", False, False, False),
+    ],
+)
+def test_sme_placements_route_motion_where_their_formulas_say(
+    placement, clip_changes, side_input_changes, side_output_changes
+):
     """Changing only the non-centre frames changes D alone: see which paths feel it."""
     cfg = tiny(f"model.sme_placement={placement}")
     torch.manual_seed(0)
@@ -275,10 +291,16 @@ def build_model_like(model, cfg):
     return clone
 
 
-@pytest.mark.parametrize("placement, path", [
-    ("temporal", "sme_stem"), ("spatial", "sme_spatial_stem"), ("spatial_temporal", "sme_spatial_stem"),
-    ("cross", "cross"), ("additional", "additional"),
-])
+@pytest.mark.parametrize(
+    "placement, path",
+    [
+        ("temporal", "sme_stem"),
+        ("spatial", "sme_spatial_stem"),
+        ("spatial_temporal", "sme_spatial_stem"),
+        ("cross", "cross"),
+        ("additional", "additional"),
+    ],
+)
 def test_sme_stem_gradients_reach_their_path(placement, path):
     cfg = tiny(f"model.sme_placement={placement}")
     model = build_model(cfg.model)
@@ -298,26 +320,41 @@ def test_sme_stem_gradients_reach_their_path(placement, path):
     assert all(p.grad is None for p in model.backbone.parameters()), "CLIP's own weights stay frozen"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.side_width=100", "model.side_width: expected a positive multiple of 64"),
-    ("model.stem_padding=2", "model.stem_padding: expected 0 or 1, got 2"),
-    ("model.cls_shift=sometimes", "model.cls_shift: expected bool, got 'sometimes'"),
-    ("model.temporal=lstm", "model.temporal: expected one of 'none', 'conv3d', 'td', got 'lstm'"),
-    ("model.td_mode=avg", "model.td_mode: expected one of 'pool', 'conv', 'direct', got 'avg'"),
-    ("model.td_kernel=4", "model.td_kernel: expected an odd number >= 1, got 4"),
-    ("model.td_reduction=7", "model.td_reduction: expected a divisor of model.side_width=320, got 7"),
-    ("model.td_channel_mean=2", "model.td_channel_mean: expected bool, got '2'"),
-    ("model.td_gate=maybe", "model.td_gate: expected bool, got 'maybe'"),
-    ("model.td_placement=before", "model.td_placement: expected one of 'stacked', 'replace', got 'before'"),
-    ("model.td_layers=first", "model.td_layers: expected 'all', 'first-half', 'second-half' or 1-based layers like '1-6' or '1,3,5', got 'first'"),
-    ("model.td_layers=7-3", "model.td_layers: expected 1-based ascending ranges, got '7-3'"),
-    ("model.sme_window=4", "model.sme_window: expected an odd number >= 1 (1, 3, 5), got 4"),
-    ("model.sme_alpha=-1", "model.sme_alpha: expected >= 0, got -1.0"),
-    ("model.sme_beta=0", "model.sme_beta: expected > 0 with model.sme_window=5 (set model.sme_window=1 to disable SME)"),
-    ("model.sme_placement=input", "model.sme_placement: expected one of 'temporal', 'spatial', 'spatial_temporal', 'cross', 'additional', got 'input'"),
-    ("model.backbone_tuning=lora", "model.backbone_tuning: expected one of 'frozen', 'st_adapter', 'full', got 'lora'"),
-    ("model.st_adapter_width=0", "model.st_adapter_width: expected >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.side_width=100", "model.side_width: expected a positive multiple of 64"),
+        ("model.stem_padding=2", "model.stem_padding: expected 0 or 1, got 2"),
+        ("model.cls_shift=sometimes", "model.cls_shift: expected bool, got 'sometimes'"),
+        ("model.temporal=lstm", "model.temporal: expected one of 'none', 'conv3d', 'td', got 'lstm'"),
+        ("model.td_mode=avg", "model.td_mode: expected one of 'pool', 'conv', 'direct', got 'avg'"),
+        ("model.td_kernel=4", "model.td_kernel: expected an odd number >= 1, got 4"),
+        ("model.td_reduction=7", "model.td_reduction: expected a divisor of model.side_width=320, got 7"),
+        ("model.td_channel_mean=2", "model.td_channel_mean: expected bool, got '2'"),
+        ("model.td_gate=maybe", "model.td_gate: expected bool, got 'maybe'"),
+        ("model.td_placement=before", "model.td_placement: expected one of 'stacked', 'replace', got 'before'"),
+        (
+            "model.td_layers=first",
+            "model.td_layers: expected 'all', 'first-half', 'second-half' or 1-based layers like '1-6' or '1,3,5', got 'first'",
+        ),
+        ("model.td_layers=7-3", "model.td_layers: expected 1-based ascending ranges, got '7-3'"),
+        ("model.sme_window=4", "model.sme_window: expected an odd number >= 1 (1, 3, 5), got 4"),
+        ("model.sme_alpha=-1", "model.sme_alpha: expected >= 0, got -1.0"),
+        (
+            "model.sme_beta=0",
+            "model.sme_beta: expected > 0 with model.sme_window=5 (set model.sme_window=1 to disable SME)",
+        ),
+        (
+            "model.sme_placement=input",
+            "model.sme_placement: expected one of 'temporal', 'spatial', 'spatial_temporal', 'cross', 'additional', got 'input'",
+        ),
+        (
+            "model.backbone_tuning=lora",
+            "model.backbone_tuning: expected one of 'frozen', 'st_adapter', 'full', got 'lora'",
+        ),
+        ("model.st_adapter_width=0", "model.st_adapter_width: expected >= 1, got 0"),
+    ],
+)
 def test_every_model_knob_rejects_bad_values_in_one_line(override, message):
     with pytest.raises(ConfigError) as error:
         apply_overrides(RunConfig(), [override])

@@ -8,9 +8,12 @@ from tdsclip.identity import run_id
 from tdsclip.presets import resolve
 
 TABLE_XIII = {  # (dataset, backbone): (lr, epochs, test clips)
-    ("ssv1", "ViT-B-16"): (1e-3, 40, 2), ("ssv1", "ViT-L-14"): (1e-4, 30, 2),
-    ("ssv2", "ViT-B-16"): (1e-3, 30, 2), ("ssv2", "ViT-L-14"): (1e-4, 30, 2),
-    ("k400", "ViT-B-16"): (1e-3, 30, 4), ("k400", "ViT-L-14"): (1e-4, 30, 4),
+    ("ssv1", "ViT-B-16"): (1e-3, 40, 2),
+    ("ssv1", "ViT-L-14"): (1e-4, 30, 2),
+    ("ssv2", "ViT-B-16"): (1e-3, 30, 2),
+    ("ssv2", "ViT-L-14"): (1e-4, 30, 2),
+    ("k400", "ViT-B-16"): (1e-3, 30, 4),
+    ("k400", "ViT-L-14"): (1e-4, 30, 4),
 }
 
 
@@ -51,17 +54,26 @@ def test_locations_from_environment_then_file_with_errors_naming_what_to_set(tmp
     cfg = resolve("paper", ["data.dataset=ssv2"])
     file = tmp_path / "locations.toml"
     env = {"TDSCLIP_LOCATIONS": str(file)}
-    with pytest.raises(ConfigError, match=f"data.root is not set for ssv2: set TDSCLIP_SSV2_ROOT or \\[datasets.ssv2\\] root in {file}"):
+    with pytest.raises(
+        ConfigError, match=f"data.root is not set for ssv2: set TDSCLIP_SSV2_ROOT or \\[datasets.ssv2\\] root in {file}"
+    ):
         locations.fill(cfg, require_weights=True, environ=env)
-    file.write_text('[datasets.ssv2]\nroot = "/data/ssv2"\ntrain = "/data/t.json"\nval = "/data/v.json"\nlabels = "/data/l.json"\n'
-                    '[weights]\n"ViT-B-16" = "/w/ViT-B-16.pt"\n')
+    file.write_text(
+        '[datasets.ssv2]\nroot = "/data/ssv2"\ntrain = "/data/t.json"\nval = "/data/v.json"\nlabels = "/data/l.json"\n'
+        '[weights]\n"ViT-B-16" = "/w/ViT-B-16.pt"\n'
+    )
     filled = locations.fill(cfg, require_weights=True, environ={**env, "TDSCLIP_SSV2_ROOT": "/fast/ssv2"})
     assert filled.data.root == "/fast/ssv2" and filled.data.val_annotations == "/data/v.json"
     assert filled.model.weights == "/w/ViT-B-16.pt"
     k400 = resolve("paper", ["data.dataset=k400", "model.backbone=ViT-L-14"])
     with pytest.raises(ConfigError, match="data.root is not set for k400: set TDSCLIP_K400_ROOT"):
         locations.fill(k400, require_weights=True, environ=env)
-    k400_env = {**env, "TDSCLIP_K400_ROOT": "/k", "TDSCLIP_K400_TRAIN": "/k/train.csv", "TDSCLIP_K400_VAL": "/k/val.csv"}
+    k400_env = {
+        **env,
+        "TDSCLIP_K400_ROOT": "/k",
+        "TDSCLIP_K400_TRAIN": "/k/train.csv",
+        "TDSCLIP_K400_VAL": "/k/val.csv",
+    }
     with pytest.raises(ConfigError, match="model.weights is not set for ViT-L-14: set TDSCLIP_WEIGHTS_VIT_L_14"):
         locations.fill(k400, require_weights=True, environ=k400_env)
     (tmp_path / "broken.toml").write_text("[datasets\n")
@@ -74,4 +86,6 @@ def test_run_identity_ignores_locations_but_not_the_recipe(tmp_path):
     moved = resolve("paper", ["data.dataset=ssv1", "data.root=/b", "data.num_workers=2", "model.weights=random"])
     assert run_id(cfg, "m1") == run_id(moved, "m1")
     assert run_id(cfg, "m1") != run_id(cfg, "m2")
-    assert run_id(cfg, "m1") != run_id(resolve("paper", ["data.dataset=ssv1", "optim.lr=2e-3", "model.weights=random"]), "m1")
+    assert run_id(cfg, "m1") != run_id(
+        resolve("paper", ["data.dataset=ssv1", "optim.lr=2e-3", "model.weights=random"]), "m1"
+    )

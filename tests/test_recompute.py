@@ -7,8 +7,13 @@ from tdsclip.config import RunConfig, apply_overrides
 from tdsclip.measure import measure
 from tdsclip.model.build import build_model
 
-TINY = ["model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64", "model.td_reduction=4",
-        "model.num_classes=6"]
+TINY = [
+    "model.backbone=tdsclip-tiny",
+    "data.input_size=64",
+    "model.side_width=64",
+    "model.td_reduction=4",
+    "model.num_classes=6",
+]
 
 
 def train_step(overrides: list[str], checkpoint_blocks: bool) -> tuple[torch.Tensor, dict, dict]:
@@ -40,8 +45,11 @@ def test_recompute_gives_the_same_outputs_gradients_and_running_statistics(overr
 
 def test_recompute_keeps_no_more_than_the_3d_conv_branch_for_backward():
     """B/16, 8 frames, one clip: the TD-Adapter's full-width tensors are no longer kept."""
+
     def saved(*overrides: str) -> int:
-        return measure(apply_overrides(RunConfig(), ["model.sme_window=1", *overrides]), cuda=False)["saved_activation_bytes"]
+        return measure(apply_overrides(RunConfig(), ["model.sme_window=1", *overrides]), cuda=False)[
+            "saved_activation_bytes"
+        ]
 
     conv3d, plain, recomputed = saved("model.temporal=conv3d"), saved("model.td_recompute=false"), saved()
     assert recomputed < plain

@@ -17,8 +17,16 @@ from tdsclip.data.classmap import checkpoint_order, class_rows, normalise, read_
 from tdsclip.data.errors import DataError
 from tdsclip.measure import count_parameters
 from tdsclip.model.build import build_model
-from tdsclip.model.released import (ReleasedError, authors_key, check_fits, convert, infer_config, load_released,
-                                    project_checkpoint, read_released)
+from tdsclip.model.released import (
+    ReleasedError,
+    authors_key,
+    check_fits,
+    convert,
+    infer_config,
+    load_released,
+    project_checkpoint,
+    read_released,
+)
 from tdsclip.train.checkpoint import CheckpointError, load, load_for_evaluation
 
 FIXTURES = Path(__file__).parent / "fixtures" / "released"
@@ -46,8 +54,19 @@ def tiny_state() -> dict:
 def test_the_tiny_checkpoint_reproduces_the_authors_logits(io):
     model, cfg = load_released(TINY)
     assert (cfg.backbone, cfg.side_width, cfg.sme_window, cfg.num_classes, cfg.td_reduction) == (
-        "tdsclip-authors-tiny", 64, 5, 10, 16)
-    assert (cfg.sme_beta, cfg.stem_padding, cfg.quick_gelu, cfg.td_bias, cfg.weights) == (0.5, 1, True, False, "checkpoint")
+        "tdsclip-authors-tiny",
+        64,
+        5,
+        10,
+        16,
+    )
+    assert (cfg.sme_beta, cfg.stem_padding, cfg.quick_gelu, cfg.td_bias, cfg.weights) == (
+        0.5,
+        1,
+        True,
+        False,
+        "checkpoint",
+    )
     assert not model.training
     with torch.no_grad():
         logits = model(authors_input(io))
@@ -63,25 +82,39 @@ def _meta_state(name: str) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.mark.parametrize("name, backbone, side, classes", [
-    ("b16-ssv1-keys.tsv", "ViT-B-16", 320, 174), ("l14-k400-keys.tsv", "ViT-L-14", 512, 400),
-])
+@pytest.mark.parametrize(
+    "name, backbone, side, classes",
+    [
+        ("b16-ssv1-keys.tsv", "ViT-B-16", 320, 174),
+        ("l14-k400-keys.tsv", "ViT-L-14", 512, 400),
+    ],
+)
 def test_every_key_of_the_real_layouts_maps_onto_the_inferred_model(name, backbone, side, classes):
     state = _meta_state(name)  # meta tensors: shapes only, nothing allocated
     cfg = infer_config(state, source=name)
-    assert (cfg.backbone, cfg.side_width, cfg.num_classes, cfg.sme_window, cfg.td_reduction) == (backbone, side, classes, 5, 16)
+    assert (cfg.backbone, cfg.side_width, cfg.num_classes, cfg.sme_window, cfg.td_reduction) == (
+        backbone,
+        side,
+        classes,
+        5,
+        16,
+    )
     model = build_model(cfg, "meta")
     converted = convert(state)
     check_fits(converted, model.state_dict(), name)  # raises on any missing, extra or misshapen key
     assert set(converted) == set(model.state_dict()) and len(converted) == len(state)
     assert all(authors_key(key) in state for key in converted)  # the mapping is one to one, both ways
     # and the trainable parameters are exactly the released ones
-    trainable = sum(math.prod(t.shape) for k, t in state.items()
-                    if not FROZEN.match(k) and not re.search(r"running_|num_batches", k))
+    trainable = sum(
+        math.prod(t.shape)
+        for k, t in state.items()
+        if not FROZEN.match(k) and not re.search(r"running_|num_batches", k)
+    )
     assert count_parameters(model)[0] == trainable == {"ViT-B-16": 24_224_526, "ViT-L-14": 106_651_536}[backbone]
 
 
 # ----------------------------------------------------------------------------- refusals
+
 
 def _save_variant(tmp_path: Path, tiny_state: dict, change) -> Path:
     state = {**tiny_state, "model_state_dict": dict(tiny_state["model_state_dict"])}
@@ -94,6 +127,7 @@ def _save_variant(tmp_path: Path, tiny_state: dict, change) -> Path:
 def test_a_renamed_key_is_named(tmp_path, tiny_state):
     def rename(sd):
         sd["visual.side_post_bn.gamma"] = sd.pop("visual.side_post_bn.weight")
+
     with pytest.raises(ReleasedError, match=r"^unknown key visual\.side_post_bn\.gamma \[64\]") as error:
         load_released(_save_variant(tmp_path, tiny_state, rename))
     assert "\n" not in str(error.value)
@@ -102,23 +136,33 @@ def test_a_renamed_key_is_named(tmp_path, tiny_state):
 def test_a_missing_key_is_named(tmp_path, tiny_state):
     def drop(sd):
         del sd["visual.transformer.side_transformer.1.mse.bn2.running_var"]
-    with pytest.raises(ReleasedError, match=r"lacks visual\.transformer\.side_transformer\.1\.mse\.bn2\.running_var "
-                                            r"\(this model's blocks\.1\.temporal\.td\.restore\.1\.running_var"):
+
+    with pytest.raises(
+        ReleasedError,
+        match=r"lacks visual\.transformer\.side_transformer\.1\.mse\.bn2\.running_var "
+        r"\(this model's blocks\.1\.temporal\.td\.restore\.1\.running_var",
+    ):
         load_released(_save_variant(tmp_path, tiny_state, drop))
 
 
 def test_a_wrong_shape_names_the_key_and_both_shapes(tmp_path, tiny_state):
     def grow(sd):
         sd["visual.transformer.side_transformer.2.attn.in_proj_weight"] = torch.zeros(192, 65)
-    with pytest.raises(ReleasedError, match=r"side_transformer\.2\.attn\.in_proj_weight has shape \[192, 65\] in the "
-                                            r"file, \[192, 64\] in the inferred model"):
+
+    with pytest.raises(
+        ReleasedError,
+        match=r"side_transformer\.2\.attn\.in_proj_weight has shape \[192, 65\] in the "
+        r"file, \[192, 64\] in the inferred model",
+    ):
         load_released(_save_variant(tmp_path, tiny_state, grow))
 
 
 def test_a_truncated_file_is_refused_in_one_line(tmp_path):
     path = tmp_path / "truncated.pt"
     path.write_bytes(TINY.read_bytes()[: TINY.stat().st_size // 2])
-    with pytest.raises(ReleasedError, match=r"^cannot read released checkpoint .*truncated\.pt: .*; expected the authors'") as error:
+    with pytest.raises(
+        ReleasedError, match=r"^cannot read released checkpoint .*truncated\.pt: .*; expected the authors'"
+    ) as error:
         load_released(path)
     assert "\n" not in str(error.value)
 
@@ -126,7 +170,9 @@ def test_a_truncated_file_is_refused_in_one_line(tmp_path):
 def test_a_project_checkpoint_passed_as_released_says_what_it_is(tmp_path):
     converted = tmp_path / "converted.pt"
     torch.save(project_checkpoint(TINY), converted)
-    with pytest.raises(ReleasedError, match=r"is not a released TDS-CLIP checkpoint: it holds a tdsclip project checkpoint"):
+    with pytest.raises(
+        ReleasedError, match=r"is not a released TDS-CLIP checkpoint: it holds a tdsclip project checkpoint"
+    ):
         read_released(converted)
 
 
@@ -150,6 +196,7 @@ def test_a_ddp_prefix_is_accepted(tmp_path, tiny_state, io):
 
 
 # ----------------------------------------------------------------------------- the converted checkpoint
+
 
 def test_a_converted_checkpoint_loads_as_a_project_checkpoint(tmp_path, io):
     from tdsclip.config import from_dict
@@ -200,14 +247,20 @@ def test_init_from_starts_a_run_from_the_converted_model_and_names_it_in_the_run
 
 # ----------------------------------------------------------------------------- class order
 
-AUTHORS_SS = ["Lifting something up completely without letting it drop down",
-              "Lifting something up completely then letting it drop down", "Pushing something from left to right"]
+AUTHORS_SS = [
+    "Lifting something up completely without letting it drop down",
+    "Lifting something up completely then letting it drop down",
+    "Pushing something from left to right",
+]
 
 
 def test_classes_map_by_name_onto_the_authors_order(tmp_path):
     # our SSv1 order (labels file line order) and names with commas; the authors' CSV drops commas
-    ours = ["Pushing something from left to right", "Lifting something up completely, then letting it drop down",
-            "Lifting something up completely without letting it drop down"]
+    ours = [
+        "Pushing something from left to right",
+        "Lifting something up completely, then letting it drop down",
+        "Lifting something up completely without letting it drop down",
+    ]
     csv = tmp_path / "sth_labels.csv"
     csv.write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(AUTHORS_SS)))
     order = checkpoint_order(ours, csv)
@@ -237,6 +290,7 @@ def test_class_mapping_refusals(tmp_path):
 
 # ----------------------------------------------------------------------------- the commands
 
+
 def _tiny_ssv1(root: Path, names: list[str]) -> list[str]:
     """An SSv1-format dataset (JPEG folders, labels csv in our line order, train/val csv): one
     12-frame video per class and split; returns the data.* overrides."""
@@ -254,9 +308,17 @@ def _tiny_ssv1(root: Path, names: list[str]) -> list[str]:
             write_jpegs(root / "frames" / vid, rng.integers(0, 255, (12, 20, 24, 3), dtype=np.uint8))
             lines.append(f"{vid};{name}\n")
         (root / f"{split}.csv").write_text("".join(lines))
-    return ["data.dataset=ssv1", f"data.root={root / 'frames'}", f"data.train_annotations={root / 'train.csv'}",
-            f"data.val_annotations={root / 'val.csv'}", f"data.labels={root / 'labels.csv'}", "data.resize=20,24",
-            "data.num_workers=0", "train.precision=fp32", "train.micro_batch=4"]
+    return [
+        "data.dataset=ssv1",
+        f"data.root={root / 'frames'}",
+        f"data.train_annotations={root / 'train.csv'}",
+        f"data.val_annotations={root / 'val.csv'}",
+        f"data.labels={root / 'labels.csv'}",
+        "data.resize=20,24",
+        "data.num_workers=0",
+        "train.precision=fp32",
+        "train.micro_batch=4",
+    ]
 
 
 def test_evaluate_released_and_its_conversion_agree_and_record_their_source(tmp_path, capsys):
@@ -269,11 +331,28 @@ def test_evaluate_released_and_its_conversion_agree_and_record_their_source(tmp_
     data = _tiny_ssv1(tmp_path / "ssv1", names)
     authors = tmp_path / "authors.csv"  # the authors' list: alphabetical, commas dropped
     authors.write_text("id,name\n" + "".join(f"{i},Class {c} something\n" for i, c in enumerate("ABCDEFGHIJ")))
-    assert evaluate(["--released", str(TINY), *data, "views=1x2", "--classes", str(authors),
-                     "--scores", str(tmp_path / "released.npz"), "--out", str(tmp_path / "released.json")]) == 0
+    assert (
+        evaluate(
+            [
+                "--released",
+                str(TINY),
+                *data,
+                "views=1x2",
+                "--classes",
+                str(authors),
+                "--scores",
+                str(tmp_path / "released.npz"),
+                "--out",
+                str(tmp_path / "released.json"),
+            ]
+        )
+        == 0
+    )
     record = json.loads(capsys.readouterr().out)
     assert record == json.loads((tmp_path / "released.json").read_text())
-    assert record["released"]["sha256"].startswith("cb1c943d8d93ae26") and record["views"] == 2 and record["videos"] == 10
+    assert (
+        record["released"]["sha256"].startswith("cb1c943d8d93ae26") and record["views"] == 2 and record["videos"] == 10
+    )
     assert record["classes"] == {"source": str(authors), "order": [f"Class {c} something" for c in "ABCDEFGHIJ"]}
 
     dst = tmp_path / "converted.pt"
@@ -295,7 +374,10 @@ def test_evaluate_refuses_a_class_list_that_does_not_fit(tmp_path, capsys):
     wrong = tmp_path / "k400.csv"
     wrong.write_text("id,name\n" + "".join(f"{i},class {i}\n" for i in range(10)))
     assert evaluate(["--released", str(TINY), *data, "views=1x1", "--classes", str(wrong)]) == 2
-    assert capsys.readouterr().err.strip() == "error: dataset class 'Class A' has no counterpart in the checkpoint's class list"
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: dataset class 'Class A' has no counterpart in the checkpoint's class list"
+    )
     assert evaluate(["--checkpoint", str(TINY), *data]) == 2
     assert "--released" in capsys.readouterr().err
 
@@ -321,11 +403,32 @@ def test_a_training_run_starts_from_the_converted_model(tmp_path, monkeypatch):
     dst = tmp_path / "converted.pt"
     assert released(["convert", str(TINY), str(dst)]) == 0
     data = _tiny_ssv1(tmp_path / "ssv1", [f"Class {c}" for c in "ABCDEFGHIJ"])
-    model = ["model.backbone=tdsclip-authors-tiny", "model.side_width=64", "model.num_classes=10", "model.td_reduction=16",
-             "model.weights=checkpoint", f"model.init_from={dst}", "data.input_size=16"]
-    cfg = resolve("released-code", [*model, *data, "data.randaugment=", "data.num_sample=1", "data.test_crops=1",
-                                    "data.test_clips=1", "train.epochs=1", "train.batch_size=5", "train.micro_batch=5",
-                                    "train.val_every=0", "optim.lr=1e-9", "optim.warmup_epochs=0"])
+    model = [
+        "model.backbone=tdsclip-authors-tiny",
+        "model.side_width=64",
+        "model.num_classes=10",
+        "model.td_reduction=16",
+        "model.weights=checkpoint",
+        f"model.init_from={dst}",
+        "data.input_size=16",
+    ]
+    cfg = resolve(
+        "released-code",
+        [
+            *model,
+            *data,
+            "data.randaugment=",
+            "data.num_sample=1",
+            "data.test_crops=1",
+            "data.test_clips=1",
+            "train.epochs=1",
+            "train.batch_size=5",
+            "train.micro_batch=5",
+            "train.val_every=0",
+            "optim.lr=1e-9",
+            "optim.warmup_epochs=0",
+        ],
+    )
     outcome = run_config(cfg, preset="released-code", runs_dir=tmp_path / "runs")
     assert outcome.status == "finished"
     run = outcome.path.parent

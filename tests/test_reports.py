@@ -43,8 +43,14 @@ def records(tmp_path_factory):
         return {(p.row.name, p.seed): p.run_id for p in planned}
 
     def write(run_id: str, metrics: dict | None, status: str = "FINISHED", preset: str = "paper") -> None:
-        tracker = Tracker(runs / run_id, run_id, params={"train.seed": 1}, tracking_uri=uri, retry=FAST,
-                          tags={**made[run_id], "run_id": run_id, "preset": preset, "data_manifest": MANIFEST})
+        tracker = Tracker(
+            runs / run_id,
+            run_id,
+            params={"train.seed": 1},
+            tracking_uri=uri,
+            retry=FAST,
+            tags={**made[run_id], "run_id": run_id, "preset": preset, "data_manifest": MANIFEST},
+        )
         tracker.log_metrics({"train/loss": 1.5}, step=1, epoch=1)
         if metrics is None:  # started, checkpointed, interrupted
             (runs / run_id / "latest.pt").write_bytes(b"checkpoint")
@@ -61,20 +67,35 @@ def records(tmp_path_factory):
         if row == "128":
             write(rid, {"val_top1_best": {1024: 57.0, 1025: 57.4, 1026: 57.8}[seed]})
     # Table I's B/16 8f SSv1 row is the full model of the ablations (Tables III, IV, VII, VIII, ...)
-    write(ids("table1")["TDS-CLIP-B/16 8f SSv1", 1024],
-          {"test_top1": 61.0, "test_top5": 83.0, "val_top1_best": 59.6, "test_videos": 11522.0})
+    write(
+        ids("table1")["TDS-CLIP-B/16 8f SSv1", 1024],
+        {"test_top1": 61.0, "test_top5": 83.0, "val_top1_best": 59.6, "test_videos": 11522.0},
+    )
     write(ids("table3", "smoke")["Baseline", 1024], {"val_top1_best": 80.0}, preset="smoke")
     # Fig. 5's rows: TD only is Table III's "+ TD-Adapter" run, with SME the full model (both written above)
     assert set(f5.values()) <= {t3["+ TD-Adapter", 1024], ids("table1")["TDS-CLIP-B/16 8f SSv1", 1024]}
     fig5 = maps_folder(runs, load("fig5"), "paper", plan(load("fig5"), "paper", runs_dir=runs))
     fig5.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    np.savez(fig5 / "maps.npz", frames=rng.integers(0, 255, (2, 4, 16, 16, 3), dtype=np.uint8),
-             boxes=np.tile(np.array([2.0, 3.0, 9.0, 11.0]), (2, 4, 1)), labels=np.arange(2),
-             maps_0=rng.random((2, 4, 16, 16), dtype=np.float32), maps_1=rng.random((2, 4, 16, 16), dtype=np.float32))
-    (fig5 / "summary.json").write_text(json.dumps({"method": "L2 norm", "rows": {
-        "without SME": {"run_id": "a", "box_mass": 0.25, "array": "maps_0"},
-        "with SME": {"run_id": "b", "box_mass": 0.5, "array": "maps_1"}}}))
+    np.savez(
+        fig5 / "maps.npz",
+        frames=rng.integers(0, 255, (2, 4, 16, 16, 3), dtype=np.uint8),
+        boxes=np.tile(np.array([2.0, 3.0, 9.0, 11.0]), (2, 4, 1)),
+        labels=np.arange(2),
+        maps_0=rng.random((2, 4, 16, 16), dtype=np.float32),
+        maps_1=rng.random((2, 4, 16, 16), dtype=np.float32),
+    )
+    (fig5 / "summary.json").write_text(
+        json.dumps(
+            {
+                "method": "L2 norm",
+                "rows": {
+                    "without SME": {"run_id": "a", "box_mass": 0.25, "array": "maps_0"},
+                    "with SME": {"run_id": "b", "box_mass": 0.5, "array": "maps_1"},
+                },
+            }
+        )
+    )
     yield root, runs
     patch.undo()
 
@@ -85,23 +106,45 @@ def _params(name: str, runs: Path) -> dict[str, str]:
 
 
 def _cells(view, key: str) -> dict[str, tuple[str, str, str, str]]:
-    return {r.name: (r.values[key].ours_text, r.values[key].paper_text, r.values[key].diff_text, r.values[key].status)
-            for r in view.rows}
+    return {
+        r.name: (r.values[key].ours_text, r.values[key].paper_text, r.values[key].diff_text, r.values[key].status)
+        for r in view.rows
+    }
 
 
 EXPECTED = {  # table: ({row: (ours, paper, difference, status)} for top-1, summary counts without zeros)
-    "table3": ({"Baseline": ("58.3", "58.1", "+0.2", "reproduced"), "+ TD-Adapter": ("57.9", "59.1", "-1.2", "off"),
-                "+ SME-Adapter": ("59.6", "59.4", "+0.2", "reproduced")},
-               {"reproduced": 2, "off": 1}),
-    "table4": ({"1": ("57.9", "58.0", "-0.1", "reproduced"), "3": ("", "58.5", "", "stopped"),
-                "5": ("59.6", "59.4", "+0.2", "reproduced")},
-               {"reproduced": 2, "stopped": 1}),
-    "table7": ({"k=3": ("59.6", "59.4", "+0.2", "reproduced"), "k=5": ("", "59.2", "", "failed"),
-                "k=7": ("", "58.8", "", "not run")},
-               {"reproduced": 1, "failed": 1, "not run": 1}),
-    "table8": ({"128": ("57.4 ± 0.4", "57.4", "+0.0", "reproduced"), "320": ("59.6", "59.4", "+0.2", "reproduced"),
-                "512": ("", "58.2", "", "not run")},
-               {"reproduced": 2, "not run": 1}),
+    "table3": (
+        {
+            "Baseline": ("58.3", "58.1", "+0.2", "reproduced"),
+            "+ TD-Adapter": ("57.9", "59.1", "-1.2", "off"),
+            "+ SME-Adapter": ("59.6", "59.4", "+0.2", "reproduced"),
+        },
+        {"reproduced": 2, "off": 1},
+    ),
+    "table4": (
+        {
+            "1": ("57.9", "58.0", "-0.1", "reproduced"),
+            "3": ("", "58.5", "", "stopped"),
+            "5": ("59.6", "59.4", "+0.2", "reproduced"),
+        },
+        {"reproduced": 2, "stopped": 1},
+    ),
+    "table7": (
+        {
+            "k=3": ("59.6", "59.4", "+0.2", "reproduced"),
+            "k=5": ("", "59.2", "", "failed"),
+            "k=7": ("", "58.8", "", "not run"),
+        },
+        {"reproduced": 1, "failed": 1, "not run": 1},
+    ),
+    "table8": (
+        {
+            "128": ("57.4 ± 0.4", "57.4", "+0.0", "reproduced"),
+            "320": ("59.6", "59.4", "+0.2", "reproduced"),
+            "512": ("", "58.2", "", "not run"),
+        },
+        {"reproduced": 2, "not run": 1},
+    ),
 }
 
 
@@ -145,7 +188,10 @@ def test_seeds_are_found_from_the_records_as_the_plan_numbers_them(records):
     found = find_runs(spec, "paper", LocalSource(runs))
     planned = {(p.row.name, p.seed): p.run_id for p in plan(spec, "paper", seeds=3, runs_dir=runs)}
     assert [(p.row.name, p.seed, p.run_id) for p in found] == [
-        *[("128", s, planned["128", s]) for s in (1024, 1025, 1026)], ("320", 1024, planned["320", 1024]), ("512", 1024, "")]
+        *[("128", s, planned["128", s]) for s in (1024, 1025, 1026)],
+        ("320", 1024, planned["320", 1024]),
+        ("512", 1024, ""),
+    ]
     row, shared, _ = build_table(spec, "paper", LocalSource(runs), runs).rows
     assert row.provenance.seeds_text == "1024, 1025, 1026 (3/3 done)"
     assert row.values["top1"].spread == pytest.approx(0.4) and row.values["top1"].n == 3
@@ -199,20 +245,31 @@ def test_index_html_is_self_contained_and_every_link_resolves(records, tmp_path)
 
 def test_latex_escapes_specials_and_uses_booktabs(records):
     _, runs = records
-    assert latex.escape(r"a_b & 5% #1 {x} ~ ^ \ ± Δ") == \
-        r"a\_b \& 5\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} $\pm$ $\Delta$"
+    assert (
+        latex.escape(r"a_b & 5% #1 {x} ~ ^ \ ± Δ")
+        == r"a\_b \& 5\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} $\pm$ $\Delta$"
+    )
     text = latex.render(build_table(load("table8"), "paper", LocalSource(runs), runs))
     assert r"\toprule" in text and r"\cmidrule(lr){2-5}" in text and r"\bottomrule" in text
     assert r"128 & 57.4 $\pm$ 0.4 & 57.4 & +0.0 & reproduced" in text
     assert r"Top-1 (\%)" in text
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["table99"], "reports.build: unknown table 'table99'; expected one of table1, "),
-    (["table3", "--format", "md,pdf"], "reports.build: --format: expected a comma-separated subset of md,tex,html, got 'md,pdf'"),
-    (["table3", "--source", "wandb"], "reports.build: --source: expected one of records, mlflow, got 'wandb'"),
-    (["table3", "--preset", "fast"], "reports.build: unknown preset 'fast'; expected one of paper, released-code, smoke"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["table99"], "reports.build: unknown table 'table99'; expected one of table1, "),
+        (
+            ["table3", "--format", "md,pdf"],
+            "reports.build: --format: expected a comma-separated subset of md,tex,html, got 'md,pdf'",
+        ),
+        (["table3", "--source", "wandb"], "reports.build: --source: expected one of records, mlflow, got 'wandb'"),
+        (
+            ["table3", "--preset", "fast"],
+            "reports.build: unknown preset 'fast'; expected one of paper, released-code, smoke",
+        ),
+    ],
+)
 def test_mistakes_are_one_line_errors(argv, message, capsys, tmp_path):
     assert main([*argv, "--out", str(tmp_path), "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -240,8 +297,20 @@ def test_experiments_run_ends_with_the_tables_report(argv, tmp_path, capsys, mon
 
 def test_the_command_line_takes_names_and_overrides_in_any_order(records, tmp_path, capsys):
     _, runs = records
-    argv = ["table3", "--preset", "paper", "train.epochs=3", "--runs-dir", str(runs), "table4", "--format", "md",
-            "--out", str(tmp_path), "--no-figures"]
+    argv = [
+        "table3",
+        "--preset",
+        "paper",
+        "train.epochs=3",
+        "--runs-dir",
+        str(runs),
+        "table4",
+        "--format",
+        "md",
+        "--out",
+        str(tmp_path),
+        "--no-figures",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == str(tmp_path) and out[0].startswith("table3   3 rows: 3 not run")  # other epochs, other runs
@@ -256,12 +325,24 @@ def test_the_report_finds_runs_by_their_records_whatever_the_overrides_and_prese
     runs, uri, spec = tmp_path / "runs", f"sqlite:///{tmp_path}/mlflow.db", load("table3")
     smoke = plan(spec, "smoke", overrides=["train.epochs=1"], runs_dir=runs)
     for p in smoke[:2]:
-        tracker = Tracker(runs / p.run_id, p.run_id, params={"train.seed": p.seed}, tracking_uri=uri, retry=FAST,
-                          tags={**record_tags(spec, p, "smoke", ["train.epochs=1"]), "run_id": p.run_id})
+        tracker = Tracker(
+            runs / p.run_id,
+            p.run_id,
+            params={"train.seed": p.seed},
+            tracking_uri=uri,
+            retry=FAST,
+            tags={**record_tags(spec, p, "smoke", ["train.epochs=1"]), "run_id": p.run_id},
+        )
         tracker.finish({"metrics": {"val_top1_best": 40.0}})
     paper = plan(spec, "paper", runs_dir=runs)[0]
-    Tracker(runs / paper.run_id, paper.run_id, params={"train.seed": 1}, tracking_uri=uri, retry=FAST,
-            tags={**record_tags(spec, paper, "paper", []), "run_id": paper.run_id}).finish({"metrics": {"val_top1_best": 58.0}})
+    Tracker(
+        runs / paper.run_id,
+        paper.run_id,
+        params={"train.seed": 1},
+        tracking_uri=uri,
+        retry=FAST,
+        tags={**record_tags(spec, paper, "paper", []), "run_id": paper.run_id},
+    ).finish({"metrics": {"val_top1_best": 58.0}})
 
     assert main(["table3", "--runs-dir", str(runs), "--out", str(tmp_path / "out"), "--no-figures"]) == 0
     assert "**3 rows: 1 reproduced, 2 not run**" in (tmp_path / "out" / "table3.md").read_text()  # paper: first
@@ -270,11 +351,45 @@ def test_the_report_finds_runs_by_their_records_whatever_the_overrides_and_prese
     assert text.count("train.epochs=1") >= 2, "the overrides the runs were made with are on the page"
     assert f"run records in {runs}" in text, "the page says which runs folder it was built from"
     index = (tmp_path / "out" / "index.html").read_text()
-    assert 'href="smoke/index.html"' in index and 'href="../index.html"' in (tmp_path / "out" / "smoke" / "index.html").read_text()
+    assert (
+        'href="smoke/index.html"' in index
+        and 'href="../index.html"' in (tmp_path / "out" / "smoke" / "index.html").read_text()
+    )
 
-    assert main(["table3", "--preset", "smoke", "--runs-dir", str(runs), "--out", str(tmp_path / "only"),
-                 "--no-figures", "--format", "md"]) == 0
+    assert (
+        main(
+            [
+                "table3",
+                "--preset",
+                "smoke",
+                "--runs-dir",
+                str(runs),
+                "--out",
+                str(tmp_path / "only"),
+                "--no-figures",
+                "--format",
+                "md",
+            ]
+        )
+        == 0
+    )
     assert "2 not comparable, 1 not run" in (tmp_path / "only" / "table3.md").read_text()
-    assert main(["table3", "--preset", "smoke", "train.epochs=2", "--runs-dir", str(runs), "--out",
-                 str(tmp_path / "other"), "--no-figures", "--format", "md"]) == 0
+    assert (
+        main(
+            [
+                "table3",
+                "--preset",
+                "smoke",
+                "train.epochs=2",
+                "--runs-dir",
+                str(runs),
+                "--out",
+                str(tmp_path / "other"),
+                "--no-figures",
+                "--format",
+                "md",
+            ]
+        )
+        == 0
+    )
     assert "3 rows: 3 not run" in (tmp_path / "other" / "table3.md").read_text(), "another override set: its own runs"

@@ -16,9 +16,14 @@ SUMMARY = "train 12 of 12 listed videos; val 12 of 13 listed videos; val all 12 
 
 
 def finish(runs, spec, planned, preset, result):
-    Tracker(runs / planned.run_id, planned.run_id, params={"train.seed": planned.seed},
-            tracking_uri=f"sqlite:///{runs.parent}/mlflow.db", retry=RetryPolicy(tries=2, first_delay=0.05),
-            tags={**record_tags(spec, planned, preset, []), "run_id": planned.run_id}).finish(result)
+    Tracker(
+        runs / planned.run_id,
+        planned.run_id,
+        params={"train.seed": planned.seed},
+        tracking_uri=f"sqlite:///{runs.parent}/mlflow.db",
+        retry=RetryPolicy(tries=2, first_delay=0.05),
+        tags={**record_tags(spec, planned, preset, []), "run_id": planned.run_id},
+    ).finish(result)
 
 
 @pytest.fixture
@@ -32,10 +37,26 @@ def test_the_provenance_shows_the_data_fingerprint_and_a_row_on_other_data_says_
     """Why (issue 18): a 1-point gap had no first suspect: the page never said which copy of the data a row used."""
     spec = load("table3")
     first, second = plan(spec, "paper", runs_dir=places)[:2]
-    finish(places, spec, first, "paper", {"metrics": {"val_top1_best": 58.0},
-                                          "data": {"fingerprint": {"summary": SUMMARY, "differs_from_reference": True}}})
-    finish(places, spec, second, "paper", {"metrics": {"val_top1_best": 59.0},
-                                           "data": {"fingerprint": {"summary": "train 5 of 5", "differs_from_reference": None}}})
+    finish(
+        places,
+        spec,
+        first,
+        "paper",
+        {
+            "metrics": {"val_top1_best": 58.0},
+            "data": {"fingerprint": {"summary": SUMMARY, "differs_from_reference": True}},
+        },
+    )
+    finish(
+        places,
+        spec,
+        second,
+        "paper",
+        {
+            "metrics": {"val_top1_best": 59.0},
+            "data": {"fingerprint": {"summary": "train 5 of 5", "differs_from_reference": None}},
+        },
+    )
     view = build_table(spec, "paper", LocalSource(places), places)
     assert view.rows[0].provenance.data == SUMMARY and view.rows[0].provenance.differs
     assert view.rows[1].provenance.data == "train 5 of 5" and not view.rows[1].provenance.differs
@@ -57,9 +78,16 @@ def test_a_run_that_never_validated_says_so_in_the_terminal_the_report_and_the_c
     spec = load("table3")
     first, second = plan(spec, "paper", runs_dir=places)[:2]
     finish(places, spec, first, "paper", {"metrics": {"val_top1_best": None, "test_videos": 12.0}})
-    text = format_summary(spec, "paper", [Outcome(first, first.run_id, {"metrics": {"val_top1_best": None}}),
-                                          Outcome(replace(second, row=replace(second.row, paper={})), second.run_id,
-                                                  {"metrics": {"val_top1_best": 59.0}})])
+    text = format_summary(
+        spec,
+        "paper",
+        [
+            Outcome(first, first.run_id, {"metrics": {"val_top1_best": None}}),
+            Outcome(
+                replace(second, row=replace(second.row, paper={})), second.run_id, {"metrics": {"val_top1_best": 59.0}}
+            ),
+        ],
+    )
     assert "None" not in text and "not validated | 58.1" in text and "59 | -" in text
     assert "None" not in format_static(load("table10"))
 

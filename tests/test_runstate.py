@@ -36,23 +36,35 @@ def mlflow_env(tmp_path_factory):
 
 
 def fixture(runs: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(FIXTURE), str(runs), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, str(FIXTURE), str(runs), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
-HOLDER = ("import sys, time; from pathlib import Path; from tdsclip.runlock import RunLock\n"
-          "lock = RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(600)")
+HOLDER = (
+    "import sys, time; from pathlib import Path; from tdsclip.runlock import RunLock\n"
+    "lock = RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(600)"
+)
 
 
 def hold(run_dir: Path, env: dict | None = None) -> subprocess.Popen:
     """A second real process holding the run's lock until it is killed."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     assert process.stdout.readline().strip() == "held"
     return process
 
 
 # ----------------------------------------------------------------------------- failed
+
 
 def test_a_failed_run_is_written_as_failed_and_reads_failed_everywhere(tmp_path):
     """Why: a failed run left only run.json; --dry-run said 'not started', the report 'running'."""
@@ -89,6 +101,7 @@ def test_states_of_a_runs_folder(tmp_path):
 
 # ----------------------------------------------------------------------------- the lock
 
+
 def test_a_second_process_refuses_naming_the_holder_then_takes_over_a_sigkilled_one(tmp_path):
     """Why: two `experiments.run ... --rows Baseline` at once trained one run into one folder."""
     runs = tmp_path / "runs"
@@ -119,10 +132,14 @@ def test_a_second_process_refuses_naming_the_holder_then_takes_over_a_sigkilled_
 def test_a_holder_on_another_host_is_dead_only_once_its_heartbeat_is_stale(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
-    (run / LOCK_FILE).write_text(json.dumps({"host": "node-elsewhere", "pid": 1, "since": "2026-01-01T00:00:00",
-                                             "token": "abc"}))
-    with pytest.raises(RunLocked, match=r"^run run is being trained by another process \(host node-elsewhere, "
-                                        r"pid 1, since 2026-01-01T00:00:00, last heartbeat .*--wait"):
+    (run / LOCK_FILE).write_text(
+        json.dumps({"host": "node-elsewhere", "pid": 1, "since": "2026-01-01T00:00:00", "token": "abc"})
+    )
+    with pytest.raises(
+        RunLocked,
+        match=r"^run run is being trained by another process \(host node-elsewhere, "
+        r"pid 1, since 2026-01-01T00:00:00, last heartbeat .*--wait",
+    ):
         RunLock(run).acquire()
     monkeypatch.setenv("TDSCLIP_LOCK_STALE_S", "60")
     old = time.time() - 61
@@ -133,6 +150,7 @@ def test_a_holder_on_another_host_is_dead_only_once_its_heartbeat_is_stale(tmp_p
 
 
 # ----------------------------------------------------------------------------- stop signals
+
 
 @pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_and_sigterm_checkpoint_and_say_so_in_one_line(tmp_path, name):
@@ -155,9 +173,23 @@ def test_sigterm_to_the_process_group_reaches_the_data_worker_too_and_still_stop
     'DataLoader worker ... is killed by signal: Terminated' and a traceback instead of a checkpoint.
     (A terminal's Ctrl-C reaches the worker as well; torch's worker loop already swallows that one.)"""
     runs = tmp_path / "runs"
-    process = subprocess.Popen([sys.executable, str(FIXTURE), str(runs), "train.checkpoint_every=1", "data.num_workers=1",
-                                "--signal-at", "1", "SIGTERM", "--to-group"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(FIXTURE),
+            str(runs),
+            "train.checkpoint_every=1",
+            "data.num_workers=1",
+            "--signal-at",
+            "1",
+            "SIGTERM",
+            "--to-group",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     out, err = process.communicate(timeout=300)
     assert process.returncode == 3 and "Traceback" not in err, err[-2000:]
     (run,) = [p for p in runs.iterdir() if (p / "run.json").exists()]
@@ -190,16 +222,22 @@ def test_stop_request_second_sigint_raises():
 
 # ----------------------------------------------------------------------------- validation
 
+
 def test_the_last_epoch_is_validated_even_off_the_validation_period(tmp_path, caplog):
     """Why: train.epochs=1 under a preset validating every 2 epochs never validated (None)."""
     caplog.set_level("INFO", logger="tdsclip.train.loop")
-    outcome = run_config(tiny_config("train.epochs=1", "train.val_every=2"), preset="test", runs_dir=tmp_path,
-                         data_builder=build)
+    outcome = run_config(
+        tiny_config("train.epochs=1", "train.val_every=2"), preset="test", runs_dir=tmp_path, data_builder=build
+    )
     assert outcome.status == "finished" and "val_top1_best" in outcome.result["metrics"]
     (line,) = outcome.path.with_name("metrics.jsonl").read_text().splitlines()
     assert "val_top1" in json.loads(line)["metrics"]
-    assert any(r.getMessage().startswith("epoch 1/1: train loss ") and "val top-1 " in r.getMessage()
-               and "ETA " in r.getMessage() for r in caplog.records)
+    assert any(
+        r.getMessage().startswith("epoch 1/1: train loss ")
+        and "val top-1 " in r.getMessage()
+        and "ETA " in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_slurm_status_progress_skips_a_torn_last_line_of_metrics(tmp_path):
@@ -239,12 +277,30 @@ def test_an_unreachable_slurm_controller_is_one_line_and_leaves_nothing(tmp_path
     from experiments.run import main
 
     conf = tmp_path / "slurm.conf"
-    conf.write_text("ClusterName=nowhere\nSlurmctldHost=localhost\nSlurmctldPort=6\nMessageTimeout=2\n"
-                    "NodeName=localhost CPUs=1 State=UNKNOWN\nPartitionName=debug Nodes=localhost Default=YES\n")
+    conf.write_text(
+        "ClusterName=nowhere\nSlurmctldHost=localhost\nSlurmctldPort=6\nMessageTimeout=2\n"
+        "NodeName=localhost CPUs=1 State=UNKNOWN\nPartitionName=debug Nodes=localhost Default=YES\n"
+    )
     monkeypatch.setenv("SLURM_CONF", str(conf))
     runs = tmp_path / "runs"
-    assert main(["table3", "--preset", "smoke", "--rows", "Baseline", "--executor", "slurm", "--profile", "local",
-                 "--runs-dir", str(runs)]) == 2
+    assert (
+        main(
+            [
+                "table3",
+                "--preset",
+                "smoke",
+                "--rows",
+                "Baseline",
+                "--executor",
+                "slurm",
+                "--profile",
+                "local",
+                "--runs-dir",
+                str(runs),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("experiments.run: the Slurm controller cannot be reached (") and "\n" not in err, err
     assert "Unable to contact slurm controller" in err and str(conf) in err

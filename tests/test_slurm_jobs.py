@@ -21,7 +21,11 @@ def test_an_array_of_runs_lands_in_records_and_mlflow_and_the_report_runs_after_
         state, run = reference.states[reference.ids[row]], reference.runs[row]
         assert (state.state, state.attempts, state.gpu_hours) == ("COMPLETED", 1, 0.0) and state.elapsed_s > 0
         done = result(run)
-        assert done["status"] == "FINISHED" and done["world_size"] == 1 and done["steps"] == {"long": 64, "mid": 32, "short": 8}[row]
+        assert (
+            done["status"] == "FINISHED"
+            and done["world_size"] == 1
+            and done["steps"] == {"long": 64, "mid": 32, "short": 8}[row]
+        )
         tags = json.loads((run / "run.json").read_text())["tags"]
         assert tags["slurm_job_id"] == reference.ids[row] and tags["row"] == row and tags["git_sha"] == head
         assert tags["code_snapshot"].startswith(str(slurm_cluster.jobs / "code")), "the job ran the snapshot"
@@ -31,7 +35,9 @@ def test_an_array_of_runs_lands_in_records_and_mlflow_and_the_report_runs_after_
     report = reference.states[reference.report_id]
     assert report.state == "COMPLETED", "afterany: the report runs although a run of the array failed"
     assert sorted(reference.report.read_text().split("\n")[:-1]) == sorted(
-        f"{reference.runs[row].name} {result(reference.runs[row])['metrics']['test_top1']:.2f}" for row in ("long", "mid", "short"))
+        f"{reference.runs[row].name} {result(reference.runs[row])['metrics']['test_top1']:.2f}"
+        for row in ("long", "mid", "short")
+    )
     print(f"\narray of 4 runs + report: {reference.seconds:.0f} s")
 
 
@@ -49,8 +55,13 @@ def test_two_tasks_train_ddp_on_gloo_like_one_process_and_resume_together_after_
     # so both must stop at the same step boundary and rank 0 requeue the job.
     s = slurm_cluster
     runs = s.root / "ddp-runs"
-    (job,) = submit_runs([RunGroup(Resources("ddp"), [RunSpec(smoke(s.cache, "train.epochs=8"), "smoke")])],
-                         load_profile("local", ["tasks_per_node=2"]), 1, s.jobs, runs_dir=runs)
+    (job,) = submit_runs(
+        [RunGroup(Resources("ddp"), [RunSpec(smoke(s.cache, "train.epochs=8"), "smoke")])],
+        load_profile("local", ["tasks_per_node=2"]),
+        1,
+        s.jobs,
+        runs_dir=runs,
+    )
     wait_for_step(runs, 6)
     s.cluster.run("scancel", "--signal=USR2", job)
     state = wait([job])[job]
@@ -68,13 +79,19 @@ def test_two_tasks_train_ddp_on_gloo_like_one_process_and_resume_together_after_
 
     def losses(run):
         return [json.loads(line)["metrics"]["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
     assert losses(ddp) == pytest.approx(losses(single), rel=1e-5)
 
 
 def test_cancel_ends_a_job(slurm_cluster):
     s = slurm_cluster
-    (job,) = submit_runs([RunGroup(Resources("cancel"), [RunSpec(smoke(s.cache), "smoke")])], load_profile("local"), 1,
-                         s.jobs, runs_dir=s.root / "cancel-runs")
+    (job,) = submit_runs(
+        [RunGroup(Resources("cancel"), [RunSpec(smoke(s.cache), "smoke")])],
+        load_profile("local"),
+        1,
+        s.jobs,
+        runs_dir=s.root / "cancel-runs",
+    )
     cancel([job])
     assert wait([job])[job].state == "CANCELLED"
     assert job_states([job])[job].finished

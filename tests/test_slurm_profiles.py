@@ -16,21 +16,29 @@ from slurm.submit import _expand, _gpus, sbatch_script
 def test_profiles_are_selected_by_name_and_overridden_by_key_value():
     a100 = load_profile("a100", ["partition=gpu", "account=proj42", "timeout_min=2880", "setup=module load cuda"])
     assert (a100.gpus_per_node, a100.tasks_per_node, a100.signal, a100.stop_signal) == (8, 8, "USR2", "SIGUSR2")
-    assert (a100.partition, a100.account, a100.timeout_min, a100.setup) == ("gpu", "proj42", 2880, ("module load cuda",))
+    assert (a100.partition, a100.account, a100.timeout_min, a100.setup) == (
+        "gpu",
+        "proj42",
+        2880,
+        ("module load cuda",),
+    )
     local = load_profile("local")
     assert (local.gpus_per_node, local.tasks_per_node) == (0, 1)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["partiton=gpu"], "profile a100: unknown profile key 'partiton'; did you mean 'partition'?"),
-    (["mem_per_gpu_gb=80"], "profile a100: unknown profile key 'mem_per_gpu_gb'; did you mean 'mem_per_task_gb'?"),
-    (["gpus_per_node=eight"], "profile a100: gpus_per_node: expected int, got 'eight'"),
-    (["exclusive=maybe"], "profile a100: exclusive: expected bool, got 'maybe'"),
-    (["tasks_per_node=4"], "profile a100: tasks_per_node=4: expected one task per GPU, i.e. 8"),
-    (["signal=SIGUSR2"], "profile a100: signal: expected USR2 or USR1, got 'SIGUSR2'"),
-    (["signal=TERM"], "profile a100: signal: expected USR2 or USR1, got 'TERM'"),
-    (["timeout_min=4"], "profile a100: signal_delay_s=300: expected between 0 and the time limit (240 s)"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["partiton=gpu"], "profile a100: unknown profile key 'partiton'; did you mean 'partition'?"),
+        (["mem_per_gpu_gb=80"], "profile a100: unknown profile key 'mem_per_gpu_gb'; did you mean 'mem_per_task_gb'?"),
+        (["gpus_per_node=eight"], "profile a100: gpus_per_node: expected int, got 'eight'"),
+        (["exclusive=maybe"], "profile a100: exclusive: expected bool, got 'maybe'"),
+        (["tasks_per_node=4"], "profile a100: tasks_per_node=4: expected one task per GPU, i.e. 8"),
+        (["signal=SIGUSR2"], "profile a100: signal: expected USR2 or USR1, got 'SIGUSR2'"),
+        (["signal=TERM"], "profile a100: signal: expected USR2 or USR1, got 'TERM'"),
+        (["timeout_min=4"], "profile a100: signal_delay_s=300: expected between 0 and the time limit (240 s)"),
+    ],
+)
 def test_a_bad_override_is_a_one_line_error_naming_it(overrides, message):
     with pytest.raises(ProfileError) as error:
         load_profile("a100", overrides)
@@ -39,17 +47,28 @@ def test_a_bad_override_is_a_one_line_error_naming_it(overrides, message):
 
 def test_the_user_file_changes_profiles_and_adds_new_ones(tmp_path, monkeypatch):
     path = tmp_path / "slurm.toml"
-    path.write_text('[a100]\npartition = "gpu"\nqos = "high"\n\n[h100]\nconstraint = "h100"\ncpus_per_task = 12\n'
-                    '\n[tiny]\nbase = "local"\narray_parallelism = 1\n')
+    path.write_text(
+        '[a100]\npartition = "gpu"\nqos = "high"\n\n[h100]\nconstraint = "h100"\ncpus_per_task = 12\n'
+        '\n[tiny]\nbase = "local"\narray_parallelism = 1\n'
+    )
     monkeypatch.setenv("TDSCLIP_SLURM_PROFILES", str(path))
     assert (load_profile("a100").partition, load_profile("a100").qos) == ("gpu", "high")
     h100 = load_profile("h100", ["qos=normal"])
-    assert (h100.name, h100.gpus_per_node, h100.constraint, h100.cpus_per_task, h100.qos) == ("h100", 8, "h100", 12, "normal")
+    assert (h100.name, h100.gpus_per_node, h100.constraint, h100.cpus_per_task, h100.qos) == (
+        "h100",
+        8,
+        "h100",
+        12,
+        "normal",
+    )
     assert (load_profile("tiny").gpus_per_node, load_profile("tiny").array_parallelism) == (0, 1)
     with pytest.raises(ProfileError, match=r"^unknown Slurm profile 'a10'; expected one of a100, local, h100, tiny"):
         load_profile("a10")
     path.write_text('[a100]\npartion = "gpu"\n')
-    with pytest.raises(ProfileError, match=rf"^profiles file {path} \[a100\]: unknown profile key 'partion'; did you mean 'partition'\?$"):
+    with pytest.raises(
+        ProfileError,
+        match=rf"^profiles file {path} \[a100\]: unknown profile key 'partion'; did you mean 'partition'\?$",
+    ):
         load_profile("a100")
     path.write_text('[new]\nbase = "v100"\n')
     with pytest.raises(ProfileError, match=r"\[new\]: unknown base 'v100'; expected one of a100, local$"):
@@ -60,28 +79,58 @@ def test_sbatch_parameters_ask_for_whole_a100_nodes_and_the_signal_before_the_li
     profile = load_profile("a100", ["partition=gpu", "account=proj42", "qos=normal", "constraint=a100_80gb"])
     params = sbatch_parameters(profile, 2, Resources("ViT-L-14", timeout_min=2880))
     assert params == {
-        "job_name": "tdsclip-ViT-L-14", "nodes": 2, "ntasks_per_node": 8, "gpus_per_node": 8, "cpus_per_task": 16,
-        "mem": f"{8 * 100 * 1024}M", "time": 2880, "signal_delay_s": 300, "array_parallelism": 8,
-        "additional_parameters": {"signal": "USR2@300"}, "setup": [],
-        "partition": "gpu", "account": "proj42", "qos": "normal", "constraint": "a100_80gb",
+        "job_name": "tdsclip-ViT-L-14",
+        "nodes": 2,
+        "ntasks_per_node": 8,
+        "gpus_per_node": 8,
+        "cpus_per_task": 16,
+        "mem": f"{8 * 100 * 1024}M",
+        "time": 2880,
+        "signal_delay_s": 300,
+        "array_parallelism": 8,
+        "additional_parameters": {"signal": "USR2@300"},
+        "setup": [],
+        "partition": "gpu",
+        "account": "proj42",
+        "qos": "normal",
+        "constraint": "a100_80gb",
     }
     script = sbatch_script(profile, 2, Resources("ViT-L-14", timeout_min=2880), 12, tmp_path)
-    for line in ("--array=0-11%8", "--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--cpus-per-task=16",
-                 "--signal=USR2@300", "--time=2880", "--partition=gpu", "--account=proj42", "--constraint=a100_80gb"):
+    for line in (
+        "--array=0-11%8",
+        "--nodes=2",
+        "--ntasks-per-node=8",
+        "--gpus-per-node=8",
+        "--cpus-per-task=16",
+        "--signal=USR2@300",
+        "--time=2880",
+        "--partition=gpu",
+        "--account=proj42",
+        "--constraint=a100_80gb",
+    ):
         assert f"#SBATCH {line}\n" in script, line
     assert "tdsclip-ViT-B-16" in str(sbatch_parameters(profile, 1, Resources("ViT-B-16")))
     assert gpus_per_job(profile, 2) == 16 and gpus_per_job(load_profile("local"), 1) == 0
     with pytest.raises(ProfileError, match="nodes: expected >= 1, got 0"):
         sbatch_parameters(profile, 0, Resources("x"))
-    with pytest.raises(ProfileError, match=r"^x: time limit 5 min leaves no time before the signal \(300 s before the limit\)$"):
+    with pytest.raises(
+        ProfileError, match=r"^x: time limit 5 min leaves no time before the signal \(300 s before the limit\)$"
+    ):
         sbatch_parameters(profile, 1, Resources("x", timeout_min=5))
 
 
 def slurm_task(procid: int, **extra: str) -> dict[str, str]:
     """What Slurm sets for task `procid` of 2 nodes x 8 tasks (block distribution)."""
-    return {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu[007-008]", "SLURM_JOB_NUM_NODES": "2",
-            "SLURM_NTASKS": "16", "SLURM_PROCID": str(procid), "SLURM_LOCALID": str(procid % 8),
-            "SLURM_NODEID": str(procid // 8), **extra}
+    return {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "gpu[007-008]",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NTASKS": "16",
+        "SLURM_PROCID": str(procid),
+        "SLURM_LOCALID": str(procid % 8),
+        "SLURM_NODEID": str(procid // 8),
+        **extra,
+    }
 
 
 def test_rank_and_world_of_every_task_of_a_two_node_job():

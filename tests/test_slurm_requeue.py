@@ -17,8 +17,13 @@ from tdsclip.train import checkpoint as ckpt
 
 def submit(session, name: str, profile: Profile, resources: Resources, *overrides: str) -> tuple[str, Path]:
     runs = session.root / f"{name}-runs"
-    (job,) = submit_runs([RunGroup(resources, [RunSpec(smoke(session.cache, *overrides), "smoke")])], profile, 1,
-                         session.jobs, runs_dir=runs)
+    (job,) = submit_runs(
+        [RunGroup(resources, [RunSpec(smoke(session.cache, *overrides), "smoke")])],
+        profile,
+        1,
+        session.jobs,
+        runs_dir=runs,
+    )
     return job, runs
 
 
@@ -55,8 +60,14 @@ def test_preemption_by_a_job_in_the_higher_priority_partition_requeues_and_resum
     # A 60-minute limit: submitit then reads USR2 as a preemption, not a timeout.
     job, runs = submit(s, "preempt", load_profile("local"), Resources("preempted"), "train.epochs=8")
     at = wait_for_step(runs, 6)
-    high = submit_after(time.sleep, 1, after=[], profile=load_profile("local", ["partition=high", "cpus_per_task=2"]),
-                        folder=s.jobs, name="preemptor")  # the whole node: only preempting the run frees it
+    high = submit_after(
+        time.sleep,
+        1,
+        after=[],
+        profile=load_profile("local", ["partition=high", "cpus_per_task=2"]),
+        folder=s.jobs,
+        name="preemptor",
+    )  # the whole node: only preempting the run frees it
     restart = wait_for_attempt(job, 2)
     states = wait([job, high])
     assert states[high].state == "COMPLETED"
@@ -116,5 +127,7 @@ def test_a_job_at_its_time_limit_is_signalled_checkpoints_and_resumes(reference,
     log = assert_resumed_like_the_uninterrupted_run(s, timelimit_job.job, timelimit_job.runs, reference.runs["long"])
     assert "this job is timed-out" in log
     attempts = job_states([timelimit_job.job])[timelimit_job.job].attempts
-    print(f"\ntime limit 2 min, signal {timelimit_job.delay} s before: {attempts} attempts, "
-          f"{time.monotonic() - timelimit_job.at:.0f} s from submission to the end")
+    print(
+        f"\ntime limit 2 min, signal {timelimit_job.delay} s before: {attempts} attempts, "
+        f"{time.monotonic() - timelimit_job.at:.0f} s from submission to the end"
+    )

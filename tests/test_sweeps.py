@@ -22,16 +22,26 @@ from slurm_cluster import wait
 
 TESTS = Path(__file__).parent
 # Six trials in about half a minute with two workers: 2 epochs of 36 videos, validated each epoch.
-TINY = ["train.epochs=2", "train.val_every=1", "data.synthetic_videos_per_class=8", "train.batch_size=8",
-        "train.micro_batch=8"]
+TINY = [
+    "train.epochs=2",
+    "train.val_every=1",
+    "data.synthetic_videos_per_class=8",
+    "train.batch_size=8",
+    "train.micro_batch=8",
+]
 # Enough to learn something in 2 epochs (about 27% against chance's 17%, measured), so a useless
 # learning rate is measurably worse.
 LEARNS = ["train.epochs=3", "train.val_every=1", "data.synthetic_videos_per_class=32"]
 
 
 def sweep(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeps.run", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.run", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+    )
 
 
 def load(runs: Path, name: str) -> optuna.Study:
@@ -44,7 +54,15 @@ def local(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     with mlflow_server(root / "mlflow") as url:
         env = {"MLFLOW_TRACKING_URI": url, "TDSCLIP_REPORTS": str(root / "out")}
-        args = ["recipe", "--preset", "smoke", "--runs-dir", str(root / "runs"), *TINY, f"data.cache_dir={root / 'cache'}"]
+        args = [
+            "recipe",
+            "--preset",
+            "smoke",
+            "--runs-dir",
+            str(root / "runs"),
+            *TINY,
+            f"data.cache_dir={root / 'cache'}",
+        ]
         start = time.monotonic()
         done = sweep(*args, "--workers", "2", "--n-trials", "6", env=env)
         yield root, env, args, done, time.monotonic() - start, url
@@ -57,8 +75,9 @@ def test_a_local_sweep_records_every_trial_in_optuna_mlflow_and_the_report(local
     trials = study.get_trials()
     assert len(trials) == 6 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), trials
     assert {t.user_attrs["worker"] for t in trials} == {0, 1}, "both workers took trials"
-    assert trials[0].params == {"optim.lr": 0.001, "optim.weight_decay": 0.05, "optim.warmup_epochs": 1.0}, \
+    assert trials[0].params == {"optim.lr": 0.001, "optim.weight_decay": 0.05, "optim.warmup_epochs": 1.0}, (
         "the first trial is the base row's (smoke preset's) recipe"
+    )
     assert len({t.user_attrs["run_id"] for t in trials}) == 6
     for trial in trials:
         run_dir = root / "runs" / trial.user_attrs["run_id"]
@@ -85,13 +104,31 @@ def test_a_local_sweep_records_every_trial_in_optuna_mlflow_and_the_report(local
     assert (root / "out" / "figures" / "sweep-recipe-smoke-history.png").stat().st_size > 5000
     assert (root / "out" / "figures" / "sweep-recipe-smoke-importances.png").stat().st_size > 5000
     assert (root / "out" / "figures" / "sweep-recipe-smoke-epochs.png").stat().st_size > 5000
-    report = subprocess.run([sys.executable, "-m", "reports.build", "table3", "--preset", "smoke", "--runs-dir",
-                             str(root / "runs"), "--out", str(root / "report"), "--format", "html"],
-                            capture_output=True, text=True, env={**os.environ, **env})
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reports.build",
+            "table3",
+            "--preset",
+            "smoke",
+            "--runs-dir",
+            str(root / "runs"),
+            "--out",
+            str(root / "report"),
+            "--format",
+            "html",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     assert report.returncode == 0, report.stderr
     assert 'href="sweep-recipe-smoke.html"' in (root / "report" / "index.html").read_text()
-    print(f"smoke sweep: 6 trials, 2 workers, {seconds:.0f} s; best trial {study.best_trial.number} "
-          f"val_top1_best {study.best_value:.1f} {study.best_trial.params}")
+    print(
+        f"smoke sweep: 6 trials, 2 workers, {seconds:.0f} s; best trial {study.best_trial.number} "
+        f"val_top1_best {study.best_value:.1f} {study.best_trial.params}"
+    )
 
 
 def test_status_and_the_best_trial_rerun_as_a_table_row(local):
@@ -100,13 +137,18 @@ def test_status_and_the_best_trial_rerun_as_a_table_row(local):
     study = load(root / "runs", "recipe-smoke")
     assert status.returncode == 0 and f"trial {study.best_trial.number}" in status.stdout
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == int(
-        status.stdout.split(":")[1].split(" complete")[0].strip()), status.stdout
+        status.stdout.split(":")[1].split(" complete")[0].strip()
+    ), status.stdout
     best = sweep(*args, "--best", env=env)
     command = next(line.split(":  ", 1)[1] for line in best.stdout.splitlines() if "re-run as table3's row" in line)
     assert command.startswith("python -m experiments.run table3 --preset smoke --rows '+ SME-Adapter'")
     argv = shlex.split(command)
-    rerun = subprocess.run([sys.executable, *argv[1:], "--runs-dir", str(root / "runs"), "--dry-run"],
-                           capture_output=True, text=True, env={**os.environ, **env})
+    rerun = subprocess.run(
+        [sys.executable, *argv[1:], "--runs-dir", str(root / "runs"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert study.best_trial.user_attrs["run_id"] in rerun.stdout and " finished " in rerun.stdout, rerun.stdout
     again = sweep(*args, "--n-trials", "6", env=env)
@@ -115,11 +157,25 @@ def test_status_and_the_best_trial_rerun_as_a_table_row(local):
 
 def test_the_median_pruner_stops_a_deliberately_bad_trial(tmp_path):
     runs = tmp_path / "runs"
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "TDSCLIP_REPORTS": str(tmp_path / "out"),
-           "PYTHONPATH": str(TESTS)}
-    done = sweep("sweep_probe", "--preset", "smoke", "--runs-dir", str(runs), *LEARNS, f"data.cache_dir={tmp_path / 'cache'}",
-                 "--enqueue", "optim.lr=0.001,optim.weight_decay=0.06", "--enqueue", "optim.lr=1e-7,optim.weight_decay=0.05",
-                 env=env)
+    env = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "TDSCLIP_REPORTS": str(tmp_path / "out"),
+        "PYTHONPATH": str(TESTS),
+    }
+    done = sweep(
+        "sweep_probe",
+        "--preset",
+        "smoke",
+        "--runs-dir",
+        str(runs),
+        *LEARNS,
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "--enqueue",
+        "optim.lr=0.001,optim.weight_decay=0.06",
+        "--enqueue",
+        "optim.lr=1e-7,optim.weight_decay=0.05",
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     good_1, good_2, bad = load(runs, "lr-probe-smoke").get_trials()
     assert (good_1.state, good_2.state) == (TrialState.COMPLETE, TrialState.COMPLETE)
@@ -130,19 +186,44 @@ def test_the_median_pruner_stops_a_deliberately_bad_trial(tmp_path):
     assert (run / "latest.pt").exists() and not (run / "result.json").exists(), "stopped, its checkpoint kept"
     tags = MlflowClient(env["MLFLOW_TRACKING_URI"]).search_runs(
         [MlflowClient(env["MLFLOW_TRACKING_URI"]).get_experiment_by_name("tdsclip").experiment_id],
-        filter_string=f"tags.run_id = '{bad.user_attrs['run_id']}'")[0]
+        filter_string=f"tags.run_id = '{bad.user_attrs['run_id']}'",
+    )[0]
     assert tags.info.status == "KILLED" and tags.data.tags["sweep.state"] == "PRUNED"
 
 
 def test_a_worker_killed_mid_trial_has_its_trial_retried_from_its_checkpoint(tmp_path):
     runs = tmp_path / "runs"
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "TDSCLIP_REPORTS": str(tmp_path / "out"),
-           "PYTHONPATH": str(TESTS)}
+    env = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "TDSCLIP_REPORTS": str(tmp_path / "out"),
+        "PYTHONPATH": str(TESTS),
+    }
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.run", "sweep_probe", "--preset", "smoke", "--runs-dir", str(runs), "--workers", "2",
-         "--n-trials", "2", "--heartbeat", "2", *LEARNS, f"data.cache_dir={tmp_path / 'cache'}",
-         "--enqueue", "optim.lr=0.001,optim.weight_decay=0.06"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+        [
+            sys.executable,
+            "-m",
+            "sweeps.run",
+            "sweep_probe",
+            "--preset",
+            "smoke",
+            "--runs-dir",
+            str(runs),
+            "--workers",
+            "2",
+            "--n-trials",
+            "2",
+            "--heartbeat",
+            "2",
+            *LEARNS,
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "--enqueue",
+            "optim.lr=0.001,optim.weight_decay=0.06",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
     printed = [launcher.stdout.readline(), launcher.stdout.readline()]  # "worker K: pid N, log ..."
     pid = int(next(line for line in printed if line.startswith("worker 1:")).split("pid ")[1].split(",")[0])
     victim, deadline = None, time.monotonic() + 300
@@ -152,8 +233,14 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_from_its_checkpoint(tmp
             running = load(runs, "lr-probe-smoke").get_trials(states=(TrialState.RUNNING,))
         except (KeyError, optuna.exceptions.StorageInternalError):
             continue
-        victim = next((t for t in running if t.user_attrs.get("worker") == 1
-                       and (Path(t.user_attrs["run_dir"]) / "latest.pt").exists()), None)
+        victim = next(
+            (
+                t
+                for t in running
+                if t.user_attrs.get("worker") == 1 and (Path(t.user_attrs["run_dir"]) / "latest.pt").exists()
+            ),
+            None,
+        )
     assert victim is not None, "worker 1 never checkpointed a trial"
     os.kill(pid, signal.SIGKILL)
     out, err = launcher.communicate(timeout=400)
@@ -181,13 +268,30 @@ def test_a_worker_of_two_ranks_trains_each_trial_with_ddp_led_by_rank_0(tmp_path
     overrides = (*TINY, "train.micro_batch=4", f"data.cache_dir={tmp_path / 'cache'}")  # 2 ranks x 4 = the batch of 8
     storage = f"sqlite:///{runs}/sweeps/optuna.db"
     create(study, "smoke", storage, overrides, [{"optim.lr": 0.001, "optim.weight_decay": 0.06}], 60, 2)
-    path = job_file(WorkerJob("sweep_probe", "smoke", "lr-probe-smoke", storage, str(runs), overrides, n_trials=2), tmp_path / "job.json")
+    path = job_file(
+        WorkerJob("sweep_probe", "smoke", "lr-probe-smoke", storage, str(runs), overrides, n_trials=2),
+        tmp_path / "job.json",
+    )
     port = str(free_port())
-    ranks = [subprocess.Popen([sys.executable, "-m", "sweeps.worker", str(path), "--threads", "1"], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONPATH": str(TESTS), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-                                   "RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r), "MASTER_ADDR": "127.0.0.1",
-                                   "MASTER_PORT": port}) for r in range(2)]
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sweeps.worker", str(path), "--threads", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(TESTS),
+                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+                "RANK": str(r),
+                "WORLD_SIZE": "2",
+                "LOCAL_RANK": str(r),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+            },
+        )
+        for r in range(2)
+    ]
     logs = [p.communicate(timeout=400)[0] for p in ranks]
     assert [p.returncode for p in ranks] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
     trials = load(runs, "lr-probe-smoke").get_trials()
@@ -206,11 +310,15 @@ def test_the_same_sweep_on_the_real_slurm(slurm_cluster, tmp_path):
     assert planned.returncode == 0 and "#SBATCH --array=0-1" in planned.stdout and not (runs / "sweeps").exists()
     done = sweep(*args, "--executor", "slurm", "--profile", "local", "--workers", "2", "--n-trials", "4", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    jobs = [line.split()[0] for line in done.stdout.splitlines() if "worker of recipe-smoke" in line or "report" in line]
+    jobs = [
+        line.split()[0] for line in done.stdout.splitlines() if "worker of recipe-smoke" in line or "report" in line
+    ]
     assert len(jobs) == 3
     states = wait(jobs, timeout=400)
     assert all(s.state == "COMPLETED" for s in states.values()), states
-    assert "Best trials" in (tmp_path / "out" / "sweep-recipe-smoke.html").read_text(), "the report job rendered the study"
+    assert "Best trials" in (tmp_path / "out" / "sweep-recipe-smoke.html").read_text(), (
+        "the report job rendered the study"
+    )
     trials = load(runs, "recipe-smoke").get_trials()
     assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     status = sweep(*args, "--status", env=env)
@@ -226,8 +334,19 @@ def test_the_same_sweep_on_the_real_slurm(slurm_cluster, tmp_path):
 
 def test_a_worker_gives_up_after_three_failed_trials_in_a_row(tmp_path):
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "TDSCLIP_REPORTS": str(tmp_path / "out")}
-    done = sweep("recipe", "--preset", "smoke", "--runs-dir", str(tmp_path / "runs"), "--n-trials", "6", *TINY,
-                 "model.num_classes=5", f"data.cache_dir={tmp_path / 'cache'}", env=env)  # the data has 6 classes
+    done = sweep(
+        "recipe",
+        "--preset",
+        "smoke",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--n-trials",
+        "6",
+        *TINY,
+        "model.num_classes=5",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        env=env,
+    )  # the data has 6 classes
     assert done.returncode == 1 and "exit codes [1]" in done.stdout, done.stdout + done.stderr[-2000:]
     log = (tmp_path / "runs" / "sweeps" / "recipe-smoke" / "worker-0.log").read_text()
     assert "sweeps.worker: 3 trials in a row failed in worker 0; the last: " in log
@@ -238,17 +357,27 @@ def test_bad_input_is_one_line(tmp_path):
     from sweeps.storage import check_url
 
     mounts = "server:/export /shared nfs4 rw,relatime 0 0\n/dev/sda1 / ext4 rw 0 0\n"
-    with pytest.raises(ValueError, match=r"^--storage sqlite:////shared/x/optuna.db: /shared is a nfs4 network filesystem"):
+    with pytest.raises(
+        ValueError, match=r"^--storage sqlite:////shared/x/optuna.db: /shared is a nfs4 network filesystem"
+    ):
         check_url("sqlite:////shared/x/optuna.db", mounts)
     assert check_url("sqlite:////home/x/optuna.db", mounts) and check_url("postgresql://db/optuna", mounts)
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     for args, message in (
-        (["recipee"], "sweeps.run: unknown study 'recipee'; expected one of recipe, fusion, side, or an importable module"),
+        (
+            ["recipee"],
+            "sweeps.run: unknown study 'recipee'; expected one of recipe, fusion, side, or an importable module",
+        ),
         (["recipe", "optim.lr=0.1"], "sweeps.run: override 'optim.lr=0.1': optim.lr is searched by study recipe"),
         (["recipe", "--enqueue", "optim.lr=9"], "sweeps.run: --enqueue 'optim.lr=9': expected optim.lr in log-float"),
         (["recipe", "--workers", "0"], "sweeps.run: --workers 0: expected >= 1"),
         (["recipe", "--storage", "redis://x"], "sweeps.run: --storage 'redis://x': expected an RDB URL"),
-        (["recipe", "--status", "--preset", "smoke", "--runs-dir", str(tmp_path)], "sweeps.run: no study recipe-smoke in"),
+        (
+            ["recipe", "--status", "--preset", "smoke", "--runs-dir", str(tmp_path)],
+            "sweeps.run: no study recipe-smoke in",
+        ),
     ):
         failed = sweep(*args, env=env)
-        assert failed.returncode == 2 and failed.stderr.startswith(message) and failed.stderr.count("\n") == 1, failed.stderr
+        assert failed.returncode == 2 and failed.stderr.startswith(message) and failed.stderr.count("\n") == 1, (
+            failed.stderr
+        )

@@ -9,20 +9,23 @@ from helpers import run_python
 
 
 def test_fresh_interpreter_imports_open_clip_without_importing_tdsclip():
-    result = run_python(textwrap.dedent("""
+    result = run_python(
+        textwrap.dedent("""
         import sys
         import open_clip
         import torch, torchvision.transforms.v2 as T
         assert "tdsclip.config" not in sys.modules
         print(T.RandomResizedCrop(32)(torch.rand(3, 48, 64)).shape)
-    """))
+    """)
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "torch.Size([3, 32, 32])"
 
 
 def test_spawned_worker_processes_import_open_clip(tmp_path):
     script = tmp_path / "workers.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import multiprocessing as mp
         import torch
         from torch.utils.data import DataLoader, Dataset
@@ -43,7 +46,8 @@ def test_spawned_worker_processes_import_open_clip(tmp_path):
                 print(pool.map(child, [0])[0])
             loader = DataLoader(Frames(), num_workers=1, multiprocessing_context="spawn")
             print(sum(int(x) for x in loader))
-    """))
+    """)
+    )
     result = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["3.3.0", "1"]
@@ -63,13 +67,15 @@ def test_fallback_ops_exist_only_because_the_extension_cannot_load():
 
 
 def test_hook_is_inert_on_a_cuda_torch_build():
-    result = run_python(textwrap.dedent("""
+    result = run_python(
+        textwrap.dedent("""
         import torch
         torch.version.cuda = "13.0"   # what a CUDA build reports
         from tdsclip import _torchvision_cpu
         assert _torchvision_cpu.define_missing_ops() is False
         assert _torchvision_cpu._fallback_library is None
         assert not hasattr(torch.ops.torchvision, "nms")
-    """))
+    """)
+    )
     # on a CUDA build nothing is defined: torchvision's own import path is left exactly as it is
     assert result.returncode == 0, result.stderr

@@ -41,6 +41,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- reading MLflow back
 
+
 def mlflow_runs(uri: str, experiment: str) -> list:
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
@@ -49,8 +50,10 @@ def mlflow_runs(uri: str, experiment: str) -> list:
 
 def mlflow_history(uri: str, run) -> dict[str, list[tuple[int, float]]]:
     client = MlflowClient(uri)
-    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
-            for key in run.data.metrics}
+    return {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        for key in run.data.metrics
+    }
 
 
 def local_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -81,6 +84,7 @@ def artifact_names(uri: str, run) -> set[str]:
 
 # ----------------------------------------------------------------------------- 1. one run, resumed
 
+
 def test_tracker_writes_the_record_and_mirrors_it_and_a_resume_continues_the_same_run(store, tmp_path):
     uri, experiment = store
     params = flatten(RunConfig())
@@ -89,8 +93,7 @@ def test_tracker_writes_the_record_and_mirrors_it_and_a_resume_continues_the_sam
     extra = tmp_path / "notes.txt"
     extra.write_text("checkpoint notes\n")
 
-    first = Tracker(run_dir, "abc123", params=params, tags={"preset": "smoke"}, tracking_uri=uri,
-                    experiment=experiment)
+    first = Tracker(run_dir, "abc123", params=params, tags={"preset": "smoke"}, tracking_uri=uri, experiment=experiment)
     for step in range(3):
         first.log_metrics({"train/loss": 2.0 / (step + 1), "lr": 1e-3}, step=step, epoch=step // 2)
     first.close()  # interrupted (a preempted job)
@@ -98,8 +101,14 @@ def test_tracker_writes_the_record_and_mirrors_it_and_a_resume_continues_the_sam
     [killed] = mlflow_runs(uri, experiment)
     assert killed.info.status == "KILLED" and not first.out_of_sync
 
-    second = Tracker(run_dir, "abc123", params=params, tags={"preset": "smoke", "attempt": "2"},
-                     tracking_uri=uri, experiment=experiment)
+    second = Tracker(
+        run_dir,
+        "abc123",
+        params=params,
+        tags={"preset": "smoke", "attempt": "2"},
+        tracking_uri=uri,
+        experiment=experiment,
+    )
     [resumed] = mlflow_runs(uri, experiment)
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "RUNNING"
     for step in range(3, 6):
@@ -118,13 +127,17 @@ def test_tracker_writes_the_record_and_mirrors_it_and_a_resume_continues_the_sam
     assert record["tags"] == {**environment_tags(), "preset": "smoke", "attempt": "2"}
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [(e["step"], e["epoch"], e["metrics"]) for e in lines] == [
-        (s, s // 2, {"train/loss": 2.0 / (s + 1), "lr": 1e-3}) for s in range(6)]
+        (s, s // 2, {"train/loss": 2.0 / (s + 1), "lr": 1e-3}) for s in range(6)
+    ]
     assert all(set(e) == {"step", "epoch", "time", "metrics"} for e in lines)
     assert [e["time"] for e in lines] == sorted(e["time"] for e in lines)
     saved = json.loads(path.read_text())
     assert {k: saved[k] for k in result} == result
-    assert saved["run_id"] == "abc123" and saved["status"] == "FINISHED" and set(saved) == set(result) | {
-        "run_id", "status", "finished"}
+    assert (
+        saved["run_id"] == "abc123"
+        and saved["status"] == "FINISHED"
+        and set(saved) == set(result) | {"run_id", "status", "finished"}
+    )
 
     # MLflow: one run for the run_id, the same params, metrics, artifacts, and its status
     [run] = mlflow_runs(uri, experiment)
@@ -143,12 +156,22 @@ def test_tracker_writes_the_record_and_mirrors_it_and_a_resume_continues_the_sam
 
 # ----------------------------------------------------------------------------- 2. offline, then sync
 
-def train(run_dir: Path, run_id: str, uri: str, steps: int, finish: bool, retry: RetryPolicy = FAST_FAIL,
-          experiment: str = "tdsclip", ready: Callable[[], object] = lambda: None) -> Tracker:
+
+def train(
+    run_dir: Path,
+    run_id: str,
+    uri: str,
+    steps: int,
+    finish: bool,
+    retry: RetryPolicy = FAST_FAIL,
+    experiment: str = "tdsclip",
+    ready: Callable[[], object] = lambda: None,
+) -> Tracker:
     """A stand-in for the training loop: logs `steps` steps, then finishes or is interrupted."""
     params = {**flatten(RunConfig()), **{f"extra.p{i:03d}": i for i in range(120)}}  # > 100: two batches
-    tracker = Tracker(run_dir, run_id, params=params, tags={"preset": "smoke"}, tracking_uri=uri,
-                      experiment=experiment, retry=retry)
+    tracker = Tracker(
+        run_dir, run_id, params=params, tags={"preset": "smoke"}, tracking_uri=uri, experiment=experiment, retry=retry
+    )
     ready()
     for step in range(steps):
         tracker.log_metrics({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step, epoch=step // 4)
@@ -163,8 +186,11 @@ def test_records_written_while_mlflow_is_down_are_complete_and_sync_is_idempoten
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     runs = tmp_path / "runs"
     with caplog.at_level(logging.WARNING, logger="tdsclip.track"):
-        trackers = [train(runs / "r1", "r1", dead, 9, True), train(runs / "r2", "r2", dead, 5, True),
-                    train(runs / "r3", "r3", dead, 4, False)]
+        trackers = [
+            train(runs / "r1", "r1", dead, 9, True),
+            train(runs / "r2", "r2", dead, 5, True),
+            train(runs / "r3", "r3", dead, 4, False),
+        ]
     assert all(t.out_of_sync for t in trackers)
     assert any("python -m tdsclip.track sync" in r.getMessage() for r in caplog.records)
     for name, steps in (("r1", 9), ("r2", 5), ("r3", 4)):
@@ -199,8 +225,14 @@ def test_a_tracker_catches_up_by_itself_when_mlflow_comes_back(tmp_path):
     blocker = tmp_path / "store"
     blocker.write_text("a file where the store's folder should be: opening the store fails")
     uri = f"sqlite:///{blocker}/mlflow.db"
-    tracker = Tracker(tmp_path / "runs" / "back", "back", params={"a": 1}, tags={}, tracking_uri=uri,
-                      retry=RetryPolicy(tries=2, first_delay=0.05, offline_for=0))
+    tracker = Tracker(
+        tmp_path / "runs" / "back",
+        "back",
+        params={"a": 1},
+        tags={},
+        tracking_uri=uri,
+        retry=RetryPolicy(tries=2, first_delay=0.05, offline_for=0),
+    )
     tracker.log_metrics({"loss": 3.0}, step=0)
     assert tracker.out_of_sync
     blocker.unlink()  # the outage ends
@@ -215,15 +247,22 @@ def test_a_tracker_catches_up_by_itself_when_mlflow_comes_back(tmp_path):
 
 # ----------------------------------------------------------------------------- 3. contention
 
+
 def _contender(runs: str, index: int, uri: str, experiment: str, barrier, out: str) -> None:
     """One training process with its own Tracker and run_id: all 8 open the (new) store at once,
     then all log their 20 steps at once."""
     barrier.wait()
     start = time.monotonic()
-    tracker = train(Path(runs) / f"p{index}", f"p{index}", uri, 20, True, RetryPolicy(), experiment,
-                    ready=barrier.wait)
-    Path(out).write_text(json.dumps({"retries": tracker._mirror.retries, "out_of_sync": tracker.out_of_sync,
-                                     "seconds": time.monotonic() - start}))
+    tracker = train(Path(runs) / f"p{index}", f"p{index}", uri, 20, True, RetryPolicy(), experiment, ready=barrier.wait)
+    Path(out).write_text(
+        json.dumps(
+            {
+                "retries": tracker._mirror.retries,
+                "out_of_sync": tracker.out_of_sync,
+                "seconds": time.monotonic() - start,
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "server"])
@@ -233,8 +272,10 @@ def test_eight_processes_logging_at_once_lose_no_run_and_no_metric(backend, tmp_
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(8)
     outs = [tmp_path / f"p{i}.json" for i in range(8)]
-    procs = [ctx.Process(target=_contender, args=(str(tmp_path / "runs"), i, uri, experiment, barrier, str(outs[i])))
-             for i in range(8)]
+    procs = [
+        ctx.Process(target=_contender, args=(str(tmp_path / "runs"), i, uri, experiment, barrier, str(outs[i])))
+        for i in range(8)
+    ]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -242,8 +283,10 @@ def test_eight_processes_logging_at_once_lose_no_run_and_no_metric(backend, tmp_
     assert [proc.exitcode for proc in procs] == [0] * 8
 
     stats = [json.loads(out.read_text()) for out in outs]
-    print(f"\n{backend}: 8 processes x 20 steps; retries per process {[s['retries'] for s in stats]}; "
-          f"seconds per process {[round(s['seconds'], 1) for s in stats]}")
+    print(
+        f"\n{backend}: 8 processes x 20 steps; retries per process {[s['retries'] for s in stats]}; "
+        f"seconds per process {[round(s['seconds'], 1) for s in stats]}"
+    )
     assert not any(s["out_of_sync"] for s in stats)  # mirrored live, not left for a sync
     runs = mlflow_runs(uri, experiment)
     assert sorted(r.data.tags["run_id"] for r in runs) == [f"p{i}" for i in range(8)]
@@ -257,8 +300,10 @@ def test_eight_processes_logging_at_once_lose_no_run_and_no_metric(backend, tmp_
 
 # ----------------------------------------------------------------------------- 4. children, other ranks
 
-CHILD = ("import os, mlflow; print(os.environ.get('MLFLOW_RUN_ID'));"
-         "run = mlflow.start_run(); mlflow.log_metric('child', 1.0); print(run.info.run_id); mlflow.end_run()")
+CHILD = (
+    "import os, mlflow; print(os.environ.get('MLFLOW_RUN_ID'));"
+    "run = mlflow.start_run(); mlflow.log_metric('child', 1.0); print(run.info.run_id); mlflow.end_run()"
+)
 
 
 def test_children_never_log_into_the_parents_run(tmp_path, monkeypatch):
@@ -271,8 +316,13 @@ def test_children_never_log_into_the_parents_run(tmp_path, monkeypatch):
     assert parent.data.tags["run_id"] == "parent" and parent.info.run_id != "0123456789abcdef0123456789abcdef"
 
     # the hazard: a child that inherits MLFLOW_RUN_ID logs into the parent's run
-    leaky = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "MLFLOW_RUN_ID": parent.info.run_id})
+    leaky = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MLFLOW_RUN_ID": parent.info.run_id},
+    )
     assert leaky.stdout.split() == [parent.info.run_id, parent.info.run_id], leaky.stderr
     # child_environment() drops it: the child gets a run of its own
     env = child_environment({**os.environ, "MLFLOW_RUN_ID": parent.info.run_id, "MLFLOW_EXPERIMENT_ID": "0"})
@@ -287,8 +337,9 @@ def test_children_never_log_into_the_parents_run(tmp_path, monkeypatch):
 
 def test_a_disabled_tracker_writes_nothing(tmp_path):
     db = tmp_path / "mlflow.db"
-    tracker = Tracker(tmp_path / "runs" / "rank1", "rank1", params={"a": 1}, tags={}, enabled=False,
-                      tracking_uri=f"sqlite:///{db}")
+    tracker = Tracker(
+        tmp_path / "runs" / "rank1", "rank1", params={"a": 1}, tags={}, enabled=False, tracking_uri=f"sqlite:///{db}"
+    )
     tracker.log_metrics({"loss": 1.0}, step=0)
     tracker.log_artifact(tmp_path / "does-not-matter")
     assert tracker.finish({"metrics": {"acc": 1.0}}) == tmp_path / "runs" / "rank1" / "result.json"
@@ -297,6 +348,7 @@ def test_a_disabled_tracker_writes_nothing(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bad input
+
 
 def test_bad_input_is_a_one_line_error_and_loses_nothing(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -332,9 +384,16 @@ def test_bad_input_is_a_one_line_error_and_loses_nothing(tmp_path):
 
 # ----------------------------------------------------------------------------- 5. the CLI
 
+
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tdsclip.track", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120, env=child_environment(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "tdsclip.track", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        env=child_environment(os.environ),
+    )
 
 
 def test_cli_sync_prints_one_line_per_run_and_errors_are_one_line(tmp_path):
@@ -362,8 +421,10 @@ def test_cli_sync_prints_one_line_per_run_and_errors_are_one_line(tmp_path):
         "no command": (cli(cwd=elsewhere), "the following arguments are required: command"),
     }
     (runs / "b").joinpath("run.json").unlink()
-    errors["no params"] = (cli("sync", str(runs), cwd=elsewhere), f"{runs / 'c' / 'run.json'}: expected \"params\"")
-    (runs / "c" / "run.json").write_text(json.dumps({"run_id": "c", "params": {}, "tags": {}, "created": "2026-01-01T00:00:00+00:00"}))
+    errors["no params"] = (cli("sync", str(runs), cwd=elsewhere), f'{runs / "c" / "run.json"}: expected "params"')
+    (runs / "c" / "run.json").write_text(
+        json.dumps({"run_id": "c", "params": {}, "tags": {}, "created": "2026-01-01T00:00:00+00:00"})
+    )
     (runs / "c" / "metrics.jsonl").write_text('{"step": 0, "epoch": null, "time": 1.0, "metrics": {"loss": "x"}}\n')
     errors["bad metrics"] = (cli("sync", str(runs), cwd=elsewhere), f"{runs / 'c' / 'metrics.jsonl'}:1: metric 'loss'")
     for name, (done, message) in errors.items():

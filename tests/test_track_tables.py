@@ -15,8 +15,14 @@ from tdsclip.track import Tracker, supersede, sync_runs, table_run_key, track_ta
 
 
 def record(runs: Path, run_id: str, row: str, uri: str, *, overrides: list[str] = (), fail: bool = False) -> None:
-    tags = {"kind": "train", "table": "table3", "row": row, "table.table3": row, "preset": "smoke",
-            "overrides": json.dumps(list(overrides))}
+    tags = {
+        "kind": "train",
+        "table": "table3",
+        "row": row,
+        "table.table3": row,
+        "preset": "smoke",
+        "overrides": json.dumps(list(overrides)),
+    }
     tracker = Tracker(runs / run_id, run_id, params={"train.epochs": 1}, tags=tags, tracking_uri=uri)
     tracker.log_metrics({"loss": 1.0}, step=1, epoch=1)
     if fail:
@@ -54,7 +60,10 @@ def test_parents_are_closed_per_override_set_and_runs_read_like_the_table(tmp_pa
     names = {r.data.tags.get("run_id"): r.info.run_name for r in found if "run_id" in r.data.tags}
     assert names == {"r-base": "table3/Baseline", "r-td": "table3/+ TD-Adapter", "r-base-e2": "table3/Baseline"}
     parents = {r.data.tags["table_run"]: r for r in found if "table_run" in r.data.tags}
-    plain, epochs2 = parents[table_run_key("table3", "smoke", [])], parents[table_run_key("table3", "smoke", ["train.epochs=2"])]
+    plain, epochs2 = (
+        parents[table_run_key("table3", "smoke", [])],
+        parents[table_run_key("table3", "smoke", ["train.epochs=2"])],
+    )
     assert plain.info.status == "FAILED" and plain.info.end_time, "a failed row fails its parent, with an end time"
     assert epochs2.info.status == "FINISHED" and epochs2.info.end_time and "train.epochs=2" in epochs2.info.run_name
     child = next(r for r in found if r.data.tags.get("run_id") == "r-base-e2")

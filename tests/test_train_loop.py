@@ -20,8 +20,13 @@ FIXTURE = Path(__file__).with_name("train_fixture.py")
 
 
 def script(runs: Path, *overrides: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(FIXTURE), str(runs), *overrides], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{runs}/mlflow.db", **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, str(FIXTURE), str(runs), *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{runs}/mlflow.db", **(env or {})},
+    )
 
 
 def finish(process: subprocess.Popen) -> dict:
@@ -109,8 +114,20 @@ def test_two_gloo_ranks_equal_one_process_accumulating_two_micro_batches(tmp_pat
     steps = ["train.epochs=1", "train.val_every=0", "train.batch_size=4", "train.micro_batch=2"]
     assert finish(script(tmp_path / "single", *steps))["status"] == "finished"
     port = str(free_port())
-    ranks = [script(tmp_path / "ddp", *steps, env={"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r),
-                                                    "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}) for r in range(2)]
+    ranks = [
+        script(
+            tmp_path / "ddp",
+            *steps,
+            env={
+                "RANK": str(r),
+                "WORLD_SIZE": "2",
+                "LOCAL_RANK": str(r),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+            },
+        )
+        for r in range(2)
+    ]
     outcomes = [finish(p) for p in ranks]
     assert all(o["status"] == "finished" for o in outcomes)
     one, two = trained_state(only_run(tmp_path / "single")), trained_state(only_run(tmp_path / "ddp"))
@@ -124,9 +141,23 @@ def test_two_gloo_ranks_equal_one_process_accumulating_two_micro_batches(tmp_pat
 
 def test_a_prune_decision_of_rank_0_stops_every_rank_after_that_epoch(tmp_path):
     port = str(free_port())
-    ranks = [script(tmp_path, "train.epochs=3", "train.val_every=1", "--prune-at", "2",
-                    env={"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r), "MASTER_ADDR": "127.0.0.1",
-                         "MASTER_PORT": port}) for r in range(2)]
+    ranks = [
+        script(
+            tmp_path,
+            "train.epochs=3",
+            "train.val_every=1",
+            "--prune-at",
+            "2",
+            env={
+                "RANK": str(r),
+                "WORLD_SIZE": "2",
+                "LOCAL_RANK": str(r),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+            },
+        )
+        for r in range(2)
+    ]
     outcomes = [finish(p) for p in ranks]
     assert [p.returncode for p in ranks] == [4, 4] and all(o["status"] == "pruned" for o in outcomes)
     calls = (tmp_path / "hook-calls-rank0.txt").read_text().splitlines()
@@ -143,8 +174,14 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
     from train_fixture import build as build_data
     from tdsclip.train.sampling import StepBatches
 
-    order = [i for batch in StepBatches(24, seed=5, epoch=0, batch_size=4, micro_batch=2, rank=0, world_size=1) for _, i in batch]
+    order = [
+        i
+        for batch in StepBatches(24, seed=5, epoch=0, batch_size=4, micro_batch=2, rank=0, world_size=1)
+        for _, i in batch
+    ]
     poisoned = order[4 * 3]  # the first video of step 4
-    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 4 \(epoch 1\); the last checkpoint .*latest.pt is intact"):
+    with pytest.raises(
+        TrainingError, match=r"non-finite loss \(nan\) at step 4 \(epoch 1\); the last checkpoint .*latest.pt is intact"
+    ):
         run_config(cfg, preset="test", runs_dir=tmp_path, data_builder=lambda c, e: build_data(c, e, nan_at=poisoned))
     assert ckpt.load(only_run(tmp_path) / ckpt.LATEST)["step"] == 3

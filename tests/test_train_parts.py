@@ -29,7 +29,9 @@ def test_two_ranks_see_what_one_process_accumulating_two_micro_batches_sees():
     assert epoch_order(1, 3, 40) != epoch_order(1, 4, 40), "each epoch has its own order"
     resumed = list(StepBatches(40, seed=1, epoch=3, batch_size=8, micro_batch=4, rank=0, world_size=1, start_step=2))
     assert resumed == one[4:]
-    with pytest.raises(ValueError, match="train.batch_size=8 is not a multiple of train.micro_batch x processes = 3 x 1"):
+    with pytest.raises(
+        ValueError, match="train.batch_size=8 is not a multiple of train.micro_batch x processes = 3 x 1"
+    ):
         StepBatches(40, seed=1, epoch=0, batch_size=8, micro_batch=3, rank=0, world_size=1)
 
 
@@ -76,7 +78,9 @@ def test_views_are_ensembled_per_video_and_counted_once():
     scores = ViewScores(views=2)
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 5.0]])
     scores.add(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1]), logits, torch.tensor([1, 1, 2, 2]))
-    scores.add(torch.tensor([1]), torch.tensor([1]), torch.tensor([[9.0, 0.0, 0.0]]), torch.tensor([2]))  # a padded repeat
+    scores.add(
+        torch.tensor([1]), torch.tensor([1]), torch.tensor([[9.0, 0.0, 0.0]]), torch.tensor([2])
+    )  # a padded repeat
     result = scores.result()
     assert result.videos == 2 and result.top1 == 100.0 and result.top5 == 100.0
     ids, labels, per_view = scores.arrays()
@@ -116,7 +120,11 @@ def test_checkpoint_keeps_trainable_state_and_buffers_only(tmp_path):
 def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path):
     target = tmp_path / "latest.pt"
     ckpt.atomic_save({"model": {"w": torch.zeros(3)}, "step": 1}, target)
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import torch
         from tdsclip.train.checkpoint import atomic_save
         big = {{"w": torch.ones(64, 1024, 1024)}}   # 256 MiB: the write takes a while
@@ -124,7 +132,9 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_
         while True:
             atomic_save({{"model": big, "step": step}}, {str(target)!r})
             step += 1
-    """)])
+    """),
+        ]
+    )
     try:
         deadline = time.monotonic() + 60
         while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()) and time.monotonic() < deadline:

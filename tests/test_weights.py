@@ -109,7 +109,9 @@ def test_missing_unreadable_and_mismatched_files(tmp_path, model):
         assert "\n" not in str(info.value)
         return str(info.value)
 
-    assert f"weights file {tmp_path / 'absent.pt'} does not exist" in error_of("tdsclip-tiny", str(tmp_path / "absent.pt"))
+    assert f"weights file {tmp_path / 'absent.pt'} does not exist" in error_of(
+        "tdsclip-tiny", str(tmp_path / "absent.pt")
+    )
 
     junk = tmp_path / "junk.bin"
     junk.write_bytes(os.urandom(256))

@@ -21,10 +21,23 @@ from tdsclip.data.dataset import FailureLog, Item, collate
 from tdsclip.train import checkpoint as ckpt
 from tdsclip.train.loop import Hooks, RunData
 
-TINY = ["model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64", "model.td_reduction=4",
-        "model.num_classes=4", "model.sme_window=3", "data.frames=4", "data.num_sample=2", "data.num_workers=0",
-        "train.batch_size=4", "train.micro_batch=2", "train.epochs=2", "train.precision=fp32",
-        "optim.warmup_epochs=0.5", "train.seed=5"]
+TINY = [
+    "model.backbone=tdsclip-tiny",
+    "data.input_size=64",
+    "model.side_width=64",
+    "model.td_reduction=4",
+    "model.num_classes=4",
+    "model.sme_window=3",
+    "data.frames=4",
+    "data.num_sample=2",
+    "data.num_workers=0",
+    "train.batch_size=4",
+    "train.micro_batch=2",
+    "train.epochs=2",
+    "train.precision=fp32",
+    "optim.warmup_epochs=0.5",
+    "train.seed=5",
+]
 
 
 def tiny_config(*overrides: str) -> RunConfig:
@@ -40,8 +53,14 @@ class Clips(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         d = self.cfg.data
-        base = torch.randn(3, d.frames, self.cfg.model.sme_window, d.input_size, d.input_size,
-                           generator=torch.Generator().manual_seed(index))
+        base = torch.randn(
+            3,
+            d.frames,
+            self.cfg.model.sme_window,
+            d.input_size,
+            d.input_size,
+            generator=torch.Generator().manual_seed(index),
+        )
         clips = torch.stack([base + 0.1 * torch.randn_like(base) for _ in range(self.samples)])
         if self.nan_at is not None and index == self.nan_at:
             clips[:] = float("nan")
@@ -52,9 +71,15 @@ class Clips(Dataset):
 def build(cfg: RunConfig, env, nan_at: int | None = None) -> RunData:
     views = 2
     return RunData(
-        train=Clips(24, cfg, cfg.data.num_sample, nan_at), val_single=Clips(8, cfg, 1), val_views=Clips(8, cfg, views),
-        views=views, manifest="in-memory-clips-v1", collate=collate, failure_log=lambda: FailureLog(24, 0.5),
-        protocol={"val": "1 view"}, info={"listed": 8},
+        train=Clips(24, cfg, cfg.data.num_sample, nan_at),
+        val_single=Clips(8, cfg, 1),
+        val_views=Clips(8, cfg, views),
+        views=views,
+        manifest="in-memory-clips-v1",
+        collate=collate,
+        failure_log=lambda: FailureLog(24, 0.5),
+        protocol={"val": "1 view"},
+        info={"listed": 8},
     )
 
 
@@ -90,12 +115,17 @@ def main() -> None:
     p.add_argument("--prune-at", type=int, help="the caller's hook asks to stop after this epoch; it records each call")
     p.add_argument("--signal-at", nargs=2, metavar=("STEP", "SIG"), help="e.g. --signal-at 5 SIGKILL")
     p.add_argument("--twice", action="store_true", help="--signal-at sends its signal twice (a second Ctrl-C)")
-    p.add_argument("--to-group", action="store_true", help="--signal-at signals the process group (start it in a session of its own)")
+    p.add_argument(
+        "--to-group",
+        action="store_true",
+        help="--signal-at signals the process group (start it in a session of its own)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the run's lock instead of refusing")
     args = p.parse_intermixed_args()
     if args.signal_at:
-        signal_after_checkpoint(int(args.signal_at[0]), signal.Signals[args.signal_at[1]], 2 if args.twice else 1,
-                                args.to_group)
+        signal_after_checkpoint(
+            int(args.signal_at[0]), signal.Signals[args.signal_at[1]], 2 if args.twice else 1, args.to_group
+        )
     runs_dir, overrides, nan_at, prune_at = args.runs_dir, args.overrides, args.nan_at, args.prune_at
     cfg = tiny_config(*overrides)
 
@@ -108,8 +138,14 @@ def main() -> None:
     from tdsclip.runlock import RunLocked
 
     try:
-        outcome = run_config(cfg, preset="test", runs_dir=runs_dir, data_builder=lambda c, e: build(c, e, nan_at),
-                             hooks=hooks, wait=args.wait)
+        outcome = run_config(
+            cfg,
+            preset="test",
+            runs_dir=runs_dir,
+            data_builder=lambda c, e: build(c, e, nan_at),
+            hooks=hooks,
+            wait=args.wait,
+        )
     except RunLocked as error:
         print(f"refused: {error}", file=sys.stderr)
         sys.exit(5)

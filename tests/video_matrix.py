@@ -43,12 +43,32 @@ def _x264(*extra: str) -> tuple[str, ...]:
 MATRIX: list[Media] = [
     Media("H.264 mp4 closed GOP, B-frames", "h264-closed.mp4", _x264()),
     Media("H.264 mov", "h264.mov", _x264()),
-    Media("H.264 mp4 open GOP", "h264-open.mp4", (*X264, "-x264-params", "bframes=3:keyint=12:min-keyint=12:scenecut=0:open-gop=1")),
-    Media("H.264 mkv open GOP", "h264-open.mkv", (*X264, "-x264-params", "bframes=3:keyint=12:min-keyint=12:scenecut=0:open-gop=1")),
+    Media(
+        "H.264 mp4 open GOP",
+        "h264-open.mp4",
+        (*X264, "-x264-params", "bframes=3:keyint=12:min-keyint=12:scenecut=0:open-gop=1"),
+    ),
+    Media(
+        "H.264 mkv open GOP",
+        "h264-open.mkv",
+        (*X264, "-x264-params", "bframes=3:keyint=12:min-keyint=12:scenecut=0:open-gop=1"),
+    ),
     Media("H.264 mkv closed GOP", "h264-closed.mkv", _x264()),
     Media("H.264 avi B-frames", "h264.avi", _x264()),
-    Media("HEVC mp4 B-frames", "hevc.mp4", ("-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1",
-                                           "-x265-params", "bframes=3:keyint=12:min-keyint=12:log-level=none")),
+    Media(
+        "HEVC mp4 B-frames",
+        "hevc.mp4",
+        (
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-tag:v",
+            "hvc1",
+            "-x265-params",
+            "bframes=3:keyint=12:min-keyint=12:log-level=none",
+        ),
+    ),
     Media("MPEG-4 part 2 mp4 B-frames", "mpeg4.mp4", ("-c:v", "mpeg4", "-q:v", "4", *BFRAMES_12)),
     Media("MPEG-4 part 2 avi B-frames", "mpeg4.avi", ("-c:v", "mpeg4", "-q:v", "4", *BFRAMES_12)),
     Media("Xvid avi B-frames", "xvid.avi", ("-c:v", "libxvid", "-q:v", "4", *BFRAMES_12)),
@@ -57,37 +77,123 @@ MATRIX: list[Media] = [
     Media("H.264 mp4 trimmed with an edit list (-ss 1.3 -c copy)", "editlist.mp4", _x264(), frames=80, then="editlist"),
     Media("AV1 mp4", "av1.mp4", AV1, frames=24),  # the slowest encoder: fewer frames
     Media("AV1 webm", "av1.webm", AV1, frames=24),
-    Media("VP8 webm alt-ref frames", "vp8.webm", ("-c:v", "libvpx", "-auto-alt-ref", "1", "-lag-in-frames", "16",
-                                                "-g", "12", "-b:v", "300k", "-deadline", "realtime")),
-    Media("VP9 webm alt-ref frames", "vp9.webm", ("-c:v", "libvpx-vp9", "-auto-alt-ref", "1", "-lag-in-frames", "16",
-                                                "-g", "12", "-b:v", "300k", "-cpu-used", "8")),
-    Media("VP9 webm variable frame rate", "vfr.webm", ("-vf", "settb=1/1000,setpts='(N*40+20*mod(N\\,3))/1000/TB'",
-                                                      "-fps_mode", "vfr", "-c:v", "libvpx-vp9", "-cpu-used", "8", "-g", "12")),
-    Media("H.264 mp4 variable frame rate", "vfr.mp4", ("-vf", "settb=1/1000,setpts='(N*40+20*mod(N\\,3))/1000/TB'",
-                                                      "-fps_mode", "vfr", *_x264())),
+    Media(
+        "VP8 webm alt-ref frames",
+        "vp8.webm",
+        (
+            "-c:v",
+            "libvpx",
+            "-auto-alt-ref",
+            "1",
+            "-lag-in-frames",
+            "16",
+            "-g",
+            "12",
+            "-b:v",
+            "300k",
+            "-deadline",
+            "realtime",
+        ),
+    ),
+    Media(
+        "VP9 webm alt-ref frames",
+        "vp9.webm",
+        (
+            "-c:v",
+            "libvpx-vp9",
+            "-auto-alt-ref",
+            "1",
+            "-lag-in-frames",
+            "16",
+            "-g",
+            "12",
+            "-b:v",
+            "300k",
+            "-cpu-used",
+            "8",
+        ),
+    ),
+    Media(
+        "VP9 webm variable frame rate",
+        "vfr.webm",
+        (
+            "-vf",
+            "settb=1/1000,setpts='(N*40+20*mod(N\\,3))/1000/TB'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libvpx-vp9",
+            "-cpu-used",
+            "8",
+            "-g",
+            "12",
+        ),
+    ),
+    Media(
+        "H.264 mp4 variable frame rate",
+        "vfr.mp4",
+        ("-vf", "settb=1/1000,setpts='(N*40+20*mod(N\\,3))/1000/TB'", "-fps_mode", "vfr", *_x264()),
+    ),
     Media("H.264 mp4 rotated 90 degrees (display matrix)", "rotated.mp4", _x264(), then="rotate=90"),
     Media("H.264 mp4 rotated 270 degrees", "rotated270.mp4", _x264(), then="rotate=270"),
-    Media("HEVC mp4 rotated 180 degrees", "rotated180-hevc.mp4", ("-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1",
-                                                                 "-x265-params", "keyint=12:log-level=none"), then="rotate=180"),
+    Media(
+        "HEVC mp4 rotated 180 degrees",
+        "rotated180-hevc.mp4",
+        ("-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-x265-params", "keyint=12:log-level=none"),
+        then="rotate=180",
+    ),
     Media("H.264 mp4 yuv444p", "yuv444.mp4", (*_x264(), "-pix_fmt", "yuv444p")),
     Media("H.264 mp4 10-bit", "h264-10bit.mp4", (*_x264(), "-pix_fmt", "yuv420p10le")),
-    Media("HEVC mp4 10-bit", "hevc-10bit.mp4", ("-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
-                                                "-x265-params", "keyint=12:log-level=none")),
-    Media("VP9 webm 10-bit 4:4:4", "vp9-444-10bit.webm", ("-c:v", "libvpx-vp9", "-pix_fmt", "yuv444p10le", "-cpu-used", "8",
-                                                          "-g", "12", "-b:v", "300k")),
-    Media("H.264 mkv, audio starts 0.5 s before the video", "audio-first.mkv",
-          ("-map", "1:a", "-map", "0:v", *_x264(), "-c:a", "libopus"),
-          source=("-itsoffset", "0.5", *SOURCE, "-f", "lavfi", "-i", "sine=frequency=440:duration=2.1")),
+    Media(
+        "HEVC mp4 10-bit",
+        "hevc-10bit.mp4",
+        (
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-x265-params",
+            "keyint=12:log-level=none",
+        ),
+    ),
+    Media(
+        "VP9 webm 10-bit 4:4:4",
+        "vp9-444-10bit.webm",
+        ("-c:v", "libvpx-vp9", "-pix_fmt", "yuv444p10le", "-cpu-used", "8", "-g", "12", "-b:v", "300k"),
+    ),
+    Media(
+        "H.264 mkv, audio starts 0.5 s before the video",
+        "audio-first.mkv",
+        ("-map", "1:a", "-map", "0:v", *_x264(), "-c:a", "libopus"),
+        source=("-itsoffset", "0.5", *SOURCE, "-f", "lavfi", "-i", "sine=frequency=440:duration=2.1"),
+    ),
     Media("H.264 mp4, 1 frame", "one.mp4", _x264(), frames=1),
     Media("H.264 mp4, 3 frames", "three.mp4", _x264(), frames=3),
     Media("VP9 webm, 3 frames", "three.webm", ("-c:v", "libvpx-vp9", "-cpu-used", "8"), frames=3),
-    Media("VP9 webm cut in half", "half.webm", ("-c:v", "libvpx-vp9", "-cpu-used", "8", "-g", "12"),
-          expected="truncated or damaged", then="half"),
-    Media("H.264 mp4 (index first) cut in half", "half.mp4", (*_x264(), "-movflags", "faststart"),
-          expected="truncated or damaged", then="half"),
+    Media(
+        "VP9 webm cut in half",
+        "half.webm",
+        ("-c:v", "libvpx-vp9", "-cpu-used", "8", "-g", "12"),
+        expected="truncated or damaged",
+        then="half",
+    ),
+    Media(
+        "H.264 mp4 (index first) cut in half",
+        "half.mp4",
+        (*_x264(), "-movflags", "faststart"),
+        expected="truncated or damaged",
+        then="half",
+    ),
     Media("H.264 mp4 with its index cut off", "no-moov.mp4", _x264(), expected="cannot open", then="half"),
-    Media("H.264 mp4 (index first) with a damaged middle", "damaged.mp4", (*_x264(), "-movflags", "faststart"),
-          expected="truncated or damaged", then="damage"),
+    Media(
+        "H.264 mp4 (index first) with a damaged middle",
+        "damaged.mp4",
+        (*_x264(), "-movflags", "faststart"),
+        expected="truncated or damaged",
+        then="damage",
+    ),
 ]
 
 
@@ -110,7 +216,7 @@ def make(media: Media, folder: Path) -> Path:
     elif media.then == "damage":
         data = bytearray(encoded.read_bytes())
         middle = len(data) // 2
-        data[middle: middle + len(data) // 8] = bytes(len(data) // 8)
+        data[middle : middle + len(data) // 8] = bytes(len(data) // 8)
         path.write_bytes(bytes(data))
     return path
 
@@ -124,5 +230,9 @@ def reference(path: Path) -> np.ndarray:
     """Every frame, in order, as PyAV converts it to rgb24, turned upright as the stream says."""
     # frame.rotation is the display matrix's counter-clockwise angle (-90 for a `rotate=90` tag,
     # which players show turned 90 degrees clockwise); np.rot90 turns counter-clockwise
-    return np.stack([np.rot90(frame.to_ndarray(format="rgb24"), round(frame.rotation / 90) % 4)
-                     for frame in sequential_frames(path)])
+    return np.stack(
+        [
+            np.rot90(frame.to_ndarray(format="rgb24"), round(frame.rotation / 90) % 4)
+            for frame in sequential_frames(path)
+        ]
+    )

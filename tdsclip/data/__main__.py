@@ -32,7 +32,9 @@ def _fractions(text: str) -> list[float]:
     try:
         values = [float(part) / 100 for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated percentages like 5,10,25,50, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated percentages like 5,10,25,50, got {text!r}"
+        ) from None
     if not values or not all(0 < v <= 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected percentages in (0, 100], got {text!r}")
     return values
@@ -65,26 +67,40 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     extract.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
 
-    resize = commands.add_parser("resize", help="re-encode videos with a smaller short side (resumable, parallel; ffmpeg CLI)")
+    resize = commands.add_parser(
+        "resize", help="re-encode videos with a smaller short side (resumable, parallel; ffmpeg CLI)"
+    )
     resize.add_argument("--root", required=True, help="folder holding the videos")
     resize.add_argument("--out", required=True, help="folder for the resized copy")
     resize.add_argument("--short-side", type=int, default=320, help="short side in pixels, even (default 320)")
     resize.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="ffmpeg processes at a time")
 
-    for name, text in (("check", "read everything a run would read; exit 0 when usable"),
-                       ("subsets", "write seeded class-balanced subsets of a training split")):
+    for name, text in (
+        ("check", "read everything a run would read; exit 0 when usable"),
+        ("subsets", "write seeded class-balanced subsets of a training split"),
+    ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--format", required=True, choices=["ssv1", "ssv2", "k400", "list"])
         sub.add_argument("--root", required=True, help="folder holding the videos or frame folders")
         sub.add_argument("--annotations", required=True, help="the split file")
         sub.add_argument("--labels", default="", help="labels file (required for ssv1 and ssv2)")
         sub.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-        sub.add_argument("--cache-dir", default=None, help="manifest cache (default $TDSCLIP_CACHE or ~/.cache/tdsclip)")
+        sub.add_argument(
+            "--cache-dir", default=None, help="manifest cache (default $TDSCLIP_CACHE or ~/.cache/tdsclip)"
+        )
     commands.choices["check"].add_argument("--json", action="store_true", help="print one JSON object")
-    commands.choices["check"].add_argument("--max-unreadable", type=float, default=0.01,
-                                           help="largest usable fraction of unreadable samples (default 0.01)")
-    commands.choices["check"].add_argument("--reference", default="", help="a shared `path num_frames label` list to compare with")
-    commands.choices["check"].add_argument("--reference-labels", default="", help="the reference list's `id,name` labels CSV")
+    commands.choices["check"].add_argument(
+        "--max-unreadable",
+        type=float,
+        default=0.01,
+        help="largest usable fraction of unreadable samples (default 0.01)",
+    )
+    commands.choices["check"].add_argument(
+        "--reference", default="", help="a shared `path num_frames label` list to compare with"
+    )
+    commands.choices["check"].add_argument(
+        "--reference-labels", default="", help="the reference list's `id,name` labels CSV"
+    )
     subsets = commands.choices["subsets"]
     subsets.add_argument("--out", required=True, help="folder for the list files")
     subsets.add_argument("--fractions", type=_fractions, default=[0.05, 0.10, 0.25, 0.50], help="percentages")
@@ -95,11 +111,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check" and args.reference_labels and not args.reference:
-        print("error: --reference-labels needs --reference LIST (see python -m tdsclip.data check --help)", file=sys.stderr)
+        print(
+            "error: --reference-labels needs --reference LIST (see python -m tdsclip.data check --help)",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return {"synth": _synth, "extract": _extract, "resize": _resize, "check": _check, "subsets": _subsets}[args.command](args)
+        return {"synth": _synth, "extract": _extract, "resize": _resize, "check": _check, "subsets": _subsets}[
+            args.command
+        ](args)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -128,8 +149,10 @@ def _resize(args: argparse.Namespace) -> int:
 
 def _converted(result, done: str, failed: str) -> int:
     """The summary of a tree conversion (extract, resize): counts, then the first failures."""
-    print(f"videos {result.videos}, {done} before {result.done_before}, "
-          f"now {result.videos - result.done_before - len(result.failed)}, {failed} {len(result.failed)}")
+    print(
+        f"videos {result.videos}, {done} before {result.done_before}, "
+        f"now {result.videos - result.done_before - len(result.failed)}, {failed} {len(result.failed)}"
+    )
     for video, reason in list(result.failed.items())[:5]:
         print(f"  {video}: {reason}")
     return 1 if result.failed else 0
@@ -143,7 +166,9 @@ def _check(args: argparse.Namespace) -> int:
     from tdsclip.data.reference import text as reference_text
 
     reference = read_reference(args.reference, args.reference_labels) if args.reference else None
-    report = check(args.format, args.root, args.annotations, args.labels, args.workers, args.max_unreadable, args.cache_dir)
+    report = check(
+        args.format, args.root, args.annotations, args.labels, args.workers, args.max_unreadable, args.cache_dir
+    )
     result, lines = report.as_dict(), [report.text()]
     if reference is not None:  # the found samples and frame counts again, from the manifest cache check just filled
         found = find_samples(read_split(args.format, args.annotations, args.labels), args.root)
@@ -159,7 +184,9 @@ def _subsets(args: argparse.Namespace) -> int:
     from tdsclip.data.subsets import write_subsets
 
     found = find_samples(read_split(args.format, args.annotations, args.labels), args.root)
-    for subset in write_subsets(found, manifest(found, args.cache_dir, args.workers), args.out, args.fractions, args.seed):
+    for subset in write_subsets(
+        found, manifest(found, args.cache_dir, args.workers), args.out, args.fractions, args.seed
+    ):
         print(f"{subset.fraction:>6.0%} {subset.videos:>7} videos  {subset.file}  sha256 {subset.sha256}")
     return 0
 

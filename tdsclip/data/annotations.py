@@ -90,6 +90,7 @@ class Found:
 
 # ----------------------------------------------------------------------------- class names
 
+
 def read_classes(path: str | os.PathLike) -> tuple[str, ...]:
     """Class names in index order from any labels file the formats use.
 
@@ -154,8 +155,14 @@ def _same_case(word: str, like: str) -> str:
 
 # ----------------------------------------------------------------------------- split files
 
-def read_split(format: str, annotations: str | os.PathLike, labels: str | os.PathLike = "",
-               classes: tuple[str, ...] | None = None, classes_from: str = "") -> Split:
+
+def read_split(
+    format: str,
+    annotations: str | os.PathLike,
+    labels: str | os.PathLike = "",
+    classes: tuple[str, ...] | None = None,
+    classes_from: str = "",
+) -> Split:
     """Read one split file of `format`; `labels` names the classes (required for ssv1 and ssv2).
 
     `classes` (the training split's, described by `classes_from`) replaces the labels file: every
@@ -199,7 +206,9 @@ def _ssv2(path: Path, classes: tuple[str, ...] | None, source: str) -> tuple[lis
     index = {name: i for i, name in enumerate(classes)}
     records = _parse_json(path, _read_text(path))
     if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON list of {{id, label, template, placeholders}}, got {type(records).__name__}")
+        raise DataError(
+            f"{path}: expected a JSON list of {{id, label, template, placeholders}}, got {type(records).__name__}"
+        )
     entries = []
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict) or "id" not in record:
@@ -219,7 +228,9 @@ def _k400(path: Path, classes: tuple[str, ...] | None, source: str) -> tuple[lis
     reader = csv.DictReader(_read_text(path).lstrip("\ufeff").splitlines())
     columns = reader.fieldnames or []
     if any(c not in columns for c in _K400_COLUMNS):
-        raise DataError(f"{path}: expected the header 'label,youtube_id,time_start,time_end,split', got {','.join(columns)!r}")
+        raise DataError(
+            f"{path}: expected the header 'label,youtube_id,time_start,time_end,split', got {','.join(columns)!r}"
+        )
     rows = list(reader)
     labelled = "label" in columns
     if classes is None:
@@ -232,8 +243,10 @@ def _k400(path: Path, classes: tuple[str, ...] | None, source: str) -> tuple[lis
         try:
             start, end = int(float(row["time_start"])), int(float(row["time_end"]))
         except (TypeError, ValueError):
-            raise DataError(f"{path}:{number}: expected numbers time_start and time_end (13 or 13.0), "
-                            f"got {row['time_start']!r}, {row['time_end']!r}") from None
+            raise DataError(
+                f"{path}:{number}: expected numbers time_start and time_end (13 or 13.0), "
+                f"got {row['time_start']!r}, {row['time_end']!r}"
+            ) from None
         clip = f"{row['youtube_id']}_{start:06d}_{end:06d}"
         label_name = row.get("label") or ""
         label = _class_index(path, number, label_name, index, source) if labelled else -1
@@ -257,7 +270,9 @@ def _list(path: Path, classes: tuple[str, ...] | None, source: str) -> tuple[lis
     for number, line in _lines(path):
         match = _LIST_LINE.fullmatch(line.strip())
         if match is None:
-            raise DataError(f"{path}:{number}: expected '<path> [<num_frames>] <label>' with an integer label last, got {line!r}")
+            raise DataError(
+                f"{path}:{number}: expected '<path> [<num_frames>] <label>' with an integer label last, got {line!r}"
+            )
         label = int(match["label"])
         if label < 0 or (classes is not None and label >= len(classes)):
             limit = f"0..{len(classes) - 1}" if classes is not None else ">= 0"
@@ -272,11 +287,14 @@ def _list(path: Path, classes: tuple[str, ...] | None, source: str) -> tuple[lis
 
 # ----------------------------------------------------------------------------- finding samples
 
+
 def find_samples(split: Split, root: str | os.PathLike) -> Found:
     """Match each entry to the first of its candidate paths present under `root`; report the rest."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data root {str(root)!r} is not a folder: expected the folder holding the videos or frame folders")
+        raise DataError(
+            f"data root {str(root)!r} is not a folder: expected the folder holding the videos or frame folders"
+        )
     listing = _Listings(root)
     samples, missing = [], []
     for entry in split.entries:
@@ -288,7 +306,11 @@ def find_samples(split: Split, root: str | os.PathLike) -> Found:
     if missing:
         log.warning(
             "%s: %d of %d listed samples are missing under %s and left out (first: %s)",
-            split.annotations, len(missing), len(split.entries), root, ", ".join(missing[:SHOW_IDS]),
+            split.annotations,
+            len(missing),
+            len(split.entries),
+            root,
+            ", ".join(missing[:SHOW_IDS]),
         )
     return Found(split, str(root), tuple(samples), tuple(missing))
 
@@ -314,6 +336,7 @@ class _Listings:
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def _read_text(path: str | os.PathLike) -> str:
     return read_text(path, "annotation file")
@@ -345,10 +368,15 @@ def _check_known(path: str | os.PathLike, names: list[str], classes: tuple[str, 
     known = set(classes)
     unknown = sorted({name for name in names if name not in known})
     if unknown:
-        more = f" and {len(unknown) - 1} more ({', '.join(map(repr, unknown[1:SHOW_IDS]))}{', ...' if len(unknown) > SHOW_IDS else ''})" \
-            if len(unknown) > 1 else ""
-        raise DataError(f"{path}: class {unknown[0]!r}{more} is not among the {len(classes)} classes of "
-                        f"{source or 'the labels file'}: expected every class of this split there")
+        more = (
+            f" and {len(unknown) - 1} more ({', '.join(map(repr, unknown[1:SHOW_IDS]))}{', ...' if len(unknown) > SHOW_IDS else ''})"
+            if len(unknown) > 1
+            else ""
+        )
+        raise DataError(
+            f"{path}: class {unknown[0]!r}{more} is not among the {len(classes)} classes of "
+            f"{source or 'the labels file'}: expected every class of this split there"
+        )
 
 
 def _check_unique(path: str | os.PathLike, values: list[str], what: str = "class name") -> None:

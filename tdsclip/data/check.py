@@ -49,15 +49,24 @@ class Report:
         return asdict(self)
 
     def text(self) -> str:
-        lines = [f"{key:<12}{value}" for key, value in
-                 (("format", self.format), ("root", self.root), ("annotations", self.annotations),
-                  ("listed", self.listed), ("found", self.found))]
+        lines = [
+            f"{key:<12}{value}"
+            for key, value in (
+                ("format", self.format),
+                ("root", self.root),
+                ("annotations", self.annotations),
+                ("listed", self.listed),
+                ("found", self.found),
+            )
+        ]
         lines.append(f"{'missing':<12}{self.missing}" + _first(self.missing_ids, self.missing))
         lines.append(f"{'unreadable':<12}{self.unreadable}" + _first(list(self.unreadable_ids), self.unreadable))
         lines += [f"  {i}: {reason}" for i, reason in list(self.unreadable_ids.items())[:SHOW_IDS]]
         lines.append(f"{'classes':<12}{self.classes}")
         if self.frames:
-            lines.append(f"{'frames':<12}min {self.frames['min']} / median {self.frames['median']} / max {self.frames['max']}")
+            lines.append(
+                f"{'frames':<12}min {self.frames['min']} / median {self.frames['median']} / max {self.frames['max']}"
+            )
         lines.append(f"{'manifest':<12}{self.manifest}")
         lines.append("usable" if self.usable else "NOT usable: no sample found, or too many unreadable")
         return "\n".join(lines)
@@ -67,8 +76,15 @@ def _first(ids: list, total: int) -> str:
     return f" (first: {', '.join(ids[:SHOW_IDS])}{', ...' if total > SHOW_IDS else ''})" if ids else ""
 
 
-def check(format: str, root: str, annotations: str, labels: str = "", workers: int = 0,
-          max_unreadable: float = 0.01, cache_dir: str | None = None) -> Report:
+def check(
+    format: str,
+    root: str,
+    annotations: str,
+    labels: str = "",
+    workers: int = 0,
+    max_unreadable: float = 0.01,
+    cache_dir: str | None = None,
+) -> Report:
     """Everything the preflight prints, as a Report; DataError for unusable annotation files."""
     found = find_samples(read_split(format, annotations, labels), root)
     digest = manifest(found, cache_dir, workers)
@@ -82,9 +98,21 @@ def check(format: str, root: str, annotations: str, labels: str = "", workers: i
     counts = [digest.frames[s.path] for s in found.samples if s.id not in unreadable]
     frames = {"min": min(counts), "median": statistics.median(counts), "max": max(counts)} if counts else {}
     usable = bool(found.samples) and len(unreadable) <= max_unreadable * len(found.samples)
-    return Report(format, str(root), str(annotations), len(found.split.entries), len(found.samples),
-                  len(found.missing), len(unreadable), len(found.split.classes), digest.digest, usable,
-                  frames, list(found.missing[:100]), unreadable)
+    return Report(
+        format,
+        str(root),
+        str(annotations),
+        len(found.split.entries),
+        len(found.samples),
+        len(found.missing),
+        len(unreadable),
+        len(found.split.classes),
+        digest.digest,
+        usable,
+        frames,
+        list(found.missing[:100]),
+        unreadable,
+    )
 
 
 def _problem(job: tuple[str, bool, int]) -> str:

@@ -47,7 +47,9 @@ def read_id_name_csv(path: str | Path) -> tuple[str, ...]:
     except OSError as error:
         raise DataError(f"class list {path}: {error.strerror or error}") from None
     if not rows or [c.strip().lower() for c in rows[0]] != ["id", "name"]:
-        raise DataError(f"class list {path}: expected a header 'id,name', got {','.join(rows[0]) if rows else 'an empty file'!r}")
+        raise DataError(
+            f"class list {path}: expected a header 'id,name', got {','.join(rows[0]) if rows else 'an empty file'!r}"
+        )
     names: dict[int, str] = {}
     for number, row in enumerate(rows[1:], 2):
         if not row:
@@ -80,7 +82,9 @@ def class_rows(dataset_classes: Sequence[str], order: Sequence[str], rows: int |
     if rows is not None and len(order) != rows:
         raise DataError(f"the class list has {len(order)} names but the checkpoint's classifier has {rows} rows")
     if len(order) != len(dataset_classes):
-        raise DataError(f"the dataset has {len(dataset_classes)} classes but the checkpoint's class list has {len(order)}")
+        raise DataError(
+            f"the dataset has {len(dataset_classes)} classes but the checkpoint's class list has {len(order)}"
+        )
     index = _index(order, "checkpoint class list")
     _index(dataset_classes, "dataset")
     mapped = []

@@ -88,14 +88,24 @@ class DataInfo:
 class VideoDataset(Dataset):
     """Videos or frame folders of one split, sampled and augmented for `mode`."""
 
-    def __init__(self, found: Found, mode: Mode, frames: int, local_frames: int,
-                 transform: TrainTransform | EvalTransform, num_sample: int = 1, test_clips: int = 1,
-                 info: DataInfo | None = None) -> None:
+    def __init__(
+        self,
+        found: Found,
+        mode: Mode,
+        frames: int,
+        local_frames: int,
+        transform: TrainTransform | EvalTransform,
+        num_sample: int = 1,
+        test_clips: int = 1,
+        info: DataInfo | None = None,
+    ) -> None:
         check_window(local_frames)
         if mode not in ("train", "val", "test"):
             raise DataError(f"dataset mode: expected train, val or test, got {mode!r}")
         if not found.samples:
-            raise DataError(f"{found.split.annotations}: none of the {len(found.split.entries)} listed samples is under {found.root}")
+            raise DataError(
+                f"{found.split.annotations}: none of the {len(found.split.entries)} listed samples is under {found.root}"
+            )
         self.samples, self.root, self.classes = found.samples, Path(found.root), found.split.classes
         self.mode, self.frames, self.local_frames = mode, frames, local_frames
         self.transform, self.num_sample = transform, num_sample
@@ -121,8 +131,11 @@ class VideoDataset(Dataset):
             sample = self.samples[index]
             rng = np.random.default_rng(int(torch.randint(2**62, ())))
             try:
-                frames = read_frames(self.root / sample.path, sample.frames,
-                                     lambda n: train_indices(n, self.frames, self.local_frames, rng))
+                frames = read_frames(
+                    self.root / sample.path,
+                    sample.frames,
+                    lambda n: train_indices(n, self.frames, self.local_frames, rng),
+                )
             except UnreadableError as error:
                 log.warning("unreadable training sample %s (%s); replaced by another", sample.id, error.reason)
                 failed.append((sample.id, error.reason))
@@ -136,8 +149,11 @@ class VideoDataset(Dataset):
     def _eval_item(self, index: int) -> Item:
         sample = self.samples[index]
         try:
-            frames = read_frames(self.root / sample.path, sample.frames,
-                                 lambda n: eval_indices(n, self.frames, self.local_frames, self.clips_per_video))
+            frames = read_frames(
+                self.root / sample.path,
+                sample.frames,
+                lambda n: eval_indices(n, self.frames, self.local_frames, self.clips_per_video),
+            )
         except UnreadableError as error:
             log.warning("unreadable evaluation sample %s (%s); skipped and counted", sample.id, error.reason)
             return self._empty(index, sample.id, [(sample.id, error.reason)])
@@ -163,7 +179,9 @@ def collate(items: list[Item]) -> Batch:
     return Batch(
         clips=torch.cat([item.clips for item in kept]) if kept else torch.empty(0, *size),
         labels=torch.cat([item.labels for item in kept]) if kept else torch.empty(0, dtype=torch.long),
-        index=torch.cat([torch.full((len(item.clips),), item.index) for item in kept]) if kept else torch.empty(0, dtype=torch.long),
+        index=torch.cat([torch.full((len(item.clips),), item.index) for item in kept])
+        if kept
+        else torch.empty(0, dtype=torch.long),
         video_ids=[item.video_id for item in kept],
         failed=[failure for item in items for failure in item.failed],
     )
@@ -212,28 +230,48 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-def make_loader(dataset: VideoDataset, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0,
-                drop_last: bool = False) -> DataLoader:
+def make_loader(
+    dataset: VideoDataset, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0, drop_last: bool = False
+) -> DataLoader:
     """A DataLoader with `collate`, seeded workers and a seeded shuffle: same seed, same batches."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, collate_fn=collate,
-                      worker_init_fn=seed_worker, generator=generator, drop_last=drop_last,
-                      persistent_workers=num_workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=collate,
+        worker_init_fn=seed_worker,
+        generator=generator,
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+    )
 
 
-def build_dataset(cfg: DataConfig, split: Literal["train", "val", "test"], local_frames: int,
-                  workers: int | None = None) -> VideoDataset:
+def build_dataset(
+    cfg: DataConfig, split: Literal["train", "val", "test"], local_frames: int, workers: int | None = None
+) -> VideoDataset:
     """The dataset of `split` as `cfg` describes it: train (augmented, a data.train_fraction subset
     where set), val (one centre view) or test (cfg.test_clips x cfg.test_crops views, on the
     validation annotations)."""
     found, digest, listed = found_samples(cfg, split, workers)
     classes = found.split.classes
-    info = DataInfo(found.split.format, str(found.split.annotations), str(found.root), listed, len(found.samples),
-                    len(found.missing), found.missing[:SHOW_IDS], len(classes), digest.digest,
-                    reference_comparison(cfg, split, found, digest))
+    info = DataInfo(
+        found.split.format,
+        str(found.split.annotations),
+        str(found.root),
+        listed,
+        len(found.samples),
+        len(found.missing),
+        found.missing[:SHOW_IDS],
+        len(classes),
+        digest.digest,
+        reference_comparison(cfg, split, found, digest),
+    )
     if split == "train":
         transform: TrainTransform | EvalTransform = TrainTransform(
-            cfg.input_size, cfg.resize, cfg.randaugment, cfg.flip, cfg.grayscale, flip_pairs(classes), cfg.crop_area)
+            cfg.input_size, cfg.resize, cfg.randaugment, cfg.flip, cfg.grayscale, flip_pairs(classes), cfg.crop_area
+        )
     else:
         transform = EvalTransform(cfg.input_size, cfg.resize, cfg.test_crops if split == "test" else 1)
     return VideoDataset(found, split, cfg.frames, local_frames, transform, cfg.num_sample, cfg.test_clips, info)

@@ -44,9 +44,13 @@ class Extracted:
 
 def settings(quality: int) -> dict:
     """The provenance header: what decides the frames' pixels and numbering."""
-    return {"decoder": f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})",
-            "pixel_format": "rgb24", "orientation": "display matrix applied", "frame_naming": NAMING,
-            "jpeg_quality": quality}
+    return {
+        "decoder": f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})",
+        "pixel_format": "rgb24",
+        "orientation": "display matrix applied",
+        "frame_naming": NAMING,
+        "jpeg_quality": quality,
+    }
 
 
 def extract(root: str | os.PathLike, out: str | os.PathLike, workers: int = 1, quality: int = 95) -> Extracted:
@@ -66,8 +70,11 @@ def extract(root: str | os.PathLike, out: str | os.PathLike, workers: int = 1, q
     else:
         outcomes = [_extract_one(job) for job in jobs]
     result.failed = {str(v): reason for v, reason in zip(todo, outcomes) if reason}
-    counts = {v.with_suffix("").as_posix(): len(frame_names(out / v.with_suffix("")))
-              for v in videos if (out / v.with_suffix("")).is_dir()}
+    counts = {
+        v.with_suffix("").as_posix(): len(frame_names(out / v.with_suffix("")))
+        for v in videos
+        if (out / v.with_suffix("")).is_dir()
+    }
     write_json(out / PROVENANCE, {**wanted, "videos": counts})
     return result
 

@@ -44,10 +44,14 @@ def locate(cfg: DataConfig, split: Split, generate: bool = True) -> tuple[str, s
     root_key = "train_root" if split == "train" else "val_root"
     root = getattr(cfg, root_key) or cfg.root
     if not root:
-        raise DataError(f"data.root is empty: set data.root (or data.{root_key}) to the folder holding the "
-                        f"{'training' if split == 'train' else 'validation'} videos or frame folders")
+        raise DataError(
+            f"data.root is empty: set data.root (or data.{root_key}) to the folder holding the "
+            f"{'training' if split == 'train' else 'validation'} videos or frame folders"
+        )
     if not annotations:
-        raise DataError(f"data.{key} is empty: set it to the {'training' if split == 'train' else 'validation'} split file")
+        raise DataError(
+            f"data.{key} is empty: set it to the {'training' if split == 'train' else 'validation'} split file"
+        )
     return cfg.dataset, os.path.expanduser(root), os.path.expanduser(annotations), os.path.expanduser(cfg.labels)
 
 
@@ -72,8 +76,9 @@ def found_samples(cfg: DataConfig, split: Split, workers: int | None = None) -> 
         listed = read_split(fmt, annotations, classes=classes, classes_from=f"the training split {train_annotations}")
     found = find_samples(listed, root)
     if variant(cfg, split):
-        found = Found(found.split, found.root, tuple(choose(found.samples, cfg.train_fraction, cfg.subset_seed)),
-                      found.missing)
+        found = Found(
+            found.split, found.root, tuple(choose(found.samples, cfg.train_fraction, cfg.subset_seed)), found.missing
+        )
     digest = manifest(found, cache_dir(cfg), cfg.num_workers if workers is None else workers, variant(cfg, split))
     return found, digest, len(listed.entries)
 
@@ -105,8 +110,24 @@ def fingerprint(manifest: str, train: dict, val: dict) -> dict:
     return {
         "manifest": manifest,
         "splits": {name: {key: info[key] for key in FINGERPRINT_KEYS} for name, info in splits.items()},
-        "reference": {name: {k: r[k] for k in ("reference", "reference_sha256", "listed", "found", "missing", "extra",
-                                               "frames", "labels", "matches", "summary")} for name, r in references.items()},
+        "reference": {
+            name: {
+                k: r[k]
+                for k in (
+                    "reference",
+                    "reference_sha256",
+                    "listed",
+                    "found",
+                    "missing",
+                    "extra",
+                    "frames",
+                    "labels",
+                    "matches",
+                    "summary",
+                )
+            }
+            for name, r in references.items()
+        },
         "differs_from_reference": differs,
         "summary": f"{counts}{'; ' + notes if notes else ''}",
     }

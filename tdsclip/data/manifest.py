@@ -52,8 +52,12 @@ def videos_to_convert(root: Path, out: Path, wanted: dict, done: str) -> list[Pa
     if not root.is_dir():
         raise DataError(f"video root {str(root)!r} is not a folder: expected the folder holding the videos")
     if (out / PROVENANCE).exists() and provenance_header(out) != wanted:
-        raise DataError(f"{out} was {done} with {provenance_header(out)}; expected {wanted} to resume (use a new --out)")
-    videos = sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        raise DataError(
+            f"{out} was {done} with {provenance_header(out)}; expected {wanted} to resume (use a new --out)"
+        )
+    videos = sorted(
+        p.relative_to(root) for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
+    )
     if not videos:
         raise DataError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under {root}")
     return videos
@@ -70,14 +74,20 @@ def provenance_header(root: str | os.PathLike) -> dict:
         header.pop("videos", None)
         header.pop("failed", None)
     except (OSError, ValueError, AttributeError) as error:
-        raise DataError(f"{path}: expected the JSON object extract writes, got {type(error).__name__}: {error}") from None
+        raise DataError(
+            f"{path}: expected the JSON object extract writes, got {type(error).__name__}: {error}"
+        ) from None
     return header
 
 
-def cache_file(cache_dir: str | os.PathLike | None, fmt: str, annotations: str | os.PathLike, root: str | os.PathLike) -> Path:
+def cache_file(
+    cache_dir: str | os.PathLike | None, fmt: str, annotations: str | os.PathLike, root: str | os.PathLike
+) -> Path:
     """The frame-count cache of one (format, annotation file, root)."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = hashlib.sha256("\0".join([fmt, os.path.abspath(annotations), os.path.abspath(root)]).encode()).hexdigest()[:24]
+    key = hashlib.sha256("\0".join([fmt, os.path.abspath(annotations), os.path.abspath(root)]).encode()).hexdigest()[
+        :24
+    ]
     return cache_dir / "manifests" / f"{key}.json"
 
 
@@ -109,14 +119,26 @@ def manifest(found: Found, cache_dir: str | os.PathLike | None = None, workers: 
     remembered = {"digest": result.digest, "stats": _split_stats(found.split.annotations, found.root)}
     if todo or digests.get(variant) != remembered:
         entries = {**cached, **{p: [*stats[p], n] for p, n in frames.items()}}
-        write_json(path, {"version": CACHE_VERSION, "annotations": os.path.abspath(found.split.annotations),
-                          "root": os.path.abspath(found.root), "entries": entries,
-                          "digests": {**digests, variant: remembered}})
+        write_json(
+            path,
+            {
+                "version": CACHE_VERSION,
+                "annotations": os.path.abspath(found.split.annotations),
+                "root": os.path.abspath(found.root),
+                "entries": entries,
+                "digests": {**digests, variant: remembered},
+            },
+        )
     return result
 
 
-def remembered_digest(fmt: str, annotations: str | os.PathLike, root: str | os.PathLike,
-                      cache_dir: str | os.PathLike | None = None, variant: str = "") -> str | None:
+def remembered_digest(
+    fmt: str,
+    annotations: str | os.PathLike,
+    root: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    variant: str = "",
+) -> str | None:
     """The digest `manifest` last computed for this split and variant, if the annotation file and
     the root are unchanged since (by size and modification time); None otherwise. Reads one file."""
     try:
@@ -133,8 +155,11 @@ def _split_stats(annotations: str | os.PathLike, root: str | os.PathLike) -> lis
 def digest(found: Found, frames: dict[str, int]) -> str:
     """sha256 of the canonical text: classes, extractor, then `path<TAB>frames<TAB>label` lines."""
     hasher = hashlib.sha256()
-    hasher.update(json.dumps({"classes": list(found.split.classes), "provenance": provenance_header(found.root)},
-                             sort_keys=True).encode())
+    hasher.update(
+        json.dumps(
+            {"classes": list(found.split.classes), "provenance": provenance_header(found.root)}, sort_keys=True
+        ).encode()
+    )
     for sample in sorted(found.samples, key=lambda s: s.path):
         hasher.update(f"\n{sample.path}\t{frames[sample.path]}\t{sample.label}".encode())
     return hasher.hexdigest()

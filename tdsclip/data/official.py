@@ -25,7 +25,10 @@ def video_counts(cfg: "RunConfig") -> tuple[int, int] | None:
     data = cfg.data
     if data.dataset == "synthetic":
         val_per_class = max(1, round(data.synthetic_videos_per_class / 4))
-        train, val = (data.synthetic_videos_per_class - val_per_class) * data.synthetic_classes, val_per_class * data.synthetic_classes
+        train, val = (
+            (data.synthetic_videos_per_class - val_per_class) * data.synthetic_classes,
+            val_per_class * data.synthetic_classes,
+        )
     elif data.dataset in OFFICIAL_VIDEOS:
         train, val = OFFICIAL_VIDEOS[data.dataset]
     else:

@@ -57,7 +57,7 @@ class Probe:
 
     @property
     def plan(self) -> str:
-        """"seek" or "pyav" (module doc)."""
+        """ "seek" or "pyav" (module doc)."""
         if _decord_candidate(self.container, self.codec, self.pix_fmt) and not self.open_gop and not self.dropped:
             return "seek"
         return "pyav"
@@ -70,10 +70,15 @@ class Probe:
         held = self.packets + self.dropped
         if self.promised and held < self.promised - allowance(self.promised):
             return f"truncated or damaged: {self.promised} frames in the index, {held} in the file"
-        if self.promised_end and self.end is not None \
-                and (self.promised_end - self.end) / self.frame_seconds > allowance(self.packets):
-            return (f"truncated or damaged: the header says the video ends at {self.promised_end:.2f} s, "
-                    f"its packets end at {self.end:.2f} s")
+        if (
+            self.promised_end
+            and self.end is not None
+            and (self.promised_end - self.end) / self.frame_seconds > allowance(self.packets)
+        ):
+            return (
+                f"truncated or damaged: the header says the video ends at {self.promised_end:.2f} s, "
+                f"its packets end at {self.end:.2f} s"
+            )
         return ""
 
 
@@ -125,12 +130,22 @@ def examine(container: av.container.InputContainer, size: int) -> tuple[Probe, l
     step = min(steps) if steps else None
     frame_seconds = float(step * base) if step else 1 / float(stream.average_rate or 25)
     end = float(max(pts + (duration or step or 0) for pts, duration in shown) * base) if shown else 0.0
-    return Probe(*kind, len(shown), dropped, open_gop, None, None, end, _promised_end(container, stream),
-                 max(frame_seconds, 1e-3)), packets
+    return Probe(
+        *kind,
+        len(shown),
+        dropped,
+        open_gop,
+        None,
+        None,
+        end,
+        _promised_end(container, stream),
+        max(frame_seconds, 1e-3),
+    ), packets
 
 
-def _demux(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-           limit: int | None = None) -> list[av.Packet]:
+def _demux(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, limit: int | None = None
+) -> list[av.Packet]:
     """The video packets in file order (at most `limit`); a demuxing error ends them, as it ends
     a decode."""
     packets = []

@@ -70,10 +70,14 @@ def read_reference(path: str | os.PathLike, labels: str | os.PathLike = "") -> R
             continue
         match = _LINE.fullmatch(line.strip())
         if match is None:
-            raise DataError(f"{path}:{number}: expected '<path> <num_frames> <label>' (integers last), got {line[:80]!r}")
+            raise DataError(
+                f"{path}:{number}: expected '<path> <num_frames> <label>' (integers last), got {line[:80]!r}"
+            )
         key = sample_key(match["path"])
         if key in entries:
-            raise DataError(f"{path}:{number}: video {key!r} is listed twice (also as {entries[key].path!r}); expected each once")
+            raise DataError(
+                f"{path}:{number}: video {key!r} is listed twice (also as {entries[key].path!r}); expected each once"
+            )
         entries[key] = Listed(match["path"], int(match["frames"]), int(match["label"]))
     if not entries:
         raise DataError(f"{path}: expected '<path> <num_frames> <label>' lines, got none")
@@ -90,7 +94,9 @@ def read_reference_labels(path: str | os.PathLike) -> tuple[str, ...]:
     """Class names by id from an `id,name` CSV (ids 0..N-1, each once, any order)."""
     rows = list(csv.reader(_text(path).lstrip("\ufeff").splitlines()))
     if not rows or [c.strip().lower() for c in rows[0][:2]] != ["id", "name"]:
-        raise DataError(f"{path}: expected a labels CSV with the header 'id,name', got {','.join(rows[0]) if rows else 'an empty file'!r}")
+        raise DataError(
+            f"{path}: expected a labels CSV with the header 'id,name', got {','.join(rows[0]) if rows else 'an empty file'!r}"
+        )
     by_id: dict[int, str] = {}
     for number, row in enumerate(rows[1:], 2):
         if not row:
@@ -98,7 +104,9 @@ def read_reference_labels(path: str | os.PathLike) -> tuple[str, ...]:
         try:
             by_id[int(row[0])] = row[1].strip()
         except (ValueError, IndexError):
-            raise DataError(f"{path}:{number}: expected '<id>,<name>' with an integer id, got {','.join(row)!r}") from None
+            raise DataError(
+                f"{path}:{number}: expected '<id>,<name>' with an integer id, got {','.join(row)!r}"
+            ) from None
     if sorted(by_id) != list(range(len(by_id))) or len(by_id) != len(rows[1:]) - rows[1:].count([]):
         raise DataError(f"{path}: expected ids 0..{len(by_id) - 1}, each once")
     return tuple(by_id[i] for i in range(len(by_id)))
@@ -128,18 +136,31 @@ def compare(found: Found, frames: dict[str, int], reference: Reference) -> dict:
             if len(examples) < SHOW_IDS:
                 examples.append(f"{key}: ours {mine!r}, list {theirs!r}")
     disagree = sum(pairs.values())
-    labels_note = (f"{disagree} of {len(both)} disagree by {'name' if by_name else 'index (no labels CSV)'}"
-                   + (": " + "; ".join(f"ours {a!r} = list {b!r} x{n}" for (a, b), n in pairs.most_common(3)) if disagree else ""))
+    labels_note = f"{disagree} of {len(both)} disagree by {'name' if by_name else 'index (no labels CSV)'}" + (
+        ": " + "; ".join(f"ours {a!r} = list {b!r} x{n}" for (a, b), n in pairs.most_common(3)) if disagree else ""
+    )
     matches = not missing and not extra and set(differences) <= {0} and not disagree
-    summary = ("matches the reference" if matches else
-               f"differs from the reference: {len(missing)} missing, {len(extra)} extra, {frame_note}, labels {labels_note}")
+    summary = (
+        "matches the reference"
+        if matches
+        else f"differs from the reference: {len(missing)} missing, {len(extra)} extra, {frame_note}, labels {labels_note}"
+    )
     return {
-        "reference": reference.path, "reference_sha256": reference.sha256, "listed": len(reference.entries),
-        "found": len(both), "missing": len(missing), "extra": len(extra),
-        "missing_ids": missing[:SHOW_IDS], "extra_ids": extra[:SHOW_IDS],
+        "reference": reference.path,
+        "reference_sha256": reference.sha256,
+        "listed": len(reference.entries),
+        "found": len(both),
+        "missing": len(missing),
+        "extra": len(extra),
+        "missing_ids": missing[:SHOW_IDS],
+        "extra_ids": extra[:SHOW_IDS],
         "frame_differences": {f"{d:+d}": n for d, n in sorted(differences.items(), key=lambda kv: -kv[1])[:SHOW_IDS]},
-        "frames": frame_note, "label_disagreements": disagree, "label_examples": examples,
-        "labels": labels_note, "matches": matches, "summary": summary,
+        "frames": frame_note,
+        "label_disagreements": disagree,
+        "label_examples": examples,
+        "labels": labels_note,
+        "matches": matches,
+        "summary": summary,
     }
 
 
@@ -147,13 +168,15 @@ def text(comparison: dict) -> str:
     """The comparison as the check command prints it, a few aligned lines."""
     c = comparison
     first = lambda ids, n: f" (first: {', '.join(ids)}{', ...' if n > len(ids) else ''})" if ids else ""  # noqa: E731
-    lines = [f"{'reference':<12}{c['reference']} (sha256 {c['reference_sha256'][:16]})",
-             f"{'  listed':<12}{c['listed']}",
-             f"{'  found':<12}{c['found']}",
-             f"{'  missing':<12}{c['missing']}{first(c['missing_ids'], c['missing'])}",
-             f"{'  extra':<12}{c['extra']}{first(c['extra_ids'], c['extra'])}",
-             f"{'  frames':<12}{c['frames']}",
-             f"{'  labels':<12}{c['labels']}"]
+    lines = [
+        f"{'reference':<12}{c['reference']} (sha256 {c['reference_sha256'][:16]})",
+        f"{'  listed':<12}{c['listed']}",
+        f"{'  found':<12}{c['found']}",
+        f"{'  missing':<12}{c['missing']}{first(c['missing_ids'], c['missing'])}",
+        f"{'  extra':<12}{c['extra']}{first(c['extra_ids'], c['extra'])}",
+        f"{'  frames':<12}{c['frames']}",
+        f"{'  labels':<12}{c['labels']}",
+    ]
     lines += [f"{'':<14}{example}" for example in c["label_examples"]]
     lines.append(f"{'  verdict':<12}{'matches the reference' if c['matches'] else 'DIFFERS from the reference'}")
     return "\n".join(lines)
@@ -165,7 +188,7 @@ def _frames_note(differences: collections.Counter, compared: int) -> str:
     same = differences.get(0, 0)
     if same == compared:
         return f"frame counts agree on all {compared} videos"
-    (common, count), = differences.most_common(1)
+    ((common, count),) = differences.most_common(1)
     unit = "frame" if abs(common) == 1 else "frames"
     if common != 0 and count == compared:
         return f"all {compared} videos differ by exactly {common:+d} {unit} (ours - list): the list was extracted with another decoder"

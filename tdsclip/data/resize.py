@@ -54,25 +54,62 @@ def ffmpeg_version() -> str:
     """`ffmpeg version ...`'s version word; DataError when the CLI is not installed."""
     binary = shutil.which("ffmpeg")
     if binary is None:
-        raise DataError("ffmpeg not found on PATH: resize re-encodes with the ffmpeg CLI; install it "
-                        "(apt-get install ffmpeg, as scripts/install-system.sh does)")
+        raise DataError(
+            "ffmpeg not found on PATH: resize re-encodes with the ffmpeg CLI; install it "
+            "(apt-get install ffmpeg, as scripts/install-system.sh does)"
+        )
     first = subprocess.run([binary, "-hide_banner", "-version"], capture_output=True, text=True, check=False).stdout
     return first.split()[2] if first.startswith("ffmpeg version") else "unknown"
 
 
 def settings(short_side: int) -> dict:
     """The provenance header: what decides the copy's pixels and frames."""
-    return {"resizer": f"ffmpeg {ffmpeg_version()} CLI", "short_side": short_side,
-            "video": f"libx264 crf {CRF} preset {PRESET} yuv420p, .mp4", "frames": "one per source frame (-fps_mode passthrough)",
-            "rotation": "applied (ffmpeg autorotate)", "audio": "dropped"}
+    return {
+        "resizer": f"ffmpeg {ffmpeg_version()} CLI",
+        "short_side": short_side,
+        "video": f"libx264 crf {CRF} preset {PRESET} yuv420p, .mp4",
+        "frames": "one per source frame (-fps_mode passthrough)",
+        "rotation": "applied (ffmpeg autorotate)",
+        "audio": "dropped",
+    }
 
 
 def command(source: str, target: str, short_side: int) -> list[str]:
     """The ffmpeg command re-encoding one video (short side scaled, the other even, aspect kept)."""
     scale = f"scale='if(gt(iw,ih),-2,{short_side})':'if(gt(iw,ih),{short_side},-2)'"
-    return ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-i", source, "-map", "0:v:0",
-            "-vf", scale, "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF),
-            "-pix_fmt", "yuv420p", "-an", "-threads", "1", "-filter_threads", "1", "-f", "mp4", "-y", target]
+    return [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-v",
+        "error",
+        "-xerror",
+        "-i",
+        source,
+        "-map",
+        "0:v:0",
+        "-vf",
+        scale,
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "libx264",
+        "-preset",
+        PRESET,
+        "-crf",
+        str(CRF),
+        "-pix_fmt",
+        "yuv420p",
+        "-an",
+        "-threads",
+        "1",
+        "-filter_threads",
+        "1",
+        "-f",
+        "mp4",
+        "-y",
+        target,
+    ]
 
 
 def resize(root: str | os.PathLike, out: str | os.PathLike, short_side: int = 320, workers: int = 1) -> Resized:
@@ -88,7 +125,9 @@ def resize(root: str | os.PathLike, out: str | os.PathLike, short_side: int = 32
     for video in videos:
         target = video.with_suffix(".mp4")
         if target in targets:
-            raise DataError(f"{root / targets[target]} and {root / video} would both become {out / target}: expected one video per name")
+            raise DataError(
+                f"{root / targets[target]} and {root / video} would both become {out / target}: expected one video per name"
+            )
         targets[target] = video
     todo = [v for v in videos if not (out / v.with_suffix(".mp4")).is_file()]
     result = Resized(len(videos), len(videos) - len(todo))

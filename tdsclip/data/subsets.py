@@ -47,12 +47,17 @@ def choose(samples: Sequence[Sample], fraction: float, seed: int) -> list[Sample
     chosen = []
     for members in by_class.values():
         members.sort(key=lambda s: hashlib.sha256(f"{seed}\0{s.id}".encode()).digest())
-        chosen += members[:max(1, round(fraction * len(members)))]
+        chosen += members[: max(1, round(fraction * len(members)))]
     return sorted(chosen, key=lambda s: s.path)
 
 
-def write_subsets(found: Found, frames: Manifest, out: str | os.PathLike,
-                  fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0) -> list[Subset]:
+def write_subsets(
+    found: Found,
+    frames: Manifest,
+    out: str | os.PathLike,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+) -> list[Subset]:
     """Write one list file per fraction, classes.txt and subsets.json into `out`."""
     out = Path(out)
     if any(s.label < 0 for s in found.samples):
@@ -66,7 +71,14 @@ def write_subsets(found: Found, frames: Manifest, out: str | os.PathLike,
         write_atomic(out / name, text)
         subsets.append(Subset(fraction, name, len(chosen), hashlib.sha256(text.encode()).hexdigest()))
     write_atomic(out / "classes.txt", "".join(f"{name}\n" for name in found.split.classes))
-    write_json(out / "subsets.json", {"source": os.path.abspath(found.split.annotations), "format": found.split.format,
-                                      "source_manifest": frames.digest, "seed": seed,
-                                      "subsets": [asdict(s) for s in subsets]})
+    write_json(
+        out / "subsets.json",
+        {
+            "source": os.path.abspath(found.split.annotations),
+            "format": found.split.format,
+            "source_manifest": frames.digest,
+            "seed": seed,
+            "subsets": [asdict(s) for s in subsets],
+        },
+    )
     return subsets

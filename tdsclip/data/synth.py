@@ -67,8 +67,14 @@ SHAPES = ("circle", "square", "diamond", "triangle", "ring", "cross")
 # model's remaining errors were closer/away confusions of such objects. A texture scales with its
 # object, so every patch the object covers sees the direction of the change.
 TEXTURES = ("stripes", "checker", "dots")
-COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40),
-           "purple": (150, 60, 190), "orange": (240, 140, 30)}
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 80, 220),
+    "yellow": (230, 210, 40),
+    "purple": (150, 60, 190),
+    "orange": (240, 140, 30),
+}
 FORMATS = ("ssv1", "ssv2", "k400")
 RESTING = ((0.45, 0.55), (0.45, 0.55), (0.9, 1.1), (0.85, 1.0))
 """Where a coordinate no class of the dataset moves stays (x, y, scale, opacity)."""
@@ -87,6 +93,7 @@ def opposite_classes(classes: int = len(TEMPLATES)) -> dict[int, int]:
 
 
 # ----------------------------------------------------------------------------- motion and pixels
+
 
 def trajectory(rng: np.random.Generator, label: int, frames: int, classes: int = len(TEMPLATES)) -> np.ndarray:
     """(frames, 4): x, y (fractions of the frame), scale and opacity of the object in each frame.
@@ -120,11 +127,14 @@ class Look:
 
 
 def random_look(rng: np.random.Generator) -> Look:
-    return Look(str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS))), str(rng.choice(TEXTURES)), rng.uniform(0.12, 0.2))
+    return Look(
+        str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS))), str(rng.choice(TEXTURES)), rng.uniform(0.12, 0.2)
+    )
 
 
-def render(rng: np.random.Generator, label: int, frames: int, width: int, height: int,
-           classes: int = len(TEMPLATES)) -> tuple[np.ndarray, list, Look]:
+def render(
+    rng: np.random.Generator, label: int, frames: int, width: int, height: int, classes: int = len(TEMPLATES)
+) -> tuple[np.ndarray, list, Look]:
     """A video (frames, height, width, 3) uint8, the object's box per frame ([x0, y0, x1, y1] in
     pixels, None when off-frame) and its look, for a dataset of `classes` classes."""
     look = random_look(rng)
@@ -184,7 +194,9 @@ def _texture(texture: str, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
 _CODECS = {"h264": ("libx264", "mp4", {}), "vp9": ("libvpx-vp9", "webm", {"deadline": "realtime", "cpu-used": "8"})}
 
 
-def write_video(path: str | os.PathLike, video: np.ndarray, fps: int, codec: str, options: dict[str, str] | None = None) -> None:
+def write_video(
+    path: str | os.PathLike, video: np.ndarray, fps: int, codec: str, options: dict[str, str] | None = None
+) -> None:
     """Encode (frames, H, W, 3) uint8 RGB with PyAV (libx264 or libvpx-vp9, yuv420p), atomically.
 
     `options` go to the encoder (e.g. {"g": "12"} for a keyframe every 12 frames); H.264 keeps
@@ -212,6 +224,7 @@ def write_jpegs(folder: str | os.PathLike, video: np.ndarray, quality: int = 90)
 
 # ----------------------------------------------------------------------------- datasets
 
+
 @dataclass(frozen=True)
 class SynthSpec:
     """Everything that decides a synthetic dataset's content."""
@@ -234,7 +247,9 @@ class SynthSpec:
         if self.frames < 4:
             raise DataError(f"synthetic frames per video: expected >= 4, got {self.frames}")
         if min(self.width, self.height) < 16 or self.width % 2 or self.height % 2:
-            raise DataError(f"synthetic frame size: expected even width and height >= 16, got {self.width}x{self.height}")
+            raise DataError(
+                f"synthetic frame size: expected even width and height >= 16, got {self.width}x{self.height}"
+            )
 
 
 @dataclass(frozen=True)
@@ -251,12 +266,20 @@ class Synthetic:
 
 
 LAYOUT = {
-    "ssv1": dict(root="20bn-something-something-v1", train="something-something-v1-train.csv",
-                 val="something-something-v1-validation.csv", labels="something-something-v1-labels.csv",
-                 test="something-something-v1-test.csv"),
-    "ssv2": dict(root="20bn-something-something-v2", train="something-something-v2-train.json",
-                 val="something-something-v2-validation.json", labels="something-something-v2-labels.json",
-                 test="something-something-v2-test.json"),
+    "ssv1": dict(
+        root="20bn-something-something-v1",
+        train="something-something-v1-train.csv",
+        val="something-something-v1-validation.csv",
+        labels="something-something-v1-labels.csv",
+        test="something-something-v1-test.csv",
+    ),
+    "ssv2": dict(
+        root="20bn-something-something-v2",
+        train="something-something-v2-train.json",
+        val="something-something-v2-validation.json",
+        labels="something-something-v2-labels.json",
+        test="something-something-v2-test.json",
+    ),
     "k400": dict(root="kinetics400", train="train.csv", val="validate.csv", labels="", test=""),
 }
 
@@ -275,8 +298,11 @@ def load_synthetic(folder: str | os.PathLike) -> Synthetic:
         meta = json.loads((folder / "synthetic.json").read_text())
     except (OSError, ValueError):
         raise DataError(f"{folder} is not a synthetic dataset: expected a readable synthetic.json") from None
-    return Synthetic(meta["spec"]["format"], **{k: str(folder / v) if v else "" for k, v in meta["layout"].items()},
-                     boxes=str(folder / "boxes.json"))
+    return Synthetic(
+        meta["spec"]["format"],
+        **{k: str(folder / v) if v else "" for k, v in meta["layout"].items()},
+        boxes=str(folder / "boxes.json"),
+    )
 
 
 def synthetic_folder(cache_dir: str | os.PathLike, spec: SynthSpec = SynthSpec()) -> Path:
@@ -310,8 +336,13 @@ def _generate(spec: SynthSpec, out: Path) -> None:
         video, box, look = render(rng, label, frames, spec.width, spec.height, spec.classes)
         sample_id = _sample_id(spec, rng, number)
         _write_sample(spec, root, split, names[label], sample_id, video)
-        boxes[sample_id] = {"split": split, "class": names[label], "size": [spec.width, spec.height], "boxes": box,
-                            "look": asdict(look)}
+        boxes[sample_id] = {
+            "split": split,
+            "class": names[label],
+            "size": [spec.width, spec.height],
+            "boxes": box,
+            "look": asdict(look),
+        }
         written.append((split, label, sample_id, look))
     _write_annotations(spec, out, layout, names, written)
     write_json(out / "boxes.json", boxes)
@@ -322,7 +353,9 @@ def _plan(spec: SynthSpec) -> list:
     """(split, label) per video: a quarter of each class (at least one) for val, the rest train;
     one unlabelled test video per class where the format has a test split."""
     val = max(1, round(spec.videos_per_class / 4))
-    plan = [("val" if k < val else "train", label) for label in range(spec.classes) for k in range(spec.videos_per_class)]
+    plan = [
+        ("val" if k < val else "train", label) for label in range(spec.classes) for k in range(spec.videos_per_class)
+    ]
     if LAYOUT[spec.format]["test"]:
         plan += [("test", label) for label in range(spec.classes)]
     order = np.random.default_rng(spec.seed).permutation(len(plan))

@@ -60,9 +60,16 @@ class TrainTransform:
     """Random resized crop, flip with label swap, RandAugment, grayscale, normalisation; the
     random draws come from torch's generator (seeded per DataLoader worker)."""
 
-    def __init__(self, size: int = 224, resize: Sequence[int] = (256, 320), randaugment: str = "",
-                 flip: float = 0.5, grayscale: float = 0.0, flip_labels: dict[int, int] | None = None,
-                 crop_area: Sequence[float] = CROP_AREA) -> None:
+    def __init__(
+        self,
+        size: int = 224,
+        resize: Sequence[int] = (256, 320),
+        randaugment: str = "",
+        flip: float = 0.5,
+        grayscale: float = 0.0,
+        flip_labels: dict[int, int] | None = None,
+        crop_area: Sequence[float] = CROP_AREA,
+    ) -> None:
         self.size, self.resize, self.flip, self.grayscale = size, tuple(resize), flip, grayscale
         self.crop_area = list(crop_area)
         self.flip_labels = dict(flip_labels or {})
@@ -74,8 +81,15 @@ class TrainTransform:
         rh, rw = resized_shape(height, width, self.resize)
         top, left, box_h, box_w = RandomResizedCrop.get_params(torch.empty(0, rh, rw), self.crop_area, list(CROP_RATIO))
         sy, sx = height / rh, width / rw
-        clip = F.resized_crop(clip, round(top * sy), round(left * sx), max(1, round(box_h * sy)),
-                              max(1, round(box_w * sx)), [self.size, self.size], antialias=True)
+        clip = F.resized_crop(
+            clip,
+            round(top * sy),
+            round(left * sx),
+            max(1, round(box_h * sy)),
+            max(1, round(box_w * sx)),
+            [self.size, self.size],
+            antialias=True,
+        )
         if torch.rand(()) < self.flip:
             clip = clip.flip(-1)
             label = self.flip_labels.get(label, label)
@@ -110,7 +124,9 @@ def _randaugment(config: str, size: int):
     try:
         return rand_augment_transform(config, hparams)
     except (AssertionError, ValueError, KeyError) as error:
-        raise DataError(f"randaugment {config!r}: expected timm's format like 'rand-m7-n4-mstd0.5-inc1' ({error})") from None
+        raise DataError(
+            f"randaugment {config!r}: expected timm's format like 'rand-m7-n4-mstd0.5-inc1' ({error})"
+        ) from None
 
 
 class EvalTransform:
@@ -125,10 +141,14 @@ class EvalTransform:
         clip = _to_tensor(frames)
         rh, rw = resized_shape(*clip.shape[-2:], self.resize)
         if min(rh, rw) < self.size:
-            raise DataError(f"resize {self.resize} gives {rh}x{rw} frames, smaller than the {self.size} px crop: "
-                            f"expected a resize of at least {self.size}")
+            raise DataError(
+                f"resize {self.resize} gives {rh}x{rw} frames, smaller than the {self.size} px crop: "
+                f"expected a resize of at least {self.size}"
+            )
         clip = F.resize(clip, [rh, rw], antialias=True)
-        views = [normalise(clip[..., top:top + self.size, left:left + self.size]) for top, left in self._corners(rh, rw)]
+        views = [
+            normalise(clip[..., top : top + self.size, left : left + self.size]) for top, left in self._corners(rh, rw)
+        ]
         return torch.stack(views)
 
     def _corners(self, height: int, width: int) -> list[tuple[int, int]]:

@@ -156,6 +156,7 @@ def read_frames(path: str | os.PathLike, is_folder: bool, pick: Pick) -> np.ndar
 
 # ----------------------------------------------------------------------------- frame folders
 
+
 def _read_folder(folder: Path, pick: Pick) -> np.ndarray:
     names = frame_names(folder)
     if not names:
@@ -183,6 +184,7 @@ def _gather(frames: list[np.ndarray] | np.ndarray, inverse: np.ndarray, shape: t
 
 
 # ----------------------------------------------------------------------------- videos
+
 
 def _read_video(path: Path, pick: Pick) -> np.ndarray:
     try:
@@ -252,7 +254,9 @@ def _read_pyav(path: Path, pick: Pick, reported: int, decoded: Iterator[Any]) ->
             if clip is None:  # written in place: no stacking and regathering copies
                 clip = np.empty((indices.size,) + rgb.shape, np.uint8)
             if rgb.shape != clip.shape[1:]:
-                raise UnreadableError(str(path), f"frame size changes from {clip.shape[1:3]} to {rgb.shape[:2]} at frame {decodable - 1}")
+                raise UnreadableError(
+                    str(path), f"frame size changes from {clip.shape[1:3]} to {rgb.shape[:2]} at frame {decodable - 1}"
+                )
             clip[places] = rgb
             filled += 1
             if filled == len(where):

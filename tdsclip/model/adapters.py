@@ -53,8 +53,16 @@ class TDAdapter(nn.Module):
     The two 1x1x1 convolutions have no bias, as in the released code (model.td_bias adds them).
     """
 
-    def __init__(self, width: int, mode: str = "pool", kernel: int = 3, reduction: int = 16,
-                 channel_mean: bool = True, gate: bool = True, bias: bool = False) -> None:
+    def __init__(
+        self,
+        width: int,
+        mode: str = "pool",
+        kernel: int = 3,
+        reduction: int = 16,
+        channel_mean: bool = True,
+        gate: bool = True,
+        bias: bool = False,
+    ) -> None:
         super().__init__()
         reduced = width // reduction
         self.mode, self.kernel, self.channel_mean, self.gate = mode, kernel, channel_mean, gate

@@ -46,7 +46,9 @@ class CLIPBackbone(nn.Module):
     tuning='full': every parameter trains (full fine-tuning).
     """
 
-    def __init__(self, visual: VisionTransformer, name: str, tuning: str = "frozen", st_adapter_width: int = 384) -> None:
+    def __init__(
+        self, visual: VisionTransformer, name: str, tuning: str = "frozen", st_adapter_width: int = 384
+    ) -> None:
         super().__init__()
         if tuning not in ("frozen", "st_adapter", "full"):
             raise ValueError(f"backbone tuning: expected frozen, st_adapter or full, got {tuning!r}")
@@ -66,7 +68,8 @@ class CLIPBackbone(nn.Module):
         self.requires_grad_(tuning == "full")
         self.st_adapters = (
             nn.ModuleList(STAdapter(self.width, st_adapter_width) for _ in range(self.num_layers))
-            if tuning == "st_adapter" else None
+            if tuning == "st_adapter"
+            else None
         )
         self.eval()
 
@@ -114,7 +117,9 @@ class CLIPBackbone(nn.Module):
                 x = block(x) if self.batch_first else block(x.transpose(0, 1)).transpose(0, 1)
             yield x
 
-    def forward(self, frames: torch.Tensor, patch_bias: torch.Tensor | None = None, num_frames: int = 1) -> list[torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, patch_bias: torch.Tensor | None = None, num_frames: int = 1
+    ) -> list[torch.Tensor]:
         """frames (N, 3, H, W) -> L tensors (N, 1 + h*w, W), the output of each residual block."""
         return list(self.iter_blocks(frames, patch_bias, num_frames))
 
@@ -130,7 +135,11 @@ def _vision_tower(name: str, quick_gelu: bool, device: str | torch.device) -> Vi
         import difflib
 
         close = difflib.get_close_matches(name, available_backbones(), n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else f"expected one of {', '.join(PAPER_BACKBONES)} or tdsclip-tiny"
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else f"expected one of {', '.join(PAPER_BACKBONES)} or tdsclip-tiny"
+        )
         raise WeightsError(f"unknown backbone {name!r}; {hint}")
     with torch.device(device):
         visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=quick_gelu)
@@ -162,7 +171,9 @@ def _load_visual_state(visual: VisionTransformer, loaded: LoadedWeights, name: s
         problems = []
         if wrong_shape:
             k = wrong_shape[0]
-            problems.append(f"{len(wrong_shape)} shape mismatches (e.g. {k}: file {tuple(file_state[k].shape)}, model {tuple(model_state[k].shape)})")
+            problems.append(
+                f"{len(wrong_shape)} shape mismatches (e.g. {k}: file {tuple(file_state[k].shape)}, model {tuple(model_state[k].shape)})"
+            )
         if missing:
             problems.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:

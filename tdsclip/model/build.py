@@ -88,10 +88,16 @@ class TDSCLIP(nn.Module):
         placement = cfg.sme_placement if cfg.uses_sme else None
 
         self.rgb_stem = PatchStem(3, d, patch, pad) if cfg.sme_alpha > 0 else None
-        self.sme_stem = PatchStem(sme_channels, d, patch, pad) if placement in ("temporal", "spatial_temporal", "cross") else None
-        self.sme_spatial_stem = PatchStem(sme_channels, width, patch, pad) if placement in ("spatial", "spatial_temporal") else None
+        self.sme_stem = (
+            PatchStem(sme_channels, d, patch, pad) if placement in ("temporal", "spatial_temporal", "cross") else None
+        )
+        self.sme_spatial_stem = (
+            PatchStem(sme_channels, width, patch, pad) if placement in ("spatial", "spatial_temporal") else None
+        )
         self.cross = nn.ModuleList(nn.Linear(d, d) for _ in range(layers - 1)) if placement == "cross" else None
-        self.additional = AdditionalSMEPath(PatchStem(sme_channels, d, patch, pad), d) if placement == "additional" else None
+        self.additional = (
+            AdditionalSMEPath(PatchStem(sme_channels, d, patch, pad), d) if placement == "additional" else None
+        )
 
         self.proj_norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(layers))
         self.projs = nn.ModuleList(nn.Linear(width, d) for _ in range(layers))
@@ -102,8 +108,14 @@ class TDSCLIP(nn.Module):
         nn.init.normal_(self.pos, std=0.01)
 
         td_layers = parse_layer_spec(cfg.td_layers, layers)
-        td = dict(mode=cfg.td_mode, kernel=cfg.td_kernel, reduction=cfg.td_reduction,
-                  channel_mean=cfg.td_channel_mean, gate=cfg.td_gate, bias=cfg.td_bias)
+        td = dict(
+            mode=cfg.td_mode,
+            kernel=cfg.td_kernel,
+            reduction=cfg.td_reduction,
+            channel_mean=cfg.td_channel_mean,
+            gate=cfg.td_gate,
+            bias=cfg.td_bias,
+        )
 
         def temporal(i: int) -> TemporalBranch | None:
             if cfg.temporal == "none":
@@ -154,7 +166,9 @@ class TDSCLIP(nn.Module):
                 x = x + cfg.sme_beta * sme
         grid = tuple(x.shape[-2:])
         if grid != self.backbone.grid_size:
-            raise ValueError(f"side stem grid {grid} differs from CLIP's patch grid {self.backbone.grid_size} at {h}x{w} px")
+            raise ValueError(
+                f"side stem grid {grid} differs from CLIP's patch grid {self.backbone.grid_size} at {h}x{w} px"
+            )
         patch_bias = None
         if self.sme_spatial_stem is not None:
             patch_bias = cfg.sme_beta * video_to_tokens(self.sme_spatial_stem(diffs))
@@ -163,7 +177,13 @@ class TDSCLIP(nn.Module):
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         inputs = self.side_inputs(clips)
-        x, sme_tokens, t, grid, beta = inputs.side, inputs.sme_tokens, inputs.frames_per_clip, inputs.grid, self.cfg.sme_beta
+        x, sme_tokens, t, grid, beta = (
+            inputs.side,
+            inputs.sme_tokens,
+            inputs.frames_per_clip,
+            inputs.grid,
+            self.cfg.sme_beta,
+        )
         for i, frozen in enumerate(self.backbone.iter_blocks(inputs.frames, inputs.patch_bias, t)):
             projected = self._project(i, frozen)
             x = 0.5 * x + 0.5 * projected[:, 1:]
@@ -186,10 +206,16 @@ def describe(cfg: ModelConfig) -> str:
     """One line naming the variant, e.g. for measurement output and run listings."""
     parts = [f"{cfg.backbone}", f"side d={cfg.side_width}"]
     if cfg.temporal == "td":
-        parts.append(f"TD-Adapter {cfg.td_mode} k={cfg.td_kernel} r={cfg.td_reduction} {cfg.td_placement} layers={cfg.td_layers}")
+        parts.append(
+            f"TD-Adapter {cfg.td_mode} k={cfg.td_kernel} r={cfg.td_reduction} {cfg.td_placement} layers={cfg.td_layers}"
+        )
     else:
         parts.append({"none": "no temporal module", "conv3d": "3D conv"}[cfg.temporal])
-    parts.append(f"SME m={cfg.sme_window} {cfg.sme_placement} alpha={cfg.sme_alpha:g} beta={cfg.sme_beta:g}" if cfg.uses_sme else "no SME")
+    parts.append(
+        f"SME m={cfg.sme_window} {cfg.sme_placement} alpha={cfg.sme_alpha:g} beta={cfg.sme_beta:g}"
+        if cfg.uses_sme
+        else "no SME"
+    )
     if not cfg.cls_shift:
         parts.append("no CLS shift")
     if cfg.backbone_tuning != "frozen":
@@ -199,6 +225,8 @@ def describe(cfg: ModelConfig) -> str:
 
 def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> TDSCLIP:
     """TDS-CLIP (or the variant `cfg` names) on `device`; "meta" allocates no weights."""
-    backbone = build_backbone(cfg.backbone, cfg.weights, cfg.quick_gelu, device, cfg.backbone_tuning, cfg.st_adapter_width)
+    backbone = build_backbone(
+        cfg.backbone, cfg.weights, cfg.quick_gelu, device, cfg.backbone_tuning, cfg.st_adapter_width
+    )
     with torch.device(device):
         return TDSCLIP(cfg, backbone)

@@ -49,5 +49,6 @@ def recompute(region: Callable[..., torch.Tensor], *args: object, norms: nn.Modu
     BatchNorm statistics exact (compiled code keeps the region's activations instead)."""
     if not torch.is_grad_enabled() or torch.compiler.is_compiling():
         return region(*args)
-    return checkpoint(region, *args, use_reentrant=False, preserve_rng_state=False,
-                      context_fn=partial(_contexts, norms))
+    return checkpoint(
+        region, *args, use_reentrant=False, preserve_rng_state=False, context_fn=partial(_contexts, norms)
+    )

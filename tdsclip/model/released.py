@@ -43,14 +43,28 @@ from tdsclip.model.backbone import CONFIG_DIR, PAPER_BACKBONES
 from tdsclip.model.weights import is_torchscript_archive, load_error_line
 
 SOURCE = "github.com/BBYL9413/TDS-CLIP at cf4e58c"
-EXPECTED = ("the authors' training checkpoint (torch.save of a dict with epoch, model_state_dict and "
-            f"optimizer_state_dict, as {SOURCE} train_vision.py writes it)")
+EXPECTED = (
+    "the authors' training checkpoint (torch.save of a dict with epoch, model_state_dict and "
+    f"optimizer_state_dict, as {SOURCE} train_vision.py writes it)"
+)
 
 RELEASED_MODEL: dict[str, object] = {
-    "model.weights": "checkpoint", "model.quick_gelu": True, "model.stem_padding": 1, "model.cls_shift": True,
-    "model.temporal": "td", "model.td_mode": "pool", "model.td_kernel": 3, "model.td_channel_mean": True,
-    "model.td_gate": True, "model.td_placement": "stacked", "model.td_layers": "all", "model.td_bias": False,
-    "model.sme_alpha": 1.0, "model.sme_beta": 0.5, "model.sme_placement": "temporal", "model.init": "released",
+    "model.weights": "checkpoint",
+    "model.quick_gelu": True,
+    "model.stem_padding": 1,
+    "model.cls_shift": True,
+    "model.temporal": "td",
+    "model.td_mode": "pool",
+    "model.td_kernel": 3,
+    "model.td_channel_mean": True,
+    "model.td_gate": True,
+    "model.td_placement": "stacked",
+    "model.td_layers": "all",
+    "model.td_bias": False,
+    "model.sme_alpha": 1.0,
+    "model.sme_beta": 0.5,
+    "model.sme_placement": "temporal",
+    "model.init": "released",
     "model.backbone_tuning": "frozen",
 }
 """What the released code fixes and the weights cannot tell (clip/model.py: VisualTransformer.forward
@@ -107,8 +121,12 @@ _RULES: tuple[tuple[str, str], ...] = (
 _CONV2D = re.compile(r"\.mse\.conv[12]\.weight$")
 """The released TD-Adapter's 1x1 convs are Conv2d over (B*T) frames: (out, in, 1, 1) -> (out, in, 1, 1, 1)."""
 
-_SLOTS = {"i": r"\d+", "c": r"[012]", "wb": r"weight|bias",
-          "bn": r"weight|bias|running_mean|running_var|num_batches_tracked"}
+_SLOTS = {
+    "i": r"\d+",
+    "c": r"[012]",
+    "wb": r"weight|bias",
+    "bn": r"weight|bias|running_mean|running_var|num_batches_tracked",
+}
 
 
 def _pattern(template: str) -> re.Pattern[str]:
@@ -149,7 +167,7 @@ def _shape(tensor: torch.Tensor) -> str:
 def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the `module.` a DDP-wrapped model's state dict carries (all keys or none)."""
     if state and all(key.startswith("module.") for key in state):
-        return {key[len("module."):]: value for key, value in state.items()}
+        return {key[len("module.") :]: value for key, value in state.items()}
     return dict(state)
 
 
@@ -163,8 +181,10 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for key, value in strip_module_prefix(state_dict).items():
         target = project_key(key)
         if target is None:
-            raise ReleasedError(f"unknown key {key} {_shape(value)} in the released checkpoint: no rule maps it "
-                                f"onto this project's model (expected the layout of {SOURCE})")
+            raise ReleasedError(
+                f"unknown key {key} {_shape(value)} in the released checkpoint: no rule maps it "
+                f"onto this project's model (expected the layout of {SOURCE})"
+            )
         if _CONV2D.search(key):
             if value.ndim != 4:
                 raise ReleasedError(f"{key}: expected a Conv2d 1x1 weight (out, in, 1, 1), got {_shape(value)}")
@@ -177,18 +197,25 @@ def check_fits(converted: Mapping[str, torch.Tensor], model_state: Mapping[str, 
     """Every model entry present with its shape, no entry left over; else one line naming the key."""
     for key, expected in model_state.items():
         if key not in converted:
-            raise ReleasedError(f"released checkpoint {source} lacks {authors_key(key) or key} (this model's {key}, "
-                                f"shape {_shape(expected)}); was it saved by other code than {SOURCE}?")
+            raise ReleasedError(
+                f"released checkpoint {source} lacks {authors_key(key) or key} (this model's {key}, "
+                f"shape {_shape(expected)}); was it saved by other code than {SOURCE}?"
+            )
         if tuple(converted[key].shape) != tuple(expected.shape):
-            raise ReleasedError(f"released checkpoint {source}: {authors_key(key) or key} has shape "
-                                f"{_shape(converted[key])} in the file, {_shape(expected)} in the inferred model ({key})")
+            raise ReleasedError(
+                f"released checkpoint {source}: {authors_key(key) or key} has shape "
+                f"{_shape(converted[key])} in the file, {_shape(expected)} in the inferred model ({key})"
+            )
     for key, value in converted.items():
         if key not in model_state:
-            raise ReleasedError(f"released checkpoint {source}: {authors_key(key) or key} {_shape(value)} has no "
-                                f"place in the inferred model (it would be {key})")
+            raise ReleasedError(
+                f"released checkpoint {source}: {authors_key(key) or key} {_shape(value)} has no "
+                f"place in the inferred model (it would be {key})"
+            )
 
 
 # ----------------------------------------------------------------------------- reading a file
+
 
 @dataclass(frozen=True)
 class Released:
@@ -203,12 +230,17 @@ def _what_it_is(obj: object) -> str:
     """What a loaded object is, for an error saying why it is not a released checkpoint."""
     if isinstance(obj, dict):
         if "model" in obj and ("extra" in obj or "optimizer" in obj):
-            return ("a tdsclip project checkpoint (written by tdsclip.train or tdsclip.model.released convert): "
-                    "evaluate it with --checkpoint, or start training from it with model.init_from")
+            return (
+                "a tdsclip project checkpoint (written by tdsclip.train or tdsclip.model.released convert): "
+                "evaluate it with --checkpoint, or start training from it with model.init_from"
+            )
         keys = [str(k) for k in obj]
         state = obj.get("state_dict", obj)
-        if isinstance(state, dict) and any(str(k).split("module.")[-1].startswith("visual.") for k in state) \
-                and not any("side_" in str(k) for k in state):
+        if (
+            isinstance(state, dict)
+            and any(str(k).split("module.")[-1].startswith("visual.") for k in state)
+            and not any("side_" in str(k) for k in state)
+        ):
             return "CLIP weights (a state dict with visual.* keys but no side network): that is model.weights"
         return f"a dict with keys {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}"
     return f"a {type(obj).__name__}"
@@ -224,20 +256,27 @@ def read_released(path: str | Path) -> Released:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many kinds on damaged or foreign files
-        raise ReleasedError(f"cannot read released checkpoint {path}: {load_error_line(error)}; expected {EXPECTED}") from None
+        raise ReleasedError(
+            f"cannot read released checkpoint {path}: {load_error_line(error)}; expected {EXPECTED}"
+        ) from None
     if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict):
         state, epoch = obj["model_state_dict"], obj.get("epoch")
     elif isinstance(obj, dict) and any("side_conv1" in str(k) for k in obj):
         state, epoch = obj, None  # a bare model state dict of the authors' model
     else:
-        raise ReleasedError(f"{path} is not a released TDS-CLIP checkpoint: it holds {_what_it_is(obj)}; expected {EXPECTED}")
+        raise ReleasedError(
+            f"{path} is not a released TDS-CLIP checkpoint: it holds {_what_it_is(obj)}; expected {EXPECTED}"
+        )
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise ReleasedError(f"{path}: model_state_dict entry {bad[0]} is a {type(state[bad[0]]).__name__}, expected tensors only")
+        raise ReleasedError(
+            f"{path}: model_state_dict entry {bad[0]} is a {type(state[bad[0]]).__name__}, expected tensors only"
+        )
     return Released(strip_module_prefix(state), epoch if isinstance(epoch, int) else None, str(path))
 
 
 # ----------------------------------------------------------------------------- the configuration
+
 
 @dataclass(frozen=True)
 class Tower:
@@ -250,8 +289,9 @@ class Tower:
     mlp_width: int
 
     def __str__(self) -> str:
-        return (f"width {self.width}, {self.layers} layers, patch {self.patch}, {self.image_size} px, "
-                f"MLP {self.mlp_width}")
+        return (
+            f"width {self.width}, {self.layers} layers, patch {self.patch}, {self.image_size} px, MLP {self.mlp_width}"
+        )
 
 
 def _need(state: Mapping[str, torch.Tensor], key: str, what: str, source: str) -> torch.Tensor:
@@ -265,8 +305,10 @@ def _tower(state: Mapping[str, torch.Tensor], source: str) -> Tower:
     pos = _need(state, "visual.positional_embedding", "the CLIP tower's input size", source)
     grid = math.isqrt(pos.shape[0] - 1)
     if grid * grid + 1 != pos.shape[0]:
-        raise ReleasedError(f"released checkpoint {source}: visual.positional_embedding {_shape(pos)} is not "
-                            "1 + a square grid of patches")
+        raise ReleasedError(
+            f"released checkpoint {source}: visual.positional_embedding {_shape(pos)} is not "
+            "1 + a square grid of patches"
+        )
     layers = len({k.split(".")[3] for k in state if k.startswith("visual.transformer.resblocks.")})
     mlp = _need(state, "visual.transformer.resblocks.0.mlp.c_fc.weight", "the CLIP tower's MLP width", source)
     return Tower(conv1.shape[0], layers, conv1.shape[-1], conv1.shape[-1] * grid, mlp.shape[0])
@@ -281,12 +323,19 @@ def match_backbone(tower: Tower) -> str:
     """The open_clip config whose vision tower has this shape and 64-wide heads (the released code's)."""
     for name in backbone_candidates():
         vision = (open_clip.get_model_config(name) or {}).get("vision_cfg", {})
-        shape = Tower(vision.get("width"), vision.get("layers"), vision.get("patch_size"), vision.get("image_size"),
-                      int(vision.get("width", 0) * vision.get("mlp_ratio", 4.0)))
+        shape = Tower(
+            vision.get("width"),
+            vision.get("layers"),
+            vision.get("patch_size"),
+            vision.get("image_size"),
+            int(vision.get("width", 0) * vision.get("mlp_ratio", 4.0)),
+        )
         if shape == tower and vision.get("head_width", 64) == 64:
             return name
-    raise ReleasedError(f"the released checkpoint's CLIP tower ({tower}) matches none of {', '.join(backbone_candidates())}; "
-                        f"add an open_clip model config for it to {CONFIG_DIR} (head_width 64)")
+    raise ReleasedError(
+        f"the released checkpoint's CLIP tower ({tower}) matches none of {', '.join(backbone_candidates())}; "
+        f"add an open_clip model config for it to {CONFIG_DIR} (head_width 64)"
+    )
 
 
 def infer_config(state: Mapping[str, torch.Tensor], overrides: Iterable[str] = (), source: str = "") -> ModelConfig:
@@ -298,12 +347,22 @@ def infer_config(state: Mapping[str, torch.Tensor], overrides: Iterable[str] = (
     reduced = _need(state, f"{_SIDE.format(i=0)}.mse.conv1.weight", "the TD-Adapter's reduction", source).shape[0]
     sme = state.get("visual.side_conv1_c5.weight")
     if sme is not None and sme.shape[1] % 3:
-        raise ReleasedError(f"released checkpoint {source}: visual.side_conv1_c5.weight {_shape(sme)} does not take "
-                            "3 x (m - 1) difference channels")
+        raise ReleasedError(
+            f"released checkpoint {source}: visual.side_conv1_c5.weight {_shape(sme)} does not take "
+            "3 x (m - 1) difference channels"
+        )
     if side % reduced:
-        raise ReleasedError(f"released checkpoint {source}: TD-Adapter width {reduced} does not divide the side width {side}")
-    values = {**RELEASED_MODEL, "model.backbone": backbone, "model.side_width": side, "model.num_classes": classes,
-              "model.td_reduction": side // reduced, "model.sme_window": sme.shape[1] // 3 + 1 if sme is not None else 1}
+        raise ReleasedError(
+            f"released checkpoint {source}: TD-Adapter width {reduced} does not divide the side width {side}"
+        )
+    values = {
+        **RELEASED_MODEL,
+        "model.backbone": backbone,
+        "model.side_width": side,
+        "model.num_classes": classes,
+        "model.td_reduction": side // reduced,
+        "model.sme_window": sme.shape[1] // 3 + 1 if sme is not None else 1,
+    }
     try:
         cfg = apply_overrides(RunConfig(), values)
         for text in overrides:
@@ -315,6 +374,7 @@ def infer_config(state: Mapping[str, torch.Tensor], overrides: Iterable[str] = (
 
 
 # ----------------------------------------------------------------------------- loading
+
 
 def load_state_into(model: torch.nn.Module, converted: Mapping[str, torch.Tensor], source: str) -> torch.nn.Module:
     """Strictly load a converted state into a model built on the meta device (assign: no copy)."""
@@ -360,8 +420,10 @@ def released_run_config(model_cfg: ModelConfig, overrides: Iterable[str] = ()) -
         values["data.input_size"] = size
     try:
         if any(t.startswith("model.") for t in overrides):
-            raise ConfigError(f"override {next(t for t in overrides if t.startswith('model.'))!r}: model.* overrides "
-                              "go to the released model (load_released), not to its run config")
+            raise ConfigError(
+                f"override {next(t for t in overrides if t.startswith('model.'))!r}: model.* overrides "
+                "go to the released model (load_released), not to its run config"
+            )
         return apply_overrides(resolve("released-code", overrides), values)
     except ConfigError as error:
         raise ReleasedError(str(error)) from None
@@ -378,9 +440,13 @@ def project_checkpoint(path: str | Path, overrides: Iterable[str] = ()) -> dict:
     model, model_cfg = model_of(released, [t for t in overrides if t.startswith("model.")])
     run_cfg = released_run_config(model_cfg, [t for t in overrides if not t.startswith("model.")])
     epoch = released.epoch
-    return {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "extra": {"config": to_dict(run_cfg),
-                      "released": {"file": str(path), "sha256": file_sha256(str(path)), "epoch": epoch}}}
+    return {
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "extra": {
+            "config": to_dict(run_cfg),
+            "released": {"file": str(path), "sha256": file_sha256(str(path)), "epoch": epoch},
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     conv = sub.add_parser("convert", help="write a project checkpoint (tdsclip.evaluate --checkpoint, model.init_from)")
     conv.add_argument("src", type=Path)
     conv.add_argument("dst", type=Path)
-    conv.add_argument("overrides", nargs="*", metavar="key=value", help="model.* / data.* overrides (e.g. data.dataset=ssv2)")
+    conv.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="model.* / data.* overrides (e.g. data.dataset=ssv2)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
@@ -406,8 +474,11 @@ def main(argv: list[str] | None = None) -> int:
     except ReleasedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({"checkpoint": str(args.dst), **state["extra"]["released"],
-                      "model": state["extra"]["config"]["model"]}))
+    print(
+        json.dumps(
+            {"checkpoint": str(args.dst), **state["extra"]["released"], "model": state["extra"]["config"]["model"]}
+        )
+    )
     return 0
 
 

@@ -113,8 +113,9 @@ class TemporalBranch(nn.Module):
     same running statistics (tested).
     """
 
-    def __init__(self, width: int, kind: str, td: dict | None = None, placement: str = "stacked",
-                 recompute: bool = False) -> None:
+    def __init__(
+        self, width: int, kind: str, td: dict | None = None, placement: str = "stacked", recompute: bool = False
+    ) -> None:
         super().__init__()
         self.conv = TemporalConv(width) if kind == "conv3d" or placement == "stacked" else None
         self.norm = nn.BatchNorm3d(width) if self.conv is None else None
@@ -143,7 +144,9 @@ class TDSBlock(nn.Module):
         self.attn = SideAttention(width, num_layers)
         self.mlp = SideMLP(width, num_layers)
 
-    def forward(self, x: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor, frames: int, grid: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor, frames: int, grid: tuple[int, int]
+    ) -> torch.Tensor:
         """x (B*T, h*w, d) side tokens; cls (B*T, 1, d) projected frozen CLS; pos (h*w, d)."""
         if self.temporal is not None:
             x = x + video_to_tokens(self.temporal(tokens_to_video(x, frames, grid)))

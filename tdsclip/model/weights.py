@@ -87,24 +87,28 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise WeightsError(f"weights file {path} holds a {type(checkpoint).__name__}, not a state dict; expected {FORMATS}")
+        raise WeightsError(
+            f"weights file {path} holds a {type(checkpoint).__name__}, not a state dict; expected {FORMATS}"
+        )
     return checkpoint, False
 
 
 def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for prefix in _STRIP_PREFIXES:
         if state and all(key.startswith(prefix) for key in state):
-            state = {key[len(prefix):]: value for key, value in state.items()}
+            state = {key[len(prefix) :]: value for key, value in state.items()}
     return state
 
 
 def visual_part(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """The `visual.*` entries with the prefix removed (the text tower is never used here)."""
     state = _strip_prefixes(state)
-    visual = {key[len("visual."):]: value for key, value in state.items() if key.startswith("visual.")}
+    visual = {key[len("visual.") :]: value for key, value in state.items() if key.startswith("visual.")}
     if not visual:
         sample = ", ".join(list(state)[:3]) or "none"
-        raise WeightsError(f"weights {source} hold no CLIP visual tower (no 'visual.*' keys; first keys: {sample}); expected {FORMATS}")
+        raise WeightsError(
+            f"weights {source} hold no CLIP visual tower (no 'visual.*' keys; first keys: {sample}); expected {FORMATS}"
+        )
     return visual
 
 

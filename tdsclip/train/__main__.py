@@ -31,9 +31,13 @@ ABORTED_EXIT_CODE = 130
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tdsclip.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (python -m tdsclip.config --help)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides (python -m tdsclip.config --help)"
+    )
     parser.add_argument("--preset", default="paper", help=f"recipe: {', '.join(presets.PRESETS)} (default paper)")
-    parser.add_argument("--runs-dir", type=Path, default=None, help="where run folders go (default runs/ or $TDSCLIP_RUNS)")
+    parser.add_argument(
+        "--runs-dir", type=Path, default=None, help="where run folders go (default runs/ or $TDSCLIP_RUNS)"
+    )
     parser.add_argument("--wait", action="store_true", help="if another process trains this run, wait for it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -45,17 +49,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return LOCKED_EXIT_CODE
     except KeyboardInterrupt:
-        print("aborted by a second Ctrl-C; the last checkpoint is kept: run the same command to resume", file=sys.stderr)
+        print(
+            "aborted by a second Ctrl-C; the last checkpoint is kept: run the same command to resume", file=sys.stderr
+        )
         return ABORTED_EXIT_CODE
     except PermissionError as error:
-        print(f"error: {error.filename or 'a file'}: not writable ({error.strerror}); choose another --runs-dir", file=sys.stderr)
+        print(
+            f"error: {error.filename or 'a file'}: not writable ({error.strerror}); choose another --runs-dir",
+            file=sys.stderr,
+        )
         return 2
     except (ConfigError, WeightsError, CheckpointError, TrainingError, ValueError) as error:
         print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
         return 2
     if outcome.status == "stopped":
-        print(f"stopped by {outcome.signal} at the next step boundary; checkpoint {outcome.path}; "
-              "run the same command to resume")
+        print(
+            f"stopped by {outcome.signal} at the next step boundary; checkpoint {outcome.path}; "
+            "run the same command to resume"
+        )
         return STOPPED_EXIT_CODE
     metrics = outcome.result.get("metrics", {})
     print(json.dumps({k: round(v, 2) for k, v in metrics.items() if isinstance(v, (int, float))}))

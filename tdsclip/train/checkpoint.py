@@ -55,6 +55,7 @@ def load(path: Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- model state
 
+
 def frozen_parameter_names(model: nn.Module) -> set[str]:
     return {name for name, p in model.named_parameters() if not p.requires_grad}
 
@@ -66,7 +67,9 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k not in frozen}
 
 
-def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, require_frozen: bool = False) -> None:
+def load_model_state(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str, require_frozen: bool = False
+) -> None:
     """Load a checkpoint's model state: every trainable weight and buffer must be there; the frozen
     parameters may be (a converted released checkpoint holds them), all of them or none, and must be
     with `require_frozen` (model.weights=checkpoint: no other source has them)."""
@@ -113,14 +116,20 @@ def load_for_evaluation(model: nn.Module, model_cfg: Any, state: dict[str, torch
 
 # ----------------------------------------------------------------------------- RNG states
 
+
 def rng_state() -> dict[str, Any]:
     """Every generator's state as tensors and plain numbers (weights_only-safe)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
         "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -132,8 +141,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     python = state["python"]
     random.setstate((python["version"], tuple(int(x) for x in python["internal"].tolist()), python["gauss"]))
     numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
-                         numpy_state["has_gauss"], numpy_state["cached"]))
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -141,9 +157,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- save / resume
 
-def save_training_state(run_dir: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: Any, scaler: Any, step: int, epoch: int, batch_in_epoch: int,
-                        best_metric: float | None, is_best: bool, extra: dict[str, Any] | None = None) -> Path:
+
+def save_training_state(
+    run_dir: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    step: int,
+    epoch: int,
+    batch_in_epoch: int,
+    best_metric: float | None,
+    is_best: bool,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     state = {
         "model": model_state(model),
         "optimizer": optimizer.state_dict(),
@@ -163,8 +191,9 @@ def save_training_state(run_dir: Path, *, model: nn.Module, optimizer: torch.opt
     return latest
 
 
-def restore_training_state(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                           scheduler: Any, scaler: Any) -> dict[str, Any]:
+def restore_training_state(
+    path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any
+) -> dict[str, Any]:
     """Load everything back; returns the position fields (step, epoch, batch_in_epoch, best_metric, extra)."""
     state = load(path)
     load_model_state(model, state["model"], str(path))

@@ -24,10 +24,20 @@ def build_run_data(cfg: RunConfig, env: DistEnv) -> RunData:
     manifest = run_manifest(train.info.manifest, val.info.manifest)
     crops = {1: "centre crop", 3: "left/centre/right crops"}[cfg.data.test_crops]
     return RunData(
-        train=train, val_single=val, val_views=test, views=test.views, manifest=manifest, collate=collate,
+        train=train,
+        val_single=val,
+        val_views=test,
+        views=test.views,
+        manifest=manifest,
+        collate=collate,
         failure_log=lambda: FailureLog(len(train), cfg.data.max_corrupt_fraction),
-        protocol={"val": "1 view per video: centre clip, centre crop (single-view validation)",
-                  "test": f"{cfg.data.test_crops} {crops} x {cfg.data.test_clips} clips = {test.views} views per video"},
-        info={"train": train.info.as_dict(), "val": val.info.as_dict(),
-              "fingerprint": fingerprint(manifest, train.info.as_dict(), val.info.as_dict())},
+        protocol={
+            "val": "1 view per video: centre clip, centre crop (single-view validation)",
+            "test": f"{cfg.data.test_crops} {crops} x {cfg.data.test_clips} clips = {test.views} views per video",
+        },
+        info={
+            "train": train.info.as_dict(),
+            "val": val.info.as_dict(),
+            "fingerprint": fingerprint(manifest, train.info.as_dict(), val.info.as_dict()),
+        },
     )

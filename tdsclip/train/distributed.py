@@ -41,9 +41,15 @@ def env_from(environ: dict[str, str] | None = None) -> DistEnv:
     """The process's place in the job: torchrun's variables first, then Slurm's."""
     env = dict(os.environ if environ is None else environ)
     if "RANK" in env and "WORLD_SIZE" in env:
-        return DistEnv(_int(env, "RANK"), _int(env, "WORLD_SIZE"), _int(env, "LOCAL_RANK") if "LOCAL_RANK" in env else 0)
+        return DistEnv(
+            _int(env, "RANK"), _int(env, "WORLD_SIZE"), _int(env, "LOCAL_RANK") if "LOCAL_RANK" in env else 0
+        )
     if "SLURM_PROCID" in env and "SLURM_NTASKS" in env and "MASTER_ADDR" in env:
-        return DistEnv(_int(env, "SLURM_PROCID"), _int(env, "SLURM_NTASKS"), _int(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0)
+        return DistEnv(
+            _int(env, "SLURM_PROCID"),
+            _int(env, "SLURM_NTASKS"),
+            _int(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0,
+        )
     return DistEnv()
 
 
@@ -56,7 +62,9 @@ def setup(env: DistEnv) -> torch.device:
     if env.distributed and not dist.is_initialized():
         for key in ("MASTER_ADDR", "MASTER_PORT"):
             if key not in os.environ:
-                raise RuntimeError(f"{key} is not set: a job of {env.world_size} processes needs MASTER_ADDR and MASTER_PORT")
+                raise RuntimeError(
+                    f"{key} is not set: a job of {env.world_size} processes needs MASTER_ADDR and MASTER_PORT"
+                )
         dist.init_process_group("nccl" if use_cuda else "gloo", rank=env.rank, world_size=env.world_size)
     return device
 

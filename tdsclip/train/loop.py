@@ -84,9 +84,12 @@ class StopRequest:
             raise KeyboardInterrupt
         if not self.requested:
             self.requested, self.signal = True, name
-            print(f"{name}: stopping at the next step boundary (checkpoint, then exit); "
-                  f"{'Ctrl-C again aborts at once' if name == 'SIGINT' else ''}".rstrip("; "),
-                  file=sys.stderr, flush=True)
+            print(
+                f"{name}: stopping at the next step boundary (checkpoint, then exit); "
+                f"{'Ctrl-C again aborts at once' if name == 'SIGINT' else ''}".rstrip("; "),
+                file=sys.stderr,
+                flush=True,
+            )
 
     def restore(self) -> None:
         for signum, previous in self.previous.items():
@@ -98,9 +101,11 @@ def _ignore_signal_in_worker(name: str) -> Callable[[int], None]:
     Ctrl-C, `kill -- -PGID` and Slurm's SIGTERM reach the whole process group; a worker that died of
     one would fail the run instead of letting it checkpoint. Workers still exit with the main
     process (torch's DataLoader shuts them down and they watch their parent)."""
+
     def init(_: int) -> None:
         for signal_name in dict.fromkeys((name, *STOP_SIGNALS)):
             signal.signal(getattr(signal, signal_name), signal.SIG_IGN)
+
     return init
 
 
@@ -115,9 +120,14 @@ def _autocast(precision: str, device: torch.device):
 
 def _loader(dataset: Dataset, cfg: RunConfig, **kwargs: Any) -> DataLoader:
     workers = cfg.data.num_workers
-    return DataLoader(dataset, num_workers=workers, pin_memory=torch.cuda.is_available(),
-                      worker_init_fn=_ignore_signal_in_worker(cfg.train.stop_signal) if workers else None,
-                      persistent_workers=False, **kwargs)
+    return DataLoader(
+        dataset,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=_ignore_signal_in_worker(cfg.train.stop_signal) if workers else None,
+        persistent_workers=False,
+        **kwargs,
+    )
 
 
 def view_positions(index: torch.Tensor) -> torch.Tensor:
@@ -137,12 +147,24 @@ class Evaluation:
     """Ids of unreadable videos, skipped (never replaced) and recorded with the result."""
 
 
-def evaluate(model: nn.Module, dataset: Dataset, views: int, cfg: RunConfig, env: DistEnv,
-             device: torch.device, collate: Callable[[list], Any]) -> Evaluation:
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    views: int,
+    cfg: RunConfig,
+    env: DistEnv,
+    device: torch.device,
+    collate: Callable[[list], Any],
+) -> Evaluation:
     """Every view of every video, ensembled per video across ranks (each video once)."""
     scores, skipped = ViewScores(views), set()
-    loader = _loader(dataset, cfg, batch_size=max(1, cfg.train.micro_batch // views), collate_fn=collate,
-                     sampler=ShardedOrder(len(dataset), env.rank, env.world_size))  # type: ignore[arg-type]
+    loader = _loader(
+        dataset,
+        cfg,
+        batch_size=max(1, cfg.train.micro_batch // views),
+        collate_fn=collate,
+        sampler=ShardedOrder(len(dataset), env.rank, env.world_size),
+    )  # type: ignore[arg-type]
     was_training = model.training
     model.eval()
     with torch.no_grad(), _autocast(cfg.train.precision, device):
@@ -196,8 +218,10 @@ def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], elapsed: floa
     top1 = metrics.get("val_top1")
     val = f"val top-1 {top1:.2f}" if top1 is not None else "val top-1 not validated this epoch (train.val_every)"
     eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("inf")
-    return (f"epoch {epoch}/{epochs}: train loss {metrics['loss']:.4g}, {val}, elapsed {_minutes(elapsed)}, "
-            f"ETA {_minutes(eta) if eta != float('inf') else 'unknown'}")
+    return (
+        f"epoch {epoch}/{epochs}: train loss {metrics['loss']:.4g}, {val}, elapsed {_minutes(elapsed)}, "
+        f"ETA {_minutes(eta) if eta != float('inf') else 'unknown'}"
+    )
 
 
 @dataclass
@@ -221,8 +245,19 @@ class Hooks:
     its checkpoint is kept, so the same config run again resumes it)."""
 
 
-def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: str, env: DistEnv,
-          device: torch.device, model: nn.Module, tracker: Any, hooks: Hooks = Hooks()) -> Outcome:
+def train(
+    cfg: RunConfig,
+    data: RunData,
+    run_dir: Path,
+    *,
+    run_id: str,
+    preset: str,
+    env: DistEnv,
+    device: torch.device,
+    model: nn.Module,
+    tracker: Any,
+    hooks: Hooks = Hooks(),
+) -> Outcome:
     """Train `model` (built from cfg.model, on `device`) into run_dir; see the module docstring."""
     run_dir = Path(run_dir)
     seed_everything(cfg.train.seed)
@@ -243,14 +278,25 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
     optimizer = build_optimizer(raw_model, cfg.optim)
     scheduler = build_scheduler(optimizer, warmup_steps, total_steps)
     scaler = torch.amp.GradScaler("cuda") if cfg.train.precision == "fp16" and device.type == "cuda" else None
-    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if env.distributed else model
+    ddp = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if env.distributed
+        else model
+    )
 
     step, epoch, batch_in_epoch, best = 0, 0, 0, None
     epoch_loss_sum = 0.0  # the current epoch's running sum, checkpointed so a resumed epoch reports exactly
     latest = run_dir / ckpt.LATEST
     if latest.exists():
-        position = ckpt.restore_training_state(latest, model=raw_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
-        step, epoch, batch_in_epoch, best = position["step"], position["epoch"], position["batch_in_epoch"], position["best_metric"]
+        position = ckpt.restore_training_state(
+            latest, model=raw_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler
+        )
+        step, epoch, batch_in_epoch, best = (
+            position["step"],
+            position["epoch"],
+            position["batch_in_epoch"],
+            position["best_metric"],
+        )
         epoch_loss_sum = position["extra"].get("epoch_loss_sum", 0.0)
         if env.is_main:
             log.info("resuming %s at step %d (epoch %d, batch %d)", run_id, step, epoch, batch_in_epoch)
@@ -258,9 +304,19 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
     def save(is_best: bool = False) -> Path:
         extra = {"run_id": run_id, "preset": preset, "config": to_dict(cfg), "epoch_loss_sum": epoch_loss_sum}
         if env.is_main:
-            ckpt.save_training_state(run_dir, model=raw_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                     step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, best_metric=best,
-                                     is_best=is_best, extra=extra)
+            ckpt.save_training_state(
+                run_dir,
+                model=raw_model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                step=step,
+                epoch=epoch,
+                batch_in_epoch=batch_in_epoch,
+                best_metric=best,
+                is_best=is_best,
+                extra=extra,
+            )
         if dist.is_initialized():
             dist.barrier()
         return latest
@@ -272,8 +328,16 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
     started = time.monotonic()
     try:
         while epoch < cfg.train.epochs:
-            sampler = StepBatches(len(dataset), seed=cfg.train.seed, epoch=epoch, batch_size=cfg.train.batch_size,
-                                  micro_batch=micro, rank=env.rank, world_size=world, start_step=batch_in_epoch)
+            sampler = StepBatches(
+                len(dataset),
+                seed=cfg.train.seed,
+                epoch=epoch,
+                batch_size=cfg.train.batch_size,
+                micro_batch=micro,
+                rank=env.rank,
+                world_size=world,
+                start_step=batch_in_epoch,
+            )
             accumulation = sampler.accumulation
             model.train()
             batches = iter(_loader(dataset, cfg, batch_sampler=sampler, collate_fn=data.collate))
@@ -288,7 +352,7 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
                     clips = batch.clips.to(device, non_blocking=True)
                     labels = batch.labels.to(device, non_blocking=True)
                     sync = m == accumulation - 1 or not env.distributed
-                    with (contextlib.nullcontext() if sync else ddp.no_sync()), _autocast(cfg.train.precision, device):
+                    with contextlib.nullcontext() if sync else ddp.no_sync(), _autocast(cfg.train.precision, device):
                         loss = F.cross_entropy(ddp(clips).float(), labels, label_smoothing=cfg.train.label_smoothing)
                     if not torch.isfinite(loss):
                         raise TrainingError(
@@ -310,17 +374,28 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
                 step_loss = mean_across_ranks(step_loss, device)
                 epoch_loss_sum += step_loss
                 lr = optimizer.param_groups[0]["lr"]
-                progress.update(step, {"loss": step_loss, "lr": lr, "clips/s": clips_seen * world / max(1e-9, time.monotonic() - tic)})
+                progress.update(
+                    step,
+                    {"loss": step_loss, "lr": lr, "clips/s": clips_seen * world / max(1e-9, time.monotonic() - tic)},
+                )
                 if all_true(stop.requested, device):
                     path = save()
                     if env.is_main:
                         tracker.close(status="KILLED")
                     return Outcome("stopped", path, signal=stop.signal or "stop request")
-                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
+                if (
+                    cfg.train.checkpoint_every
+                    and step % cfg.train.checkpoint_every == 0
+                    and batch_in_epoch < steps_per_epoch
+                ):
                     save()
             elapsed = time.monotonic() - tic
-            metrics = {"loss": epoch_loss_sum / steps_per_epoch, "lr": optimizer.param_groups[0]["lr"],
-                       "clips_per_s": clips_seen * world / max(1e-9, elapsed), "data_time_s": data_time}
+            metrics = {
+                "loss": epoch_loss_sum / steps_per_epoch,
+                "lr": optimizer.param_groups[0]["lr"],
+                "clips_per_s": clips_seen * world / max(1e-9, elapsed),
+                "data_time_s": data_time,
+            }
             epoch, batch_in_epoch = epoch + 1, 0
             epoch_loss_sum = 0.0
             is_best, validated = False, None
@@ -332,15 +407,25 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
                 best = validated.top1 if is_best else best
             if env.is_main:
                 tracker.log_metrics(metrics, step=step, epoch=epoch)
-                log.info("%s", epoch_line(epoch, cfg.train.epochs, metrics, time.monotonic() - started,
-                                          (step - progress.start_step) / max(1, total_steps - progress.start_step)))
+                log.info(
+                    "%s",
+                    epoch_line(
+                        epoch,
+                        cfg.train.epochs,
+                        metrics,
+                        time.monotonic() - started,
+                        (step - progress.start_step) / max(1, total_steps - progress.start_step),
+                    ),
+                )
             save(is_best)
             if validated is not None and hooks.validated is not None:
                 # Only rank 0 decides (the others contribute False), and every rank learns its decision.
                 if all_true(env.is_main and bool(hooks.validated(epoch, validated.top1)), device):
                     if env.is_main:
                         tracker.close(status="KILLED")
-                        log.info("%s stopped after epoch %d by its caller (pruned); its checkpoint is kept", run_id, epoch)
+                        log.info(
+                            "%s stopped after epoch %d by its caller (pruned); its checkpoint is kept", run_id, epoch
+                        )
                     return Outcome("pruned", latest)
     finally:
         stop.restore()
@@ -350,7 +435,11 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
         log.info("final test: %d videos x %d views (multi-view protocol)", len(data.val_views), data.views)  # type: ignore[arg-type]
     evaluation = evaluate(raw_model, data.val_views, data.views, cfg, env, device, data.collate)
     if env.is_main:
-        log.info("final test: done, top-1 %.2f over %d videos", evaluation.scores.result().top1, evaluation.scores.result().videos)
+        log.info(
+            "final test: done, top-1 %.2f over %d videos",
+            evaluation.scores.result().top1,
+            evaluation.scores.result().videos,
+        )
     scores, test = evaluation.scores, evaluation.scores.result()
     result = {
         "run_id": run_id,
@@ -358,9 +447,14 @@ def train(cfg: RunConfig, data: RunData, run_dir: Path, *, run_id: str, preset: 
         "metrics": {**test.metrics("test_"), **({"val_top1_best": best} if best is not None else {})},
         "per_class_top1": {str(k): v for k, v in test.per_class.items()},
         "protocol": {"test": f"{data.views} views per video, softmax averaged", **data.protocol},
-        "data": {"manifest": data.manifest, **data.info, "videos_evaluated": test.videos,
-                 "videos_skipped": len(evaluation.skipped), "skipped_ids": evaluation.skipped[:20],
-                 **{f"train_{k}": v for k, v in failures.summary().items()}},
+        "data": {
+            "manifest": data.manifest,
+            **data.info,
+            "videos_evaluated": test.videos,
+            "videos_skipped": len(evaluation.skipped),
+            "skipped_ids": evaluation.skipped[:20],
+            **{f"train_{k}": v for k, v in failures.summary().items()},
+        },
         "steps": step,
         "epochs": cfg.train.epochs,
         "world_size": world,

@@ -53,9 +53,17 @@ def _lock(run_dir: Path, env: DistEnv, device, wait: bool | float) -> RunLock | 
     return lock
 
 
-def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: DataBuilder | None = None,
-               tags: dict[str, str] | None = None, env: DistEnv | None = None, hooks: Hooks = Hooks(),
-               wait: bool | float = False) -> Outcome:
+def run_config(
+    cfg: RunConfig,
+    *,
+    preset: str,
+    runs_dir: Path,
+    data_builder: DataBuilder | None = None,
+    tags: dict[str, str] | None = None,
+    env: DistEnv | None = None,
+    hooks: Hooks = Hooks(),
+    wait: bool | float = False,
+) -> Outcome:
     """Train and evaluate `cfg` into runs_dir/<run_id>; a finished run returns its result at once.
     The run's lock is held while it trains (another process training it: RunLocked, or wait for
     it with wait=True); its state (tdsclip/runstate.py) is written at every transition, a failure
@@ -66,8 +74,10 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
     if data_builder is None:
         from tdsclip.train.data import build_run_data as data_builder  # noqa: N813 - the default builder
     if cfg.model.weights == "checkpoint" and not cfg.model.init_from:
-        raise ConfigError("model.weights=checkpoint takes the frozen CLIP weights from the checkpoint in "
-                          "model.init_from, which is not set; set it, or model.weights to a CLIP weights file")
+        raise ConfigError(
+            "model.weights=checkpoint takes the frozen CLIP weights from the checkpoint in "
+            "model.init_from, which is not set; set it, or model.weights to a CLIP weights file"
+        )
     writable_folder(Path(runs_dir), "runs folder", "--runs-dir or $TDSCLIP_RUNS")
     env = env or env_from()
     owns_group = not dist.is_initialized()
@@ -87,8 +97,10 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
         try:
             lock = _lock(run_dir, env, device, wait)
         except PermissionError as error:
-            raise RecordError(f"runs folder {str(Path(runs_dir))!r} is not writable ({error.strerror}); "
-                              "choose another with --runs-dir or $TDSCLIP_RUNS") from None
+            raise RecordError(
+                f"runs folder {str(Path(runs_dir))!r} is not writable ({error.strerror}); "
+                "choose another with --runs-dir or $TDSCLIP_RUNS"
+            ) from None
         done = finished_result(run_dir)  # finished by the process we waited for
         if done is not None:
             return Outcome("finished", run_dir / RESULT_FILE, done)
@@ -97,17 +109,34 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
         if cfg.model.init_from:  # a resumed run's latest.pt overrides this in train()
             init_from(model, cfg.model.init_from, cfg.model.weights)
         tracker = Tracker(
-            run_dir, rid, params=identity(cfg),
-            tags={"run_id": rid, "preset": preset, "data_manifest": data.manifest, "world_size": str(env.world_size),
-                  **(tags or {})},
+            run_dir,
+            rid,
+            params=identity(cfg),
+            tags={
+                "run_id": rid,
+                "preset": preset,
+                "data_manifest": data.manifest,
+                "world_size": str(env.world_size),
+                **(tags or {}),
+            },
             enabled=env.is_main,
         )
         if env.is_main:
             runstate.mark_running(run_dir)
         with tracker:  # an exception marks the MLflow run FAILED
             try:
-                outcome = train(cfg, data, run_dir, run_id=rid, preset=preset, env=env, device=device, model=model,
-                                tracker=tracker, hooks=hooks)
+                outcome = train(
+                    cfg,
+                    data,
+                    run_dir,
+                    run_id=rid,
+                    preset=preset,
+                    env=env,
+                    device=device,
+                    model=model,
+                    tracker=tracker,
+                    hooks=hooks,
+                )
             except Exception as error:
                 if env.is_main:
                     state = runstate.mark_failed(run_dir, error)
@@ -115,8 +144,9 @@ def run_config(cfg: RunConfig, *, preset: str, runs_dir: Path, data_builder: Dat
                 raise
             except KeyboardInterrupt:  # a second Ctrl-C: abort now, the last checkpoint stays
                 if env.is_main:
-                    runstate.mark_stopped(run_dir, "SIGINT", reason="aborted by a second Ctrl-C; resumes from the "
-                                                                    "last checkpoint")
+                    runstate.mark_stopped(
+                        run_dir, "SIGINT", reason="aborted by a second Ctrl-C; resumes from the last checkpoint"
+                    )
                 raise
         if env.is_main:
             if outcome.status == "finished":

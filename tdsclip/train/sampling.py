@@ -52,8 +52,18 @@ class EpochSeeded(Dataset):
 class StepBatches(Sampler[list[tuple[int, int]]]):
     """This rank's micro-batches of one epoch, from optimiser step `start_step` on."""
 
-    def __init__(self, size: int, *, seed: int, epoch: int, batch_size: int, micro_batch: int,
-                 rank: int, world_size: int, start_step: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        seed: int,
+        epoch: int,
+        batch_size: int,
+        micro_batch: int,
+        rank: int,
+        world_size: int,
+        start_step: int = 0,
+    ) -> None:
         if batch_size % (micro_batch * world_size):
             raise ValueError(
                 f"train.batch_size={batch_size} is not a multiple of train.micro_batch x processes "
@@ -74,7 +84,7 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
             base = step * self.batch_size
             for micro in range(self.accumulation):
                 chunk = base + (micro * self.world + self.rank) * self.micro_batch
-                yield [(self.epoch, i) for i in order[chunk: chunk + self.micro_batch]]
+                yield [(self.epoch, i) for i in order[chunk : chunk + self.micro_batch]]
 
 
 class ShardedOrder(Sampler[int]):
@@ -90,4 +100,4 @@ class ShardedOrder(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         indices = list(range(self.size)) + list(range(self.per_rank * self.world - self.size))
-        return iter(indices[self.rank::self.world])
+        return iter(indices[self.rank :: self.world])

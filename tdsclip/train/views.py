@@ -32,8 +32,12 @@ class EvalResult:
     per_class: dict[int, float] = field(default_factory=dict)
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        return {f"{prefix}top1": self.top1, f"{prefix}top5": self.top5,
-                f"{prefix}mean_class_accuracy": self.mean_class_accuracy, f"{prefix}videos": float(self.videos)}
+        return {
+            f"{prefix}top1": self.top1,
+            f"{prefix}top5": self.top5,
+            f"{prefix}mean_class_accuracy": self.mean_class_accuracy,
+            f"{prefix}videos": float(self.videos),
+        }
 
 
 class ViewScores:
@@ -76,7 +80,11 @@ class ViewScores:
         videos = self._by_video()
         ids = np.array(sorted(videos), dtype=np.int64)
         labels = np.array([videos[v][0][1] for v in ids], dtype=np.int64)
-        scores = np.stack([np.stack([videos[v][k][0] for k in range(self.views)]) for v in ids]) if len(ids) else np.zeros((0, self.views, 0))
+        scores = (
+            np.stack([np.stack([videos[v][k][0] for k in range(self.views)]) for v in ids])
+            if len(ids)
+            else np.zeros((0, self.views, 0))
+        )
         return ids, labels, scores
 
     def result(self) -> EvalResult:
