@@ -37,7 +37,7 @@ def saved_bytes(frames: int, batch: int) -> dict[str, dict[str, dict[str, int]]]
 
 
 def ratios(saved: dict[str, dict[str, dict[str, int]]]) -> dict[str, float]:
-    total = lambda name, mode="recompute": saved[name][mode]["total"]  # noqa: E731
+    total = lambda name, mode="recompute": saved[name][mode]["total"]
     keys: dict[str, float] = {
         "backbone_saved_bytes": max(saved[n][m]["frozen"] for n in SIDE_NETWORK for m in ("recompute", "plain"))
     }

@@ -46,7 +46,7 @@ def peak_bytes(name: str, batch: int, device: torch.device, train: bool) -> int:
     cfg = config(name, FRAMES)
     model = build_model(cfg.model, device)
     size = cfg.data.input_size
-    make = lambda: torch.randn(batch, 3, FRAMES, cfg.model.sme_window, size, size, device=device)  # noqa: E731
+    make = lambda: torch.randn(batch, 3, FRAMES, cfg.model.sme_window, size, size, device=device)
     try:
         return cuda_peak_bytes(model, make, train=train, precision="bf16")
     finally:

@@ -17,8 +17,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -47,7 +47,7 @@ def _write_json(path: Path, obj: dict[str, object]) -> None:
 
 def merged(previous: dict[str, object], run: dict[str, object]) -> dict[str, object]:
     """This run's sections over those already in the machine's file; top-level keys from all of them."""
-    sections = {**previous.get("sections", {}), **run["sections"]}  # type: ignore[dict-item]
+    sections = {**previous.get("sections", {}), **run["sections"]}
     keys = {k: v for section in sections.values() for k, v in section["keys"].items()}
     return {**run, "sections": sections, **keys}
 
@@ -139,7 +139,7 @@ def _measure(args: argparse.Namespace, sections: dict, names: list[str], argv: S
         start = time.perf_counter()
         result = sections[name].run(options)
         seconds = time.perf_counter() - start
-        run["sections"][name] = _record(name, result, seconds)  # type: ignore[index]
+        run["sections"][name] = _record(name, result, seconds)
         print("\n".join(result.report))
         for target in result.targets:
             print(

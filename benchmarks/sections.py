@@ -18,8 +18,8 @@ and import it in `SECTION_MODULES` below. Keys are flat numbers (the CPU JSON's 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 SECTION_MODULES = (
     "benchmarks.step",

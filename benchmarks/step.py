@@ -15,8 +15,8 @@ multiply-adds, backward about twice the forward, CLIP's part of it absent).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -1,7 +1,7 @@
 """What the ablation tables share (Section IV-C: ViT-B/16, 8 frames, Something-Something V1,
 single-view validation top-1), and the full model's overrides that several tables reuse."""
 
-from experiments.spec import Column, SINGLE_VIEW
+from experiments.spec import SINGLE_VIEW, Column
 
 SETTING = ("data.dataset=ssv1", "model.backbone=ViT-B-16", "data.frames=8")
 TOP1 = (Column("top1", "Top-1 (%)", "val_top1_best"),)

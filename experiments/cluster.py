@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from experiments.plan import Planned, record_tags
 from experiments.render import grid

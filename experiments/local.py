@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from experiments.plan import Planned, record_tags
 from experiments.spec import Spec

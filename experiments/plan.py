@@ -11,9 +11,9 @@ manifest part unknown, and the plan names what to set.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS, Cost, estimate
 from experiments.spec import FLOPS_CACHE, Row, Spec, SpecError, row_config, select_rows, spec_overrides  # noqa: F401 - re-exported
@@ -144,7 +144,7 @@ def read_data(runs: Sequence[Planned]) -> int:
         key = repr(p.cfg.data)
         if key not in done:
             for split in ("train", "val"):
-                found_samples(p.cfg.data, split)  # type: ignore[arg-type]
+                found_samples(p.cfg.data, split)
             done.add(key)
     return 2 * len(done)
 

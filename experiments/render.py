@@ -4,7 +4,8 @@ the Markdown, LaTeX and HTML tables)."""
 from __future__ import annotations
 
 import statistics
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS
 from experiments.plan import Planned
@@ -76,7 +77,7 @@ def format_static(spec: Spec) -> str:
     return f"{spec.title}\n\n{grid(header, rows)}\n\nsource: {spec.source}"
 
 
-def _raw(outcome: "Outcome", metric: str) -> object:
+def _raw(outcome: Outcome, metric: str) -> object:
     """The row's value for a column's metric: a run metric, or a measured value ('measured:...')."""
     key = metric.removeprefix("measured:")
     if key == "memory" and "memory_bytes" in outcome.result:
@@ -89,7 +90,7 @@ def missing(metric: str) -> str:
     return "not validated" if metric.removeprefix("measured:").startswith("val_") else "not measured"
 
 
-def _value(outcome: "Outcome", metric: str) -> object:
+def _value(outcome: Outcome, metric: str) -> object:
     if outcome.error:
         return "failed"
     if outcome.stopped:
@@ -104,7 +105,7 @@ def _paper(value: object) -> object:
     return "-" if value is None else value
 
 
-def seed_spread(columns: Sequence[Column], outcomes: Sequence["Outcome"]) -> list[str]:
+def seed_spread(columns: Sequence[Column], outcomes: Sequence[Outcome]) -> list[str]:
     """'row: metric mean +- std over N seeds' for rows that ran with several seeds."""
     lines = []
     for name in dict.fromkeys(o.planned.row.name for o in outcomes):
@@ -121,7 +122,7 @@ def seed_spread(columns: Sequence[Column], outcomes: Sequence["Outcome"]) -> lis
     return [""] + lines if lines else []
 
 
-def format_summary(spec: Spec, preset: str, outcomes: Sequence["Outcome"]) -> str:
+def format_summary(spec: Spec, preset: str, outcomes: Sequence[Outcome]) -> str:
     compared = [c for c in spec.columns if c.metric]
     header = ["row", "seed", "run id"] + [f"{c.header} ours | paper" for c in compared]
     rows = []

@@ -11,9 +11,10 @@ paper's values for the spec's columns, as printed. Nothing here imports torch.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 from tdsclip.config import ConfigError, RunConfig, apply_overrides, parse_override
 from tdsclip.presets import OWNS, resolve

@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from experiments.spec import NAMES, Spec, SpecError, load
 from reports import html, index, latex, markdown

@@ -11,8 +11,8 @@ Rows that have not run are left out of the lines and marked "(not run)" on the a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from experiments.spec import Spec
 from reports import status as st
@@ -140,7 +140,7 @@ def data_efficiency(spec: Spec, view: TableView, out: Path) -> FigureRef:
     missing = []
     for number, series in enumerate(spec.extra["series"]):
         rows = [r for r in view.rows if r.name.startswith(f"{series} ")]
-        points = [(float(r.values["fraction"].paper), r.values["top1"]) for r in rows]  # type: ignore[arg-type]
+        points = [(float(r.values["fraction"].paper), r.values["top1"]) for r in rows]
         done = [(x, v) for x, v in points if isinstance(v.ours, float)]
         missing += [
             f"{series} {x:g}% ({v.why or v.status or st.NOT_RUN})" for x, v in points if not isinstance(v.ours, float)

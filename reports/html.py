@@ -6,8 +6,8 @@ no http(s) reference anywhere, so the output folder opens from disk anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 from reports.grid import Cell, FigureRef, Group, headline, main_grid, provenance_grid, summary_text
 from reports.tables import Grid, TableView

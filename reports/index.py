@@ -6,13 +6,14 @@ files in the same folder, no http(s) reference (a test checks all three).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
-from typing import Sequence
 
-from reports import html, status as st, studies
-from reports.studies import StudyPage
+from reports import html, studies
+from reports import status as st
 from reports.grid import FigureRef
+from reports.studies import StudyPage
 from reports.tables import TableView
 
 VOCABULARY = (

@@ -8,7 +8,7 @@ tab:<name>-provenance and tab:<name>-others.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from reports.grid import Group, flat_header, main_grid, provenance_grid, summary_text
 from reports.tables import Grid, TableView

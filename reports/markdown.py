@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from reports.grid import FigureRef, flat_header, headline, main_grid, provenance_grid, summary_text
 from reports.tables import Grid, TableView

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Protocol
+from typing import Any, Literal, Protocol
 
 from tdsclip.records import RESULT_FILE, RUN_FILE, RecordError, final_metrics, read_json, read_run_json
 from tdsclip.runstate import RunsFolder, read_state

@@ -8,7 +8,7 @@ checks of the machinery on synthetic data and a tiny ViT: "not comparable", neve
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 REPRODUCED, OFF, NOT_COMPARABLE, NO_PAPER = "reproduced", "off", "not comparable", "no paper value"
 RUNNING, STOPPED, FAILED, NOT_RUN = "running", "stopped", "failed", "not run"

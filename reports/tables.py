@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 from experiments.spec import FLOPS_CACHE, Row, Spec, row_config
 from reports import status as st
@@ -23,8 +24,8 @@ from reports.sources import Found, RunView, Source
 from tdsclip import measure_cache
 from tdsclip.config import RunConfig
 from tdsclip.data.official import video_counts as videos
-from tdsclip.runstate import RunsFolder
 from tdsclip.records import RecordError, read_json
+from tdsclip.runstate import RunsFolder
 
 ColumnKind = Literal["paper", "compared", "measured"]
 COMPARED_MEASURES = ("measured:memory_ratio",)
@@ -264,7 +265,7 @@ def compared_value(
     else:
         status = st.verdict(diff, spec.tolerance)
     why = status if status in (st.NOT_VALIDATED, st.NOT_MEASURED) else ""
-    return Value(ours, paper if target is None else target, diff, status, spread, len(found), places, why)  # type: ignore[arg-type]
+    return Value(ours, paper if target is None else target, diff, status, spread, len(found), places, why)
 
 
 def measured_value(column: ColumnView, paper: object, ours: object) -> Value:
@@ -275,7 +276,7 @@ def measured_value(column: ColumnView, paper: object, ours: object) -> Value:
     return Value(
         ours if mine is None else mine,
         paper if target is None else target,
-        diff,  # type: ignore[arg-type]
+        diff,
         n=int(ours is not None),
         places=places,
     )

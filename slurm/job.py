@@ -22,9 +22,10 @@ import hashlib
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 # Light imports only (torch and tdsclip inside __call__): the job unpickles this module before
 # submitit installs its signal handlers, and a signal in that window would kill the task.

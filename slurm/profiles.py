@@ -28,10 +28,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
+
+import tomllib
 
 from tdsclip.config import ConfigError, apply_overrides
 

@@ -18,9 +18,10 @@ import dataclasses
 import os
 import re
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import submitit
 
@@ -29,7 +30,6 @@ from slurm.profiles import Profile, Resources, sbatch_parameters
 from slurm.snapshot import Snapshot, job_setup, take_snapshot
 from tdsclip.config import RunConfig, to_dict
 from tdsclip.mirror import resolve_tracking_uri, sqlite_path
-
 
 T = TypeVar("T")
 
@@ -143,8 +143,8 @@ def submit_runs(
         executor = array_executor(profile, nodes, group.resources, folder, code)
 
         def batch() -> list:
-            with executor.batch():
-                jobs = [executor.submit(_train_job(run, profile, Path(runs_dir), code, environ)) for run in group.runs]
+            with executor.batch():  # noqa: B023 - called within this iteration
+                jobs = [executor.submit(_train_job(run, profile, Path(runs_dir), code, environ)) for run in group.runs]  # noqa: B023 - called within this iteration
             return jobs
 
         submitted = _one_line_submit(batch)

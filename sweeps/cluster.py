@@ -9,9 +9,10 @@ trial is queued again (a retry, resuming from that checkpoint) and submitit requ
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # Light imports only: the job unpickles this module before submitit installs its signal handlers.
 from submitit.helpers import Checkpointable

@@ -24,17 +24,17 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import optuna
 
+from slurm.profiles import add_profile_arguments
 from sweeps import space
 from sweeps.storage import check_url, default_url, experimental_ok, open_storage
 from sweeps.study import NAMES, Study, SweepError, load
 from sweeps.tracking import parent_run
 from sweeps.worker import WorkerJob, counts, job_file, trial_config
-from slurm.profiles import add_profile_arguments
 from tdsclip.cli import OneLineParser
 from tdsclip.config import ConfigError, parse_override
 from tdsclip.presets import PRESETS

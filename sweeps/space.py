@@ -9,7 +9,7 @@ overrides on the study's base row, so a trial is an ordinary run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import optuna
 
@@ -79,7 +79,7 @@ class Categorical:
         return "one of " + ", ".join(map(str, self.choices))
 
 
-Param = Union[Float, Int, Categorical]
+Param = Float | Int | Categorical
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:

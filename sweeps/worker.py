@@ -218,7 +218,11 @@ def work(job: WorkerJob, env: Any = None) -> str:
                 continue
             last: list[optuna.trial.FrozenTrial] = []
             optuna_study.optimize(
-                objective, n_trials=1, catch=(Exception,), callbacks=[lambda s, t: last.append(t)], gc_after_trial=True
+                objective,
+                n_trials=1,
+                catch=(Exception,),
+                callbacks=[lambda s, t: last.append(t)],  # noqa: B023 - called within this iteration
+                gc_after_trial=True,
             )
             if objective.stopped:
                 _retry(optuna_study, last[-1], job)

@@ -24,7 +24,7 @@ import sys
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 
 class ConfigError(ValueError):
@@ -48,7 +48,7 @@ class ModelConfig:
     paper run then looks it up in the locations file), "random" means random initialisation,
     "checkpoint" means the checkpoint the model is loaded from holds them (the authors' released
     checkpoints and their conversions, tdsclip/model/released.py)."""
-    quick_gelu: Optional[bool] = None
+    quick_gelu: bool | None = None
     """QuickGELU activations in the backbone; None lets the weights decide (OpenAI ones need it)."""
     num_classes: int = 174
 
@@ -502,9 +502,9 @@ def _suggest(key: str, valid: list[str]) -> str:
         return "".join(word[0] for word in name.split("_") if word)
 
     close = (
-        [k for k, l in leaves.items() if l == leaf]
-        or [k for k, l in leaves.items() if "_" in leaf and l == initials(leaf)]
-        or [k for k, l in leaves.items() if "_" in l and initials(l) == leaf]
+        [k for k, name in leaves.items() if name == leaf]
+        or [k for k, name in leaves.items() if "_" in leaf and name == initials(leaf)]
+        or [k for k, name in leaves.items() if "_" in name and initials(name) == leaf]
         or difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
         or [k for k in valid if leaves[k] in difflib.get_close_matches(leaf, list(leaves.values()), n=1, cutoff=0.6)]
     )

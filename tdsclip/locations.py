@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+import tomllib
 
 from tdsclip.config import ConfigError, RunConfig, apply_overrides
 

@@ -30,9 +30,9 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -148,7 +148,7 @@ def saved_activation_bytes(
 
 def _scalar(output: object) -> torch.Tensor | None:
     """A scalar to call backward on, from a tensor or a list of tensors; None if nothing has grad."""
-    tensors = [output] if isinstance(output, torch.Tensor) else list(output)  # type: ignore[arg-type]
+    tensors = [output] if isinstance(output, torch.Tensor) else list(output)
     parts = [t.float().sum() for t in tensors if isinstance(t, torch.Tensor) and t.requires_grad]
     return torch.stack(parts).sum() if parts else None
 
@@ -278,7 +278,7 @@ def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_o
         if not torch.cuda.is_available():
             raise ConfigError("--cuda: no CUDA device is available here")
         gpu_model = _build(cfg, "cuda", backbone_only)
-        make = lambda: _clips(cfg, batch, "cuda")  # noqa: E731
+        make = lambda: _clips(cfg, batch, "cuda")
         result["cuda_device"] = torch.cuda.get_device_name()
         result["cuda_peak_inference_bytes"] = cuda_peak_bytes(
             gpu_model, make, train=False, precision=cfg.train.precision
@@ -290,7 +290,7 @@ def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_o
 def _bytes(n: object) -> str:
     if n is None:
         return "not measured"
-    value = float(n)  # type: ignore[arg-type]
+    value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
@@ -299,12 +299,12 @@ def _bytes(n: object) -> str:
 
 
 def format_measurement(m: dict[str, object]) -> str:
-    gflops = float(m["gflops_per_view"])  # type: ignore[arg-type]
+    gflops = float(m["gflops_per_view"])
     cuda = m["cuda_device"] or "no CUDA device"
     lines = [
         f"model            {m['model']}",
         f"view             {m['frames']} frames x {m['input_size']} px",
-        f"parameters       trainable {int(m['trainable_params']) / 1e6:.2f} M | total {int(m['total_params']) / 1e6:.2f} M",  # type: ignore[arg-type]
+        f"parameters       trainable {int(m['trainable_params']) / 1e6:.2f} M | total {int(m['total_params']) / 1e6:.2f} M",
         f"FLOPs per view   {gflops:.4g} GFLOPs = {gflops / 1e3:.4g} TFLOPs ({FLOP_CONVENTION})",
         f"saved for backward, {m['batch']} clip(s), {m['saved_activation_dtype']}: total {_bytes(m['saved_activation_bytes'])}"
         f" | CLIP backbone {_bytes(m['saved_activation_bytes_frozen'])} | trainable {_bytes(m['saved_activation_bytes_trainable'])}",

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from tdsclip.config import RunConfig
 
-
 NOT_FLOPS = ("weights", "quick_gelu", "td_recompute", "proj_recompute", "init", "init_from")
 """Model fields that change no forward FLOPs or parameter count (recomputation repeats work in
 backward only; initialisation changes values, not shapes)."""
@@ -74,7 +73,7 @@ def save(path: Path, entries: dict[str, dict]) -> None:
     atomic_write(path, lambda handle: handle.write((text + "\n").encode()))
 
 
-def summaries(cfgs: "list[RunConfig]", path: Path) -> list[dict[str, object]]:
+def summaries(cfgs: list[RunConfig], path: Path) -> list[dict[str, object]]:
     """Per config, what the cache at `path` says of its model: GFLOPs per view, TFLOPs x views as
     the paper prints them, GFLOPs over the first config's, parameters ({} when not measured)."""
     flops = load(path)

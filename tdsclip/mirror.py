@@ -21,9 +21,10 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from tdsclip.records import RESULT_FILE, RUN_FILE, MetricEntry, RunRecord, final_metrics, iso_to_ms

@@ -12,8 +12,9 @@ per optimiser step (train.batch_size=128), and repeated sampling 2 turns them in
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from tdsclip.config import ConfigError, RunConfig, apply_overrides, parse_override
 

@@ -17,10 +17,11 @@ import json
 import numbers
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tdsclip.atomic import atomic_write
 

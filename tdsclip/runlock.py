@@ -137,7 +137,7 @@ class RunLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         deadline = None if self.wait is True else time.monotonic() + (0.0 if self.wait is False else float(self.wait))
         text = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": now_iso(), "token": self.token})
@@ -207,7 +207,7 @@ class RunLock:
         if holder is not None and holder.token == self.token:
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

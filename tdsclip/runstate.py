@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tdsclip.records import METRICS_FILE, RESULT_FILE, RUN_FILE, RecordError, now_iso, read_json, write_json_atomic
-from tdsclip.runlock import LOCK_FILE, read_holder
+from tdsclip.runlock import read_holder
 
 State = Literal["not started", "running", "finished", "failed", "stopped", "pruned"]
 STATES: tuple[State, ...] = ("not started", "running", "finished", "failed", "stopped", "pruned")

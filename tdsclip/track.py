@@ -27,9 +27,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from tdsclip.mirror import STATUSES, Mirror, MirrorError, PushReport, RetryPolicy, metric_points
 from tdsclip.records import (
@@ -44,8 +45,8 @@ from tdsclip.records import (
     check_run_id,
     check_step,
     find_records,
-    json_normal,
     iso_to_ms,
+    json_normal,
     load_record,
     now_iso,
     read_run_json,
@@ -319,7 +320,7 @@ class Tracker:
         self._offline_until = 0.0
         self._connect()
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> None:

@@ -3,7 +3,7 @@ requests them. Reports built during the tests (python -m experiments.run ends wi
 temporary folder, never over the user's reports/out."""
 
 import pytest
-from slurm_cluster import reference, slurm_cluster  # noqa: F401
+from slurm_cluster import reference, slurm_cluster  # noqa: F401 - pytest fixtures, found by name
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
-
-import shutil
 
 from tdsclip.data.synth import Synthetic, load_synthetic, render, write_jpegs, write_video
 from tdsclip.data.video import decord, sequential_frames

@@ -1,9 +1,9 @@
 import open_clip
 import pytest
 import torch
+from helpers import block_outputs, tiny_clip
 from open_clip.transformer import QuickGELU
 
-from helpers import block_outputs, tiny_clip
 from tdsclip.measure import saved_activation_bytes
 from tdsclip.model.backbone import CLIPBackbone, build_backbone
 

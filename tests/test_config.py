@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from helpers import run_python
+
 from tdsclip.config import (
     ConfigError,
     RunConfig,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from data_helpers import copy_dataset, pyav_decode, write_media
 from helpers import REPO
+
 from tdsclip.data.__main__ import main
 from tdsclip.data.annotations import find_samples, flip_pairs, read_split
 from tdsclip.data.synth import SynthSpec, load_synthetic, write_synthetic

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_helpers import copy_dataset
 
 import tdsclip.data.manifest as manifest_module
-from data_helpers import copy_dataset
 from tdsclip.config import DataConfig, RunConfig, apply_overrides
 from tdsclip.data.dataset import FailureLog, build_dataset, guarded, make_loader
 from tdsclip.data.errors import DataError

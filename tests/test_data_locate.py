@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from tdsclip.config import ConfigError, DataConfig, apply_overrides, parse_layer_spec
-from tdsclip.data.errors import DataError
 from tdsclip.data.dataset import build_dataset
+from tdsclip.data.errors import DataError
 from tdsclip.data.locate import planned_manifest, run_manifest
 
 SYNTH = dict(dataset="synthetic", synthetic_classes=6, synthetic_videos_per_class=8, num_workers=0)

@@ -127,14 +127,17 @@ def test_the_fingerprint_carries_the_comparison_into_the_run_record(k400, tmp_pa
 
     comparison = reference_comparison(cfg, "val", val_found, val_digest)
     assert reference_comparison(cfg, "train", train_found, train_digest) is None, "no training reference given"
-    info = lambda f, d, listed, ref: {
-        "listed": listed,
-        "found": len(f.samples),
-        "missing": len(f.missing),  # noqa: E731
-        "classes": len(f.split.classes),
-        "manifest": d.digest,
-        "reference": ref,
-    }
+
+    def info(f, d, listed, ref):
+        return {
+            "listed": listed,
+            "found": len(f.samples),
+            "missing": len(f.missing),
+            "classes": len(f.split.classes),
+            "manifest": d.digest,
+            "reference": ref,
+        }
+
     print_ = fingerprint(
         "m" * 24, info(train_found, train_digest, train_listed, None), info(val_found, val_digest, 6, comparison)
     )

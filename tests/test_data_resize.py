@@ -3,15 +3,14 @@ kept (landscape and portrait), every source frame kept, the layout kept (class f
 a damaged source reported and skipped, resumable, provenance covered by the manifest, bad input."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-
 from data_helpers import pyav_decode, write_media
+
 from tdsclip.data.__main__ import main
 from tdsclip.data.annotations import find_samples, read_split
 from tdsclip.data.manifest import manifest

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from tdsclip.data.errors import DataError
-from tdsclip.data.sampling import eval_indices
-from tdsclip.data.sampling import train_indices, windows
+from tdsclip.data.sampling import eval_indices, train_indices, windows
 
 
 def test_training_draws_one_frame_per_segment_with_its_window():

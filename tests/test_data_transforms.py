@@ -4,8 +4,8 @@ CLIP normalisation, the resize rules of each dataset."""
 import numpy as np
 import pytest
 import torch
-
 from data_helpers import motion_video
+
 from tdsclip.data.errors import DataError
 from tdsclip.data.transforms import MEAN, STD, EvalTransform, TrainTransform, resized_shape
 

@@ -3,12 +3,12 @@ JPEG folders, whatever the keyframe spacing; broken files are UnreadableError, n
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
+from data_helpers import motion_video, pyav_decode, sequential_decode, write_media
 from PIL import Image
 
-import av
-from data_helpers import motion_video, pyav_decode, sequential_decode, write_media
 from tdsclip.data.errors import UnreadableError
 from tdsclip.data.sampling import eval_indices, train_indices
 from tdsclip.data.video import frame_count, frame_names, read_frames, sequential_frames
@@ -40,7 +40,7 @@ def test_decoded_frames_equal_a_sequential_decode(media, kind, keyint):
     reference = sequential_decode(path)
     assert len(reference) == 60 and frame_count(path, is_folder=False) == 60
     for indices in _index_sets(60):
-        frames = read_frames(path, False, lambda n: indices)
+        frames = read_frames(path, False, lambda n: indices)  # noqa: B023 - called within this iteration
         assert frames.shape == indices.shape + reference.shape[1:]
         np.testing.assert_array_equal(frames, reference[indices])
     assert len({frame.tobytes() for frame in reference}) == 60, "no two frames alike, so an off-by-one shows"

@@ -2,8 +2,9 @@
 
 import json
 
-from experiments.run import main
 from slurm_cluster import wait
+
+from experiments.run import main
 
 ROWS = ["--rows", "Baseline,+ TD-Adapter"]
 SMALL = ["train.epochs=2", "data.synthetic_videos_per_class=8", "train.batch_size=8", "train.micro_batch=8"]

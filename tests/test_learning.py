@@ -14,12 +14,12 @@ import json
 import pytest
 import torch
 
+from tdsclip.config import to_dict
 from tdsclip.data.dataset import build_dataset, collate
 from tdsclip.data.synth import opposite_classes
 from tdsclip.model.build import build_model
 from tdsclip.presets import resolve
 from tdsclip.train import checkpoint as ckpt
-from tdsclip.config import to_dict
 
 SMOKE_THREADS = 2
 

@@ -239,7 +239,7 @@ def test_init_from_starts_a_run_from_the_converted_model_and_names_it_in_the_run
     torch.save(state, other)
     moved = tmp_path / "moved.pt"
     shutil.copy(dst, moved)
-    with_file = lambda path: replace(cfg, model=replace(cfg.model, init_from=str(path)))  # noqa: E731
+    with_file = lambda path: replace(cfg, model=replace(cfg.model, init_from=str(path)))
     assert run_id(with_file(dst), "m") == run_id(with_file(moved), "m")  # the contents decide, not the path
     assert run_id(with_file(dst), "m") != run_id(with_file(other), "m")
     assert run_id(with_file(dst), "m") != run_id(replace(cfg, model=replace(cfg.model, init_from="")), "m")
@@ -394,9 +394,9 @@ def test_training_with_weights_from_a_checkpoint_needs_init_from(tmp_path):
 
 
 def test_a_training_run_starts_from_the_converted_model(tmp_path, monkeypatch):
+    from tdsclip.identity import file_sha256
     from tdsclip.model.released import main as released
     from tdsclip.presets import resolve
-    from tdsclip.identity import file_sha256
     from tdsclip.train.run import run_config
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from train_fixture import build, tiny_config
+
 from tdsclip import runstate
 from tdsclip.identity import run_id
 from tdsclip.runlock import LOCK_FILE, RunLock, RunLocked, read_holder

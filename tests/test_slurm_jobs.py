@@ -6,12 +6,12 @@ import subprocess
 
 import pytest
 import torch
+from helpers import REPO
+from slurm_cluster import epochs_logged, mlflow_runs, only_run, result, smoke, wait, wait_for_step
 
 from slurm.profiles import Resources, load_profile
 from slurm.submit import RunGroup, RunSpec, cancel, failure_reason, job_states, submit_runs
-from slurm_cluster import epochs_logged, mlflow_runs, only_run, result, smoke, wait, wait_for_step
 from tdsclip.train import checkpoint as ckpt
-from helpers import REPO
 
 
 def test_an_array_of_runs_lands_in_records_and_mlflow_and_the_report_runs_after_it(reference, slurm_cluster):

@@ -5,8 +5,8 @@ import json
 import subprocess
 
 import pytest
-
 from helpers import REPO, run_python
+
 from slurm.job import dist_environ, master_port
 from slurm.profiles import ProfileError, Resources, gpus_per_job, load_profile, sbatch_parameters
 from slurm.snapshot import RECORD, job_setup, take_snapshot

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from slurm_cluster import epochs_logged, mlflow_runs, only_run, result, smoke, wait, wait_for_step
 
 from slurm.profiles import Profile, Resources, load_profile
 from slurm.submit import RunGroup, RunSpec, failure_reason, job_states, submit_after, submit_runs
-from slurm_cluster import epochs_logged, mlflow_runs, only_run, result, smoke, wait, wait_for_step
 from tdsclip.train import checkpoint as ckpt
 
 

@@ -15,9 +15,8 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
-
 from mlflow_server import mlflow_server
+from optuna.trial import TrialState
 from slurm_cluster import wait
 
 TESTS = Path(__file__).parent
@@ -259,10 +258,11 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_from_its_checkpoint(tmp
 
 
 def test_a_worker_of_two_ranks_trains_each_trial_with_ddp_led_by_rank_0(tmp_path):
+    from test_train_loop import free_port
+
     from sweeps.run import create
     from sweeps.study import load as load_study
     from sweeps.worker import WorkerJob, job_file
-    from test_train_loop import free_port
 
     runs, study = tmp_path / "runs", load_study("sweep_probe")
     overrides = (*TINY, "train.micro_batch=4", f"data.cache_dir={tmp_path / 'cache'}")  # 2 ranks x 4 = the batch of 8

@@ -4,7 +4,6 @@ import textwrap
 
 import pytest
 import torch
-
 from helpers import run_python
 
 
@@ -54,9 +53,9 @@ def test_spawned_worker_processes_import_open_clip(tmp_path):
 
 
 def test_fallback_ops_exist_only_because_the_extension_cannot_load():
-    from tdsclip import _torchvision_cpu
+    import torchvision  # noqa: F401 - the import itself is what is tested
 
-    import torchvision  # noqa: F401
+    from tdsclip import _torchvision_cpu
 
     needed = torch.version.cuda is None and not _torchvision_cpu._torchvision_extension_loads()
     assert (_torchvision_cpu._fallback_library is not None) == needed

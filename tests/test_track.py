@@ -9,13 +9,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from mlflow.tracking import MlflowClient
-
 from mlflow_server import free_port, mlflow_server
+
 from tdsclip.config import RunConfig, flatten
 from tdsclip.mirror import PARAM_VALUE_LIMIT, param_value
 from tdsclip.records import RecordError, load_record

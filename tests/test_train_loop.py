@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from train_fixture import build, tiny_config
+
 from tdsclip.train import checkpoint as ckpt
 from tdsclip.train.loop import TrainingError
 from tdsclip.train.run import run_config
@@ -135,7 +135,10 @@ def test_two_gloo_ranks_equal_one_process_accumulating_two_micro_batches(tmp_pat
     assert len(weights) > 50
     for key in weights:
         assert torch.allclose(one[key], two[key], atol=1e-5, rtol=1e-4), key
-    loss = lambda run: [json.loads(l)["metrics"]["loss"] for l in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+
+    def loss(run: Path) -> list[float]:
+        return [json.loads(line)["metrics"]["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
     assert loss(only_run(tmp_path / "single")) == pytest.approx(loss(only_run(tmp_path / "ddp")), rel=1e-5)
 
 
@@ -172,6 +175,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     cfg = tiny_config("train.checkpoint_every=1")
     from train_fixture import build as build_data
+
     from tdsclip.train.sampling import StepBatches
 
     order = [

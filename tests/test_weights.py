@@ -5,9 +5,9 @@ import os
 import open_clip
 import pytest
 import torch
+from helpers import block_outputs, tiny_clip, write_openai_archive
 from safetensors.torch import save_file
 
-from helpers import block_outputs, tiny_clip, write_openai_archive
 from tdsclip.model.backbone import build_backbone
 from tdsclip.model.weights import WeightsError, is_torchscript_archive
 

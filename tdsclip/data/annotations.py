@@ -32,9 +32,10 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from tdsclip.data.errors import DataError
 from tdsclip.data.files import read_text

@@ -26,9 +26,10 @@ from __future__ import annotations
 import collections
 import logging
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -134,7 +135,7 @@ class VideoDataset(Dataset):
                 frames = read_frames(
                     self.root / sample.path,
                     sample.frames,
-                    lambda n: train_indices(n, self.frames, self.local_frames, rng),
+                    lambda n: train_indices(n, self.frames, self.local_frames, rng),  # noqa: B023 - called within this iteration
                 )
             except UnreadableError as error:
                 log.warning("unreadable training sample %s (%s); replaced by another", sample.id, error.reason)

@@ -67,11 +67,11 @@ def found_samples(cfg: DataConfig, split: Split, workers: int | None = None) -> 
     how many entries the annotation file lists."""
     from tdsclip.data.subsets import choose
 
-    fmt, root, annotations, labels = locate(cfg, split)  # type: ignore[misc]  # generate=True never gives None
+    fmt, root, annotations, labels = locate(cfg, split)  # type: ignore[misc] - generate=True never gives None
     if split == "train" or labels:
         listed = read_split(fmt, annotations, labels)
     else:  # no labels file: the training split's class list is the one index every split shares
-        _, _, train_annotations, _ = locate(cfg, "train")  # type: ignore[misc]
+        _, _, train_annotations, _ = locate(cfg, "train")
         classes = read_split(fmt, train_annotations).classes
         listed = read_split(fmt, annotations, classes=classes, classes_from=f"the training split {train_annotations}")
     found = find_samples(listed, root)
@@ -144,13 +144,13 @@ def planned_manifest(cfg: DataConfig) -> str | None:
     digests = []
     for split in ("train", "val"):
         try:
-            where = locate(cfg, split, generate=False)  # type: ignore[arg-type]
+            where = locate(cfg, split, generate=False)
         except DataError:
             return None
         if where is None:
             return None
         fmt, root, annotations, _ = where
-        digest = remembered_digest(fmt, annotations, root, cache_dir(cfg), variant(cfg, split))  # type: ignore[arg-type]
+        digest = remembered_digest(fmt, annotations, root, cache_dir(cfg), variant(cfg, split))
         if digest is None:
             return None
         digests.append(digest)

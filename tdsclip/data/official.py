@@ -20,7 +20,7 @@ OFFICIAL_VIDEOS: dict[str, tuple[int, int]] = {
 }
 
 
-def video_counts(cfg: "RunConfig") -> tuple[int, int] | None:
+def video_counts(cfg: RunConfig) -> tuple[int, int] | None:
     """(training videos the run uses, validation videos), or None when unknown before reading data."""
     data = cfg.data
     if data.dataset == "synthetic":

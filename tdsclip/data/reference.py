@@ -25,7 +25,6 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 
 from tdsclip.data.annotations import SHOW_IDS, VIDEO_EXTENSIONS, Found
 from tdsclip.data.errors import DataError
@@ -167,7 +166,7 @@ def compare(found: Found, frames: dict[str, int], reference: Reference) -> dict:
 def text(comparison: dict) -> str:
     """The comparison as the check command prints it, a few aligned lines."""
     c = comparison
-    first = lambda ids, n: f" (first: {', '.join(ids)}{', ...' if n > len(ids) else ''})" if ids else ""  # noqa: E731
+    first = lambda ids, n: f" (first: {', '.join(ids)}{', ...' if n > len(ids) else ''})" if ids else ""
     lines = [
         f"{'reference':<12}{c['reference']} (sha256 {c['reference_sha256'][:16]})",
         f"{'  listed':<12}{c['listed']}",

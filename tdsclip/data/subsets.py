@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 from tdsclip.data.annotations import Found, Sample
 from tdsclip.data.errors import DataError

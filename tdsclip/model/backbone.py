@@ -15,9 +15,9 @@ activations. ST-Adapter and full fine-tuning, for the memory comparison, are the
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterator
 
 import open_clip
 import torch
@@ -73,7 +73,7 @@ class CLIPBackbone(nn.Module):
         )
         self.eval()
 
-    def train(self, mode: bool = True) -> "CLIPBackbone":
+    def train(self, mode: bool = True) -> CLIPBackbone:
         """Always eval: the CLIP encoder must behave identically in training and testing."""
         return super().train(False)
 

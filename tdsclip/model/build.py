@@ -40,7 +40,6 @@ from tdsclip.model.backbone import CLIPBackbone, build_backbone
 from tdsclip.model.recompute import recompute
 from tdsclip.model.side import TDSBlock, TemporalBranch, tokens_to_video, video_to_tokens
 
-
 RELEASED_INIT_DEPTH = 12
 """The released code's side blocks scale their output layers' init for 2 x 12 blocks at any depth."""
 
@@ -136,7 +135,7 @@ class TDSCLIP(nn.Module):
     def _project(self, i: int, frozen: torch.Tensor) -> torch.Tensor:
         """Linear_i(LN_i(z_i)). With model.proj_recompute, backward keeps z_i only and recomputes
         the LayerNorm's output (as wide as CLIP, W) instead of keeping it beside z_i."""
-        region = lambda z: self.projs[i](self.proj_norms[i](z))  # noqa: E731
+        region = lambda z: self.projs[i](self.proj_norms[i](z))
         return recompute(region, frozen) if self.cfg.proj_recompute else region(frozen)
 
     def _windows(self, clips: torch.Tensor) -> torch.Tensor:

@@ -11,9 +11,9 @@ here draw none, so the RNG state is not saved, which also spares its copy on eve
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
-from typing import Callable, Iterator
 
 import torch
 from torch import nn

@@ -31,9 +31,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import open_clip
 import torch

@@ -77,7 +77,7 @@ class SideAttention(nn.Module):
         """
         n_batch, n_tokens, d = tokens.shape
         q, k, v = self.in_proj(tokens).chunk(3, dim=-1)
-        split = lambda t: t.reshape(n_batch, t.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        split = lambda t: t.reshape(n_batch, t.shape[1], self.heads, d // self.heads).transpose(1, 2)
         out = F.scaled_dot_product_attention(split(q[:, 1:]), split(k), split(v))
         return self.out_proj(out.transpose(1, 2).reshape(n_batch, n_tokens - 1, d))
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import threading
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -164,7 +165,7 @@ def evaluate(
         batch_size=max(1, cfg.train.micro_batch // views),
         collate_fn=collate,
         sampler=ShardedOrder(len(dataset), env.rank, env.world_size),
-    )  # type: ignore[arg-type]
+    )
     was_training = model.training
     model.eval()
     with torch.no_grad(), _autocast(cfg.train.precision, device):
@@ -175,7 +176,7 @@ def evaluate(
             logits = model(batch.clips.to(device, non_blocking=True)).float()
             scores.add(batch.index, view_positions(batch.index), logits, batch.labels)
     model.train(was_training)
-    all_skipped = sorted({video for part in gather_objects(sorted(skipped)) for video in part})  # type: ignore[union-attr]
+    all_skipped = sorted({video for part in gather_objects(sorted(skipped)) for video in part})
     return Evaluation(scores.gathered(), all_skipped)
 
 
@@ -262,9 +263,9 @@ def train(
     run_dir = Path(run_dir)
     seed_everything(cfg.train.seed)
     micro, world = cfg.train.micro_batch, env.world_size
-    steps_per_epoch = len(data.train) // cfg.train.batch_size  # type: ignore[arg-type]
+    steps_per_epoch = len(data.train) // cfg.train.batch_size
     if steps_per_epoch < 1:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(data.train)} training videos")  # type: ignore[arg-type]
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(data.train)} training videos")
     total_steps = steps_per_epoch * cfg.train.epochs
     warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
 
@@ -274,7 +275,7 @@ def train(
     if cfg.train.sync_bn and env.distributed and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.train.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
+        model = torch.compile(model)
     optimizer = build_optimizer(raw_model, cfg.optim)
     scheduler = build_scheduler(optimizer, warmup_steps, total_steps)
     scaler = torch.amp.GradScaler("cuda") if cfg.train.precision == "fp16" and device.type == "cuda" else None
@@ -432,7 +433,7 @@ def train(
         progress.close()
 
     if env.is_main:
-        log.info("final test: %d videos x %d views (multi-view protocol)", len(data.val_views), data.views)  # type: ignore[arg-type]
+        log.info("final test: %d videos x %d views (multi-view protocol)", len(data.val_views), data.views)
     evaluation = evaluate(raw_model, data.val_views, data.views, cfg, env, device, data.collate)
     if env.is_main:
         log.info(

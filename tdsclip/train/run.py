@@ -9,17 +9,17 @@ come from the environment (tdsclip/train/distributed.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch.distributed as dist
 
+from tdsclip import runstate
 from tdsclip.config import ConfigError, RunConfig
 from tdsclip.identity import identity, run_id
-from tdsclip.runstate import default_runs_dir  # noqa: F401 - tdsclip.train.__main__ reads it here
-from tdsclip import runstate
 from tdsclip.records import RESULT_FILE, RecordError, read_json, writable_folder
 from tdsclip.runlock import RunLock, RunLocked
+from tdsclip.runstate import default_runs_dir  # noqa: F401 - tdsclip.train.__main__ reads it here
 from tdsclip.track import add_tags
 from tdsclip.train.checkpoint import init_from
 from tdsclip.train.distributed import DistEnv, all_true, env_from, setup, teardown
@@ -69,7 +69,7 @@ def run_config(
     it with wait=True); its state (tdsclip/runstate.py) is written at every transition, a failure
     as such. A process group the caller set up (a sweep worker's) is used and left up."""
     from tdsclip.model.build import build_model
-    from tdsclip.track import Tracker  # noqa: F811
+    from tdsclip.track import Tracker  # noqa: F811 - imported late: mlflow loads only when a run starts
 
     if data_builder is None:
         from tdsclip.train.data import build_run_data as data_builder  # noqa: N813 - the default builder

@@ -11,7 +11,7 @@ resumed run, or a run with another number of workers, draws exactly the same cli
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ class EpochSeeded(Dataset):
         self.base, self.seed = base, seed
 
     def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
+        return len(self.base)
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key

@@ -54,11 +54,11 @@ class ViewScores:
         for video, view, score, label in zip(videos.tolist(), views.tolist(), scores, labels.tolist()):
             self.records.setdefault((int(video), int(view)), (score, int(label)))
 
-    def gathered(self) -> "ViewScores":
+    def gathered(self) -> ViewScores:
         """All ranks' records merged (padding duplicates collapse onto the same key)."""
         merged = ViewScores(self.views)
         for records in gather_objects(self.records):
-            for key, value in records.items():  # type: ignore[union-attr]
+            for key, value in records.items():
                 merged.records.setdefault(key, value)
         return merged
 
