@@ -7,15 +7,19 @@ library and are expressed as overrides of these defaults.
     cfg = apply_overrides(RunConfig(), ["model.backbone=ViT-L-14", "optim.lr=1e-4"])
     print(format_config(cfg)); print(config_hash(cfg))
 
-Run `python -m tdsclip.config [key=value ...]` to print a resolved config and its hash.
+Run `python -m tdsclip.config [key=value ...]` to print a resolved config and its hash, and
+`python -m tdsclip.config --reference > docs/config.md` to regenerate the configuration reference
+(every key, type, default and the docstring written under its field here).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import functools
 import hashlib
+import inspect
 import json
 import math
 import re
@@ -51,6 +55,7 @@ class ModelConfig:
     quick_gelu: bool | None = None
     """QuickGELU activations in the backbone; None lets the weights decide (OpenAI ones need it)."""
     num_classes: int = 174
+    """K, the classifier's outputs: 174 for Something-Something V1/V2, 400 for Kinetics-400."""
 
     # --- side network (tdsclip/model/side.py) ---
     side_width: int = 320
@@ -212,11 +217,14 @@ class DataConfig:
     """What the model sees: dataset, sparse frames per clip, input resolution, augmentation."""
 
     dataset: Literal["ssv1", "ssv2", "k400", "list", "synthetic"] = "ssv1"
+    """Annotation format and, for ssv1/ssv2/k400, the [datasets.NAME] section of the locations file;
+    list: `<path> [<num_frames>] <label>` files; synthetic: the generated motion dataset."""
     frames: int = 8
     """T, sparse frames per clip (one view)."""
     input_size: int = 224
     """Square crop fed to the backbone, in pixels."""
     num_workers: int = 8
+    """DataLoader worker processes per training process (0: load in the main process)."""
     root: str = ""
     """Folder holding the videos or frame folders, laid out as the dataset's owners distribute them."""
     train_root: str = ""
@@ -309,9 +317,13 @@ class OptimConfig:
     """AdamW with linear warm-up then cosine decay (Table XIII)."""
 
     lr: float = 1e-3
+    """Peak learning rate, reached after the warm-up (Table XIII: 1e-3 for B/16, 1e-4 for L/14)."""
     weight_decay: float = 0.15
+    """AdamW weight decay; biases, norms and the positional embedding get none."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW's beta1, beta2."""
     warmup_epochs: float = 4.0
+    """Epochs of linear warm-up (fractions allowed), then cosine decay to 0; stepped per iteration."""
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"optim.lr: expected > 0, got {self.lr}")
@@ -325,16 +337,19 @@ class TrainConfig:
     """The training loop: length, global batch, seed, loss and precision."""
 
     epochs: int = 40
+    """Training epochs (Table XIII: 40 for SSv1 B/16, 30 otherwise)."""
     batch_size: int = 128
     """Global batch in videos per optimiser step, whatever the number of GPUs."""
     seed: int = 1024
+    """Seeds python, numpy and torch, each epoch's order and each sample's augmentation."""
     label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy loss."""
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
     """Autocast dtype: bf16 or fp16 (with a grad scaler) on CUDA; fp32 or bf16 on CPU."""
     micro_batch: int = 16
     """Videos per process per forward; gradients accumulate over batch_size / (micro_batch * world)."""
     val_every: int = 1
-    """Single-view validation every N epochs (0: never; the final multi-view test always runs)."""
+    """Single-view validation every N epochs and after the last (0: never; the final multi-view test always runs)."""
     checkpoint_every: int = 0
     """Also checkpoint every N optimiser steps (0: only at the end of each epoch and on a stop signal)."""
     stop_signal: str = "SIGUSR2"
@@ -610,8 +625,77 @@ def format_config(cfg: Any) -> str:
     return "\n".join(f"{key:<{width}} = {json.dumps(value)}" for key, value in flat.items())
 
 
+# ----------------------------------------------------------------------------- reference
+
+REFERENCE_COMMAND = "python -m tdsclip.config --reference > docs/config.md"
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's attribute docstring (the string written under it) of a config class, read from
+    this module's source with ast: the docs stay beside the fields, and this file stays the one place."""
+    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__).body
+    docs: dict[str, str] = {}
+    for node, after in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
+    return docs
+
+
+def _cli_value(value: Any) -> str:
+    """A default as it is typed after `key=` on the command line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(_cli_value(v) for v in value)
+    return str(value)
+
+
+def reference() -> str:
+    """docs/config.md: every key of RunConfig with its type, default and docstring, as Markdown."""
+    cell = lambda text: text.replace("|", "\\|")  # a pipe would end the table cell
+    lines = [
+        "# Configuration reference",
+        "",
+        f"<!-- Generated from tdsclip/config.py by `{REFERENCE_COMMAND}`; edit the docstrings there, not this file. -->",
+        "",
+        "Every key of a run's configuration (`tdsclip.config.RunConfig`), its type, its default and what it",
+        "means. Every command that runs or plans something takes `key=value` overrides (see",
+        "[Configs and overrides](training.md#configs-and-overrides)); `python -m tdsclip.config key=value ...`",
+        "prints the resolved config and its hash. Presets change some defaults (see",
+        "[Presets](training.md#presets)).",
+    ]
+    for section in dataclasses.fields(RunConfig):
+        cls = _field_types(RunConfig)[section.name]
+        docs, defaults = field_docs(cls), cls()
+        lines += ["", f"## {section.name}", "", " ".join(inspect.cleandoc(cls.__doc__ or "").split()), ""]
+        lines += ["| key | type | default | description |", "|---|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            default = _cli_value(getattr(defaults, f.name))
+            lines.append(
+                f"| `{section.name}.{f.name}` | {cell(_type_name(_field_types(cls)[f.name]))} | "
+                f"{f'`{default}`' if default else '(empty)'} | {cell(docs.get(f.name, ''))} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if "--reference" in args:
+        if len(args) > 1:
+            print("error: --reference takes no other arguments (the reference shows the defaults)", file=sys.stderr)
+            return 2
+        print(reference(), end="")
+        return 0
     if any(a in ("-h", "--help") for a in args):
         print(__doc__.strip())
         print("\nkeys:\n" + "\n".join(f"  {k}: {_type_name(t)}" for k, t in leaf_types().items()))
