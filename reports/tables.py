@@ -27,12 +27,11 @@ from reports.sources import Found, RunView, Source
 from tdsclip import measure_cache
 from tdsclip.config import ConfigError, RunConfig, apply_overrides
 from tdsclip.data.official import video_counts as videos
+from tdsclip.identity import RELEASED
 from tdsclip.records import RecordError, read_json
 from tdsclip.runstate import RunsFolder
 
 ColumnKind = Literal["paper", "compared", "measured"]
-RELEASED = "released"
-"""The record kind of a released checkpoint evaluated as a row (tdsclip/identity.py RELEASED)."""
 RELEASED_LABEL = "released checkpoint, evaluated here"
 COMPARED_MEASURES = ("measured:memory_ratio",)
 """Measured columns the paper's values are judged against (the others are shown side by side)."""
