@@ -6,6 +6,7 @@
     evaluation             = validation videos x forward x (epochs / val_every)   single-view
                            + validation videos x views x forward                   multi-view
     hours                  = 2 x MACs / sustained throughput  (one multiply-add is two FLOPs of work)
+    released checkpoint    = validation videos x views x forward                   multi-view only
 
 The FLOPs come from the measurement cache (tdsclip/measure_cache.py); the video counts from the
 official splits (tdsclip/data/official.py), or the synthetic set's plan. The default sustained A100
@@ -49,3 +50,14 @@ def estimate(cfg: RunConfig, flops: dict, gpus: int, tflops: float) -> Cost | No
     evaluation = val_videos * forward * (validations + views)
     hours = 2 * (train + evaluation) / (tflops * 1e12) / 3600
     return Cost(hours, "GPU" if gpus else "CPU", 2 * train / 1e15, 2 * evaluation / 1e15)
+
+
+def estimate_evaluation(cfg: RunConfig, flops: dict, gpus: int, tflops: float) -> Cost | None:
+    """The cost of the multi-view test alone (a released checkpoint evaluated, nothing trained),
+    or None when the video counts are unknown."""
+    counts = videos(cfg)
+    if counts is None:
+        return None
+    views = cfg.data.test_crops * cfg.data.test_clips
+    evaluation = counts[1] * views * flops["gflops_per_view"] * 1e9
+    return Cost(2 * evaluation / (tflops * 1e12) / 3600, "GPU" if gpus else "CPU", 0.0, 2 * evaluation / 1e15)

@@ -4,6 +4,7 @@
     python -m experiments.run table3 --dry-run                 # the plan: run ids, status, GPU-hours
     python -m experiments.run table3 --preset smoke            # run the pending rows here, one by one
     python -m experiments.run table3 --rows "Baseline,+ TD-Adapter" --seeds 3 train.epochs=20
+    python -m experiments.run table1 --released [--dry-run]   # rows evaluated from the authors' checkpoints
 
 Finished rows are skipped (--force trains them again into a fresh run folder); interrupted ones
 resume from their checkpoints. `key=value` overrides apply to every row, after the preset and the
@@ -43,6 +44,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", help="comma-separated row names (default: all rows)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per row: the preset's seed, +1, +2, ... (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost, run nothing")
+    p.add_argument(
+        "--released",
+        action="store_true",
+        help="evaluate each row from the authors' released checkpoint instead of training it (Tables I, II)",
+    )
     p.add_argument(
         "--force", action="store_true", help="train finished rows again (their MLflow runs are marked superseded)"
     )
@@ -90,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_dir = args.runs_dir or default_runs_dir()
     try:
         spec = load(args.name)
+        if args.released:  # each row evaluated from its released checkpoint: experiments/released.py
+            from experiments import released
+
+            code = released.command(args, spec, runs_dir)
+            return code if args.dry_run else report(spec, args.preset, runs_dir, args.overrides, 1) or code
         runs = planning.plan(
             spec,
             args.preset,

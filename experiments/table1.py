@@ -47,6 +47,7 @@ SPEC = Spec(
     kind="runs",
     columns=COLUMNS,
     protocol=MULTI_VIEW,
+    extra={"released": True},  # its TDS-CLIP rows have released checkpoints (experiments/released.py)
     base=("data.test_crops=3", "data.test_clips=2"),
     rows=tuple(
         row(

@@ -41,6 +41,7 @@ SPEC = Spec(
     kind="runs",
     columns=COLUMNS,
     protocol=MULTI_VIEW,
+    extra={"released": True},  # its TDS-CLIP rows have released checkpoints (experiments/released.py)
     base=("data.dataset=k400", "data.test_crops=3", "data.test_clips=4"),
     rows=tuple(
         row(name, overrides, pretrain="CLIP-400M", views=read(fv, tf)[0], tflops=read(fv, tf)[1], top1=a, top5=b)

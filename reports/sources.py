@@ -52,7 +52,10 @@ class Found:
     overrides: tuple[str, ...]
     seed: int | None
     kind: str = "train"
+    """What the run is: "train" (the row trained), "released" (the authors' checkpoint evaluated as the row)."""
     created: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """The record's params (a released run's: the model its file holds)."""
 
 
 def found_in(run_id: str, tags: Mapping[str, str], params: Mapping[str, Any], created: str) -> list[Found]:
@@ -76,6 +79,7 @@ def found_in(run_id: str, tags: Mapping[str, str], params: Mapping[str, Any], cr
             seed,
             tags.get("kind", "train"),
             created,
+            params,
         )
         for key, row in tags.items()
         if key.startswith("table.")

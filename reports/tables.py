@@ -3,8 +3,11 @@ cell, the measured columns and the row's provenance.
 
     view = build_table(load("table3"), "smoke", LocalSource(runs_dir), runs_dir)
 
-The records say which runs a table has (each run's tags: table, row, preset, overrides, seed:
-`find_runs`, no re-planning); the source says what became of each. Measurements (Table XII) and Fig. 5's maps are files under the runs folder, read here
+The records say which runs a table has (each run's tags: table, row, preset, overrides, seed and
+kind: `find_runs`, no re-planning); the source says what became of each. A released checkpoint
+evaluated as a row (kind "released", experiments.run --released) is a row of its own beside the
+trained one, "<row> (released checkpoint, evaluated here)", with its own status and the file's
+sha256 in the provenance. Measurements (Table XII) and Fig. 5's maps are files under the runs folder, read here
 whatever the source. Nothing is trained, measured or guessed: a row that has not run says so.
 """
 
@@ -22,12 +25,14 @@ from experiments.spec import FLOPS_CACHE, Row, Spec, row_config
 from reports import status as st
 from reports.sources import Found, RunView, Source
 from tdsclip import measure_cache
-from tdsclip.config import RunConfig
+from tdsclip.config import ConfigError, RunConfig, apply_overrides
 from tdsclip.data.official import video_counts as videos
+from tdsclip.identity import RELEASED
 from tdsclip.records import RecordError, read_json
 from tdsclip.runstate import RunsFolder
 
 ColumnKind = Literal["paper", "compared", "measured"]
+RELEASED_LABEL = "released checkpoint, evaluated here"
 COMPARED_MEASURES = ("measured:memory_ratio",)
 """Measured columns the paper's values are judged against (the others are shown side by side)."""
 NO_DIFFERENCE = ("measured:memory",)
@@ -102,6 +107,8 @@ class Provenance:
     """The data fingerprint's summary (counts per split, the comparison with a reference list)."""
     differs: bool = False
     """Some run of the row was evaluated on data that differs from its reference list."""
+    released: str = ""
+    """A released row's checkpoint: its sha256 and file name ('' for a trained row)."""
 
     @property
     def seeds_text(self) -> str:
@@ -165,6 +172,8 @@ class Wanted:
     overrides: tuple[str, ...] = ()
     """The command line's overrides the run was made with."""
     provisional: str = ""
+    kind: str = "train"
+    """train, or released: the authors' checkpoint evaluated as the row."""
 
 
 def _pick(found: Sequence[Found], source: Source) -> Found:
@@ -189,14 +198,15 @@ def find_runs(
     out: list[Wanted] = []
     for row in spec.rows:
         mine = [f for f in found if f.row == row.name]
-        sets = sorted({f.overrides for f in mine}, key=lambda s: (len(s) > 0, s)) if spec.kind != "measure" else []
+        trained = [f for f in mine if f.kind != RELEASED]
+        sets = sorted({f.overrides for f in trained}, key=lambda s: (len(s) > 0, s)) if spec.kind != "measure" else []
         if not sets:
             sets = [tuple(overrides or ())]
         for chosen in sets:
             cfg, dropped = row_config(spec, row, preset, chosen)
             base = cfg.train.seed
             by_seed: dict[int, list[Found]] = {}
-            for f in mine:
+            for f in trained:
                 if f.overrides == chosen:
                     by_seed.setdefault(f.seed if f.seed is not None else base, []).append(f)
             wanted_seeds = sorted(by_seed) if seeds is None else list(range(base, base + seeds))
@@ -207,12 +217,33 @@ def find_runs(
                 pick = _pick(by_seed[seed], source) if seed in by_seed else None
                 seed_cfg = cfg if seed == base else row_config(spec, row, preset, chosen, seed - base)[0]
                 out.append(Wanted(row, seed, seed_cfg, pick.run_id if pick else "", dropped, chosen))
+        if spec.kind != "measure":
+            out += released_runs(spec, row, preset, [f for f in mine if f.kind == RELEASED], source)
+    return out
+
+
+def released_runs(spec: Spec, row: Row, preset: str, found: Sequence[Found], source: Source) -> list[Wanted]:
+    """The row's released-checkpoint evaluations, one per override set (none: no row shown); the
+    config is the row's with the model the file holds (the record's params), for the measured
+    columns."""
+    out = []
+    for chosen in sorted({f.overrides for f in found}, key=lambda s: (len(s) > 0, s)):
+        pick = _pick([f for f in found if f.overrides == chosen], source)
+        cfg, dropped = row_config(spec, row, preset, chosen)
+        held = {k: v for k, v in pick.params.items() if k.startswith("model.") or k == "data.input_size"}
+        try:
+            cfg = apply_overrides(cfg, held)
+        except ConfigError:
+            pass  # a record of other code's keys: the row's own config measures it
+        out.append(Wanted(row, cfg.train.seed, cfg, pick.run_id, dropped, chosen, kind=RELEASED))
     return out
 
 
 def row_label(wanted: Wanted) -> str:
-    """A row's name on the page: the spec's, with the override set when it has one."""
-    return f"{wanted.row.name} [{' '.join(wanted.overrides)}]" if wanted.overrides else wanted.row.name
+    """A row's name on the page: the spec's, with the override set when it has one, and what it is
+    when it is not the row trained."""
+    name = f"{wanted.row.name} [{' '.join(wanted.overrides)}]" if wanted.overrides else wanted.row.name
+    return f"{name} ({RELEASED_LABEL})" if wanted.kind == RELEASED else name
 
 
 # ----------------------------------------------------------------------------- columns and cells
@@ -330,7 +361,16 @@ def provenance(spec: Spec, preset: str, planned: Sequence[Wanted], runs: Sequenc
         overrides=" ".join(dict.fromkeys(o for p in planned for o in p.overrides)),
         data=(first.fingerprint.get("summary") or "") if first else "",
         differs=any(r.fingerprint.get("differs_from_reference") is True for r in done),
+        released=released_text(first) if planned[0].kind == RELEASED else "",
     )
+
+
+def released_text(run: RunView | None) -> str:
+    """'sha256 <hex> (<file name>)' of a released row's checkpoint, from its record's tags."""
+    if run is None or not run.tags.get("released_sha256"):
+        return ""
+    name = Path(run.tags.get("released_file", "")).name
+    return f"sha256 {run.tags['released_sha256']}" + (f" ({name})" if name else "")
 
 
 # ----------------------------------------------------------------------------- files beside the runs

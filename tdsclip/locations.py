@@ -20,16 +20,26 @@ The file is `$TDSCLIP_LOCATIONS`, else `~/.config/tdsclip/locations.toml`:
     "ViT-B-16" = "/data/clip/ViT-B-16.pt"
     "ViT-L-14" = "/data/clip/ViT-L-14.pt"
 
+    [released]                         # the authors' checkpoints, by table row (experiments.run --released)
+    "TDS-CLIP-B/16 8f SSv1" = "/data/released/sthv1_vitb16_f8.pt"
+
+    [released.classes]                 # optional: the class list a dataset's checkpoints follow
+    ssv1 = "/data/lists/sth_labels.csv"
+
 Environment variables win over the file: TDSCLIP_<DATASET>_{ROOT,TRAIN_ROOT,VAL_ROOT,TRAIN,VAL,
 LABELS,TRAIN_REFERENCE,VAL_REFERENCE,REFERENCE_LABELS} (e.g. TDSCLIP_SSV2_ROOT) and TDSCLIP_WEIGHTS_<BACKBONE> (e.g. TDSCLIP_WEIGHTS_VIT_B_16). Values set in
-the config itself (data.root=..., model.weights=...) win over both.
+the config itself (data.root=..., model.weights=...) win over both. A released checkpoint's
+variable is TDSCLIP_RELEASED_<ROW> (the row name upper-cased, each run of other characters replaced
+by `_`: TDSCLIP_RELEASED_TDS_CLIP_B_16_8F_SSV1), a class list's TDSCLIP_RELEASED_CLASSES_<DATASET>.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +131,64 @@ def fill(cfg: RunConfig, *, require_weights: bool, environ: Mapping[str, str] | 
                 f'[weights] "{cfg.model.backbone}" in {path} (or pass model.weights=...; model.weights=random trains from scratch)'
             )
     return apply_overrides(cfg, changes) if changes else cfg
+
+
+# ----------------------------------------------------------------------------- released checkpoints
+
+
+def released_variable(row: str) -> str:
+    """TDSCLIP_RELEASED_<ROW>: the row name upper-cased, each run of other characters replaced by '_'."""
+    return "TDSCLIP_RELEASED_" + re.sub(r"[^A-Z0-9]+", "_", row.upper())
+
+
+@dataclass(frozen=True)
+class Released:
+    """Where a table row's released checkpoint is, or how to say where ('' path: not configured)."""
+
+    row: str
+    path: str
+    variable: str
+    file: Path
+    """The locations file, whose [released] section may name the row."""
+
+    @property
+    def how_to_set(self) -> str:
+        return f'set {self.variable} or [released] "{self.row}" in {self.file}'
+
+
+def _released_section(path: Path) -> dict[str, Any]:
+    section = _read_file(path).get("released", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f'{path}: [released] must be a table of "row name" = "checkpoint file"')
+    return section
+
+
+def released_checkpoint(row: str, environ: Mapping[str, str] | None = None) -> Released:
+    """The released checkpoint configured for a table row: $TDSCLIP_RELEASED_<ROW>, else the
+    locations file's [released] "<row>" (a leading ~ is expanded)."""
+    env = os.environ if environ is None else environ
+    path = locations_file(env)
+    variable = released_variable(row)
+    value = env.get(variable) or _released_section(path).get(row, "")
+    if not isinstance(value, str):
+        raise ConfigError(f'{path}: [released] "{row}" must be a file path (a string), got {value!r}')
+    return Released(row, os.path.expanduser(value) if value else "", variable, path)
+
+
+def released_rows(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The row names the locations file's [released] section gives a checkpoint."""
+    env = os.environ if environ is None else environ
+    return tuple(k for k, v in _released_section(locations_file(env)).items() if not isinstance(v, dict))
+
+
+def released_classes(dataset: str, environ: Mapping[str, str] | None = None) -> str:
+    """The class list (an id,name CSV) released checkpoints of `dataset` follow, '' for the default
+    (the dataset's own names in alphabetical order): $TDSCLIP_RELEASED_CLASSES_<DATASET>, else
+    [released.classes] <dataset> in the locations file."""
+    env = os.environ if environ is None else environ
+    path = locations_file(env)
+    classes = _released_section(path).get("classes", {})
+    if not isinstance(classes, dict):
+        raise ConfigError(f"{path}: [released.classes] must be a table of dataset = class list CSV")
+    value = env.get(_env_name("released", "classes", dataset)) or classes.get(dataset, "")
+    return os.path.expanduser(str(value)) if value else ""

@@ -147,9 +147,10 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def run_name(run_id: str, tags: Mapping[str, str]) -> str:
-    """What the runs list shows: table/row for a table's run (the id stays a tag), else the id."""
+    """What the runs list shows: table/row for a table's run (the id stays a tag), with
+    "(released)" for a released checkpoint evaluated as the row, else the id."""
     if tags.get("table") and tags.get("row"):
-        return f"{tags['table']}/{tags['row']}"
+        return f"{tags['table']}/{tags['row']}" + (" (released)" if tags.get("kind") == "released" else "")
     return run_id
 
 

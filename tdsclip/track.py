@@ -374,14 +374,19 @@ def sync_runs(
         seen[record.run_id] = record.run_dir
     mirror = Mirror(tracking_uri, experiment, retry)
     report = SyncReport(tuple(mirror.push(record, settle=True) for record in records), mirror.retries)
-    tables: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
-    for record in records:  # the parents: one per (table, preset, override set), rebuilt from the records
+    tables: dict[tuple[str, str, str, str], list[tuple[str, str]]] = {}
+    for record in records:  # the parents: one per (table, preset, override set, kind), rebuilt from the records
         for key, row in record.tags.items():
             if key.startswith("table.") and record.tags.get("preset"):
-                group = (key.removeprefix("table."), record.tags["preset"], record.tags.get("overrides", "[]"))
+                group = (
+                    key.removeprefix("table."),
+                    record.tags["preset"],
+                    record.tags.get("overrides", "[]"),
+                    record.tags.get("kind", "train"),
+                )
                 tables.setdefault(group, []).append((row, record.run_id))
-    for (table, preset, overrides), rows in tables.items():
-        track_table(table, preset, json.loads(overrides), rows, Path(runs_dir), mirror=mirror)
+    for (table, preset, overrides, kind), rows in tables.items():
+        track_table(table, preset, json.loads(overrides), rows, Path(runs_dir), mirror=mirror, kind=kind)
     return report
 
 
@@ -402,11 +407,13 @@ def add_tags(run_dir: Path, tags: Mapping[str, str]) -> None:
             write_json_atomic(path, {**run, "tags": merged})
 
 
-def table_run_key(table: str, preset: str, overrides: Sequence[str]) -> str:
-    """The parent run's identity: a table under a preset with one set of command-line overrides."""
-    if not overrides:
-        return f"{table}:{preset}"
-    return f"{table}:{preset}:{hashlib.sha256(json.dumps(list(overrides)).encode()).hexdigest()[:8]}"
+def table_run_key(table: str, preset: str, overrides: Sequence[str], kind: str = "train") -> str:
+    """The parent run's identity: a table under a preset with one set of command-line overrides,
+    and the kind of its rows' runs (trained, or released checkpoints evaluated: a parent each)."""
+    key = f"{table}:{preset}"
+    if overrides:
+        key += f":{hashlib.sha256(json.dumps(list(overrides)).encode()).hexdigest()[:8]}"
+    return key if kind == "train" else f"{key}:{kind}"
 
 
 def track_table(
@@ -419,12 +426,13 @@ def track_table(
     tracking_uri: str | None = None,
     experiment: str | None = None,
     mirror: Mirror | None = None,
+    kind: str = "train",
 ) -> str:
-    """The parent run of (table, preset, override set) in MLflow: created if missing, its rows'
-    runs hung under it, closed FINISHED when every row finished, FAILED when one failed (else left
-    RUNNING), with the end time of its last row. Returns the parent's MLflow id."""
+    """The parent run of (table, preset, override set, kind) in MLflow: created if missing, its
+    rows' runs hung under it, closed FINISHED when every row finished, FAILED when one failed (else
+    left RUNNING), with the end time of its last row. Returns the parent's MLflow id."""
     mirror = mirror or Mirror(tracking_uri, experiment, RetryPolicy(tries=2))
-    key = table_run_key(table, preset, overrides)
+    key = table_run_key(table, preset, overrides, kind)
     found = mirror.call(
         "search runs",
         mirror.client.search_runs,
@@ -432,7 +440,9 @@ def track_table(
         filter_string=f"tags.table_run = '{key}'",
         max_results=1,
     )
-    name = f"{table} ({preset}{'; ' + ' '.join(overrides) if overrides else ''})"
+    name = (
+        f"{table} ({preset}{'; ' + ' '.join(overrides) if overrides else ''}{'; ' + kind if kind != 'train' else ''})"
+    )
     parent = (
         found[0]
         if found
@@ -441,7 +451,13 @@ def track_table(
             mirror.client.create_run,
             mirror.experiment_id(),
             run_name=name[:250],
-            tags={"table_run": key, "table": table, "preset": preset, "overrides": json.dumps(list(overrides))},
+            tags={
+                "table_run": key,
+                "table": table,
+                "preset": preset,
+                "overrides": json.dumps(list(overrides)),
+                "kind": kind,
+            },
         )
     )
     parent_id = parent.info.run_id

@@ -246,15 +246,21 @@ def _what_it_is(obj: object) -> str:
     return f"a {type(obj).__name__}"
 
 
-def read_released(path: str | Path) -> Released:
-    """Load a released checkpoint on the CPU with weights_only=True; a one-line error otherwise."""
+def read_released(path: str | Path, mmap: bool = False) -> Released:
+    """Load a released checkpoint on the CPU with weights_only=True; a one-line error otherwise.
+    mmap=True maps the file instead of reading it (shapes cost nothing; values are read when used)."""
     path = Path(path)
     if not path.is_file():
         raise ReleasedError(f"released checkpoint {path} does not exist (or is not a file)")
     if is_torchscript_archive(path):
         raise ReleasedError(f"{path} is a TorchScript archive (an OpenAI CLIP .pt, i.e. model.weights), not {EXPECTED}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # a legacy (non-zip) file: read it
     except Exception as error:  # torch.load raises many kinds on damaged or foreign files
         raise ReleasedError(
             f"cannot read released checkpoint {path}: {load_error_line(error)}; expected {EXPECTED}"
