@@ -10,6 +10,7 @@ paper's values for the spec's columns, as printed. Nothing here imports torch.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -135,7 +136,9 @@ class SpecError(ValueError):
 def load(name: str) -> Spec:
     """The spec called `name` (table1 ... table13, fig5, fig6)."""
     if name not in NAMES:
-        raise SpecError(f"unknown table {name!r}; expected one of {', '.join(NAMES)}")
+        close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? (python -m experiments.run lists them)" if close else ""
+        raise SpecError(f"unknown table {name!r}; {hint or 'expected one of ' + ', '.join(NAMES)}")
     return importlib.import_module(f"experiments.{name}").SPEC
 
 
@@ -174,3 +177,4 @@ def row_config(
     if seed_offset:
         cfg = apply_overrides(cfg, {"train.seed": cfg.train.seed + seed_offset})
     return cfg, dropped
+

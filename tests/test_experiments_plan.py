@@ -119,7 +119,8 @@ def test_flops_cache_covers_every_row_and_matches_the_model():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["table33", "--dry-run"], "unknown table 'table33'; expected one of table1"),
+        (["table33", "--dry-run"], "unknown table 'table33'; did you mean 'table3'?"),
+        (["results", "--dry-run"], "unknown table 'results'; expected one of table1"),
         (["table3", "--rows", "Basline", "--dry-run"], "table3 has no row 'Basline'; expected one of: Baseline"),
         (["table3", "--dry-run", "model.side_widht=3"], "did you mean 'model.side_width'"),
         (["table3", "--dry-run", "--preset", "smok"], "unknown preset 'smok'"),
