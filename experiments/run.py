@@ -117,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + cluster.dry_run(spec, args.preset, runs, args.profile, args.profile_set, args.nodes, runs_dir)
                 )
             return 0
+        planning.require_locations(runs)  # every missing location in one line, before anything starts
         if spec.kind not in ("static", "presets"):
             writable_folder(runs_dir, "runs folder", "--runs-dir or $TDSCLIP_RUNS")
         if args.executor == "slurm" and spec.kind == "runs":

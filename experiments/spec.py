@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from tdsclip.config import ConfigError, RunConfig, apply_overrides, parse_override
+from tdsclip.config import ConfigError, RunConfig, apply_overrides, flatten, parse_override
 from tdsclip.presets import OWNS, resolve
 
 FLOPS_CACHE = Path(__file__).with_name("flops.json")
@@ -178,3 +178,21 @@ def row_config(
         cfg = apply_overrides(cfg, {"train.seed": cfg.train.seed + seed_offset})
     return cfg, dropped
 
+
+def replaced_note(preset: str, runs: Iterable[tuple[Sequence[str], RunConfig]]) -> str:
+    """What the runs use where the preset overrode the spec, given each run's dropped spec overrides
+    (`spec_overrides`) and its config: 'preset smoke runs data.dataset=synthetic, ... in place of the
+    spec's data.dataset=ssv1, ...' ('' when the preset overrode nothing). The plan and the report say it."""
+    asked: dict[str, list[str]] = {}
+    used: dict[str, list[str]] = {}
+    for dropped, cfg in runs:
+        values = flatten(cfg)
+        for text in dropped:
+            key, _, value = text.partition("=")
+            asked.setdefault(key, []).append(value)
+            used.setdefault(key, []).append(str(values[key]))
+
+    def listed(values: dict[str, list[str]]) -> str:
+        return ", ".join(f"{key}={'/'.join(dict.fromkeys(values[key]))}" for key in sorted(values))
+
+    return f"preset {preset} runs {listed(used)} in place of the spec's {listed(asked)}" if asked else ""

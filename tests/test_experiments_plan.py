@@ -35,7 +35,9 @@ def test_every_spec_dry_runs_in_every_preset(name, preset, capsys, tmp_path):
     assert spec.title in out
     for row in spec.rows:
         assert row.name in out
-    if spec.rows:
+    if spec.kind == "measure":  # no training: what each model measures (tests/test_cli.py)
+        assert "GFLOPs/view" in out and "?" not in out.split("\n\n")[1]
+    elif spec.rows:
         assert (
             ("GPU-h" if preset != "smoke" else "CPU-h") in out and "total" in out and "?" not in out.split("total")[0]
         )
