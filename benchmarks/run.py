@@ -20,10 +20,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from benchmarks import machine
-from benchmarks.gpu import NoCudaError, require_cuda
 from benchmarks.sections import Options, Result, load_sections
 from tdsclip.atomic import atomic_write
 
@@ -53,15 +49,12 @@ def merged(previous: dict[str, object], run: dict[str, object]) -> dict[str, obj
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    sections = load_sections()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--quick", action="store_true", help="fewer repeats and videos, no plain-path variants (about two minutes)"
     )
     parser.add_argument("--gpu", action="store_true", help="add the GPU section (needs CUDA)")
-    parser.add_argument(
-        "--sections", help=f"comma-separated, from: {', '.join(sections)} (default: all but gpu, plus gpu with --gpu)"
-    )
+    parser.add_argument("--sections", help="comma-separated, from --list (default: all but gpu, plus gpu with --gpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--batch", type=int, default=1, help="clips per CPU step and activation count (default 1)")
     parser.add_argument("--gpu-batch", type=int, default=8, help="clips per step in the GPU section (default 8)")
@@ -72,6 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
     args = parser.parse_args(argv)
+    # The sections bring torch in: loaded after the arguments are read, so --help answers at once.
+    import torch
+
+    from benchmarks.gpu import NoCudaError, require_cuda
+
+    sections = load_sections()
     if args.list:
         for section in sections.values():
             print(f"{section.name:<12}{section.help}{' (--gpu)' if section.needs_gpu else ''}")
@@ -113,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _measure(args: argparse.Namespace, sections: dict, names: list[str], argv: Sequence[str] | None) -> int:
     """Run the named sections, print their reports and targets, and write the machine's results file."""
+    import torch
+
+    from benchmarks import machine
+
     options = Options(
         quick=args.quick,
         batch=args.batch,

@@ -18,11 +18,11 @@ from pathlib import Path
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS, Cost, estimate
 from experiments.spec import FLOPS_CACHE, Row, Spec, SpecError, row_config, select_rows, spec_overrides  # noqa: F401 - re-exported
 from tdsclip import locations, measure_cache
-from tdsclip.config import ConfigError, RunConfig
+from tdsclip.config import RunConfig
 from tdsclip.data.locate import planned_manifest
 from tdsclip.identity import run_id
 from tdsclip.presets import GPUS_PER_RUN, PRESETS
-from tdsclip.runstate import read_state
+from tdsclip.runstate import RunsFolder, read_state
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Planned:
     """The earlier row of this plan with the same run (trained and counted once)."""
     replaced: tuple[str, ...] = ()
     """Spec overrides the preset decides instead (smoke: dataset, backbone, ...)."""
+    missing: tuple[locations.Missing, ...] = ()
+    """Data and weight locations the run needs and nothing gives yet (its id is provisional)."""
 
 
 def run_status(run_dir: Path) -> str:
@@ -65,15 +67,21 @@ def record_tags(spec: Spec, planned: Planned, preset: str, overrides: Sequence[s
     }
 
 
-def _located(cfg: RunConfig, preset: str) -> tuple[RunConfig, str]:
-    """The config with data and weight locations filled where known, and what is still missing."""
-    try:
-        return locations.fill(cfg, require_weights=preset != "smoke"), ""
-    except ConfigError as error:
-        try:
-            return locations.fill(cfg, require_weights=False), str(error)
-        except ConfigError:
-            return cfg, str(error)
+def require_locations(runs: Sequence[Planned]) -> None:
+    """Raise one LocationsError naming every location the plan's runs still need (before any run
+    starts, so a user sets them in one go instead of meeting them row by row)."""
+    missing = [m for p in runs for m in p.missing]
+    if missing:
+        raise locations.LocationsError(missing, locations.locations_file())
+
+
+def _measurement(row: Row, cfg: RunConfig, runs_dir: Path, flops: dict) -> Planned:
+    """A measuring row (Table XII): a model measured, no training, no data and no weights; its id is
+    the measurement's (tdsclip.measure_cache.key), finished when runs/measurements/ holds it."""
+    key = measure_cache.key(cfg)
+    done = RunsFolder(runs_dir).measurement(key).exists()
+    note = "" if key in flops else "no FLOPs measured for this model config: run python -m experiments.flops"
+    return Planned(row, cfg.train.seed, cfg, f"m-{key}", "", "finished" if done else "not started", 0, None, note)
 
 
 def plan(
@@ -102,10 +110,17 @@ def plan(
     for row in select_rows(spec, rows):
         for offset in range(seeds):
             cfg, dropped = row_config(spec, row, preset, overrides, offset)
-            cfg, missing = _located(cfg, preset)
+            if spec.kind == "measure":
+                planned.append(replace(_measurement(row, cfg, runs_dir, flops), replaced=dropped))
+                continue
+            cfg, missing = locations.locate(cfg, require_weights=preset != "smoke")
             manifest = None if missing else planned_manifest(cfg.data)
-            provisional = missing or (
-                "" if manifest else f"data of {cfg.data.dataset} not read on this machine yet (the first run reads it)"
+            provisional = (
+                "locations not set: " + ", ".join(f"{m.config_key} for {m.owner}" for m in missing)
+                if missing
+                else ""
+                if manifest
+                else f"data of {cfg.data.dataset} not read on this machine yet (the first run reads it)"
             )
             rid = run_id(cfg, manifest or "unknown")
             entry = flops.get(measure_cache.key(cfg))
@@ -121,7 +136,7 @@ def plan(
             shared = seen.get(rid, "")
             seen.setdefault(rid, row.name if seeds == 1 else f"{row.name} (seed {cfg.train.seed})")
             planned.append(
-                Planned(row, cfg.train.seed, cfg, rid, provisional, status, gpus, cost, note, shared, dropped)
+                Planned(row, cfg.train.seed, cfg, rid, provisional, status, gpus, cost, note, shared, dropped, missing)
             )
     return planned
 

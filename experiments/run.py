@@ -87,12 +87,11 @@ def list_specs() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.list:
+    if args.list or not args.name:
         print(list_specs())
+        if not args.list:
+            print("\npython -m experiments.run NAME --dry-run   # its plan: rows, run ids, status, cost")
         return 0
-    if not args.name:
-        print("experiments.run: name a table or figure (or --list): " + ", ".join(NAMES), file=sys.stderr)
-        return 2
     runs_dir = args.runs_dir or default_runs_dir()
     try:
         spec = load(args.name)
@@ -129,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + cluster.dry_run(spec, args.preset, runs, args.profile, args.profile_set, args.nodes, runs_dir)
                 )
             return 0
+        planning.require_locations(runs)  # every missing location in one line, before anything starts
         if spec.kind not in ("static", "presets"):
             writable_folder(runs_dir, "runs folder", "--runs-dir or $TDSCLIP_RUNS")
         if args.executor == "slurm" and spec.kind == "runs":

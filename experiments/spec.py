@@ -10,13 +10,14 @@ paper's values for the spec's columns, as printed. Nothing here imports torch.
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from tdsclip.config import ConfigError, RunConfig, apply_overrides, parse_override
+from tdsclip.config import ConfigError, RunConfig, apply_overrides, flatten, parse_override
 from tdsclip.presets import OWNS, resolve
 
 FLOPS_CACHE = Path(__file__).with_name("flops.json")
@@ -135,7 +136,9 @@ class SpecError(ValueError):
 def load(name: str) -> Spec:
     """The spec called `name` (table1 ... table13, fig5, fig6)."""
     if name not in NAMES:
-        raise SpecError(f"unknown table {name!r}; expected one of {', '.join(NAMES)}")
+        close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? (python -m experiments.run lists them)" if close else ""
+        raise SpecError(f"unknown table {name!r}; {hint or 'expected one of ' + ', '.join(NAMES)}")
     return importlib.import_module(f"experiments.{name}").SPEC
 
 
@@ -174,3 +177,22 @@ def row_config(
     if seed_offset:
         cfg = apply_overrides(cfg, {"train.seed": cfg.train.seed + seed_offset})
     return cfg, dropped
+
+
+def replaced_note(preset: str, runs: Iterable[tuple[Sequence[str], RunConfig]]) -> str:
+    """What the runs use where the preset overrode the spec, given each run's dropped spec overrides
+    (`spec_overrides`) and its config: 'preset smoke runs data.dataset=synthetic, ... in place of the
+    spec's data.dataset=ssv1, ...' ('' when the preset overrode nothing). The plan and the report say it."""
+    asked: dict[str, list[str]] = {}
+    used: dict[str, list[str]] = {}
+    for dropped, cfg in runs:
+        values = flatten(cfg)
+        for text in dropped:
+            key, _, value = text.partition("=")
+            asked.setdefault(key, []).append(value)
+            used.setdefault(key, []).append(str(values[key]))
+
+    def listed(values: dict[str, list[str]]) -> str:
+        return ", ".join(f"{key}={'/'.join(dict.fromkeys(values[key]))}" for key in sorted(values))
+
+    return f"preset {preset} runs {listed(used)} in place of the spec's {listed(asked)}" if asked else ""

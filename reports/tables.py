@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from experiments.spec import FLOPS_CACHE, Row, Spec, row_config
+from experiments.spec import FLOPS_CACHE, Row, Spec, replaced_note, row_config
 from reports import status as st
 from reports.sources import Found, RunView, Source
 from tdsclip import measure_cache
@@ -568,9 +568,9 @@ def tolerance_text(spec: Spec) -> str:
 def notes(spec: Spec, preset: str, runs: Sequence[Wanted]) -> tuple[str, ...]:
     out = list(spec.notes)
     out += [f"{p.row.name}: {p.row.note}" for p in runs if p.row.note and p.seed == runs[0].seed]
-    replaced = sorted({o for p in runs for o in p.replaced})
+    replaced = replaced_note(preset, [(p.replaced, p.cfg) for p in runs])
     if replaced:
-        out.append(f"preset {preset} decides {', '.join(replaced)} instead of the spec")
+        out.append(replaced)
     out += sorted({f"run ids provisional: {p.provisional}" for p in runs if p.provisional})
     return tuple(dict.fromkeys(out))
 

@@ -24,8 +24,6 @@ from pathlib import Path
 
 from tdsclip.config import ConfigError, RunConfig, apply_overrides, from_dict
 from tdsclip.data.errors import DataError
-from tdsclip.model.weights import WeightsError
-from tdsclip.train.checkpoint import CheckpointError, load, load_for_evaluation
 
 
 def parse_views(text: str) -> list[str]:
@@ -59,6 +57,7 @@ def evaluate_source(
     from tdsclip.identity import file_sha256
     from tdsclip.model.build import build_model
     from tdsclip.model.released import load_released, released_run_config
+    from tdsclip.train.checkpoint import CheckpointError, load, load_for_evaluation
     from tdsclip.train.data import build_run_data
     from tdsclip.train.distributed import env_from, setup, teardown
     from tdsclip.train.loop import evaluate
@@ -131,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scores", type=Path, help="save per-video per-view scores here (npz)")
     parser.add_argument("--out", type=Path, help="also write the result record (JSON) here")
     args = parser.parse_args(argv)
+    # torch comes in with these, after the arguments are read: --help and a bad argument answer at once.
     from tdsclip.model.released import ReleasedError
+    from tdsclip.model.weights import WeightsError
+    from tdsclip.train.checkpoint import CheckpointError
     from tdsclip.train.distributed import env_from
 
     try:

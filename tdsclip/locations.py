@@ -38,7 +38,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,15 +85,50 @@ def _env_name(*parts: str) -> str:
     return "TDSCLIP_" + "_".join(p.upper().replace("-", "_").replace("/", "_") for p in parts)
 
 
-def fill(cfg: RunConfig, *, require_weights: bool, environ: Mapping[str, str] | None = None) -> RunConfig:
-    """Fill empty data locations (real datasets) and model.weights from the environment or the file.
+@dataclass(frozen=True)
+class Missing:
+    """A location a run needs and nothing gives: its config key, whose it is (a dataset or a
+    backbone), and the two ways to set it."""
 
-    A location still missing is a one-line error naming the variable and the file key to set.
-    """
+    config_key: str
+    """data.root, data.train_annotations, ..., model.weights"""
+    owner: str
+    """The dataset (ssv1) or the backbone (ViT-B-16) it belongs to."""
+    env: str
+    """The environment variable, e.g. TDSCLIP_SSV1_ROOT."""
+    file_key: str
+    """The key in the locations file, e.g. `[datasets.ssv1] root`."""
+    alternative: str = ""
+    """Another way to give it, when there is one."""
+
+    def text(self) -> str:
+        extra = f" ({self.alternative})" if self.alternative else ""
+        return f"{self.config_key} for {self.owner}: set {self.env} or {self.file_key}{extra}"
+
+
+class LocationsError(ConfigError):
+    """Every location a config (or a whole plan) still needs, in one line."""
+
+    def __init__(self, missing: Sequence[Missing], path: Path) -> None:
+        self.missing = tuple(dict.fromkeys(missing))
+        self.path = path
+        count = f"{len(self.missing)} locations are" if len(self.missing) > 1 else "a location is"
+        super().__init__(
+            f"{count} not set: {'; '.join(m.text() for m in self.missing)} -- keys of the locations file {path}; "
+            "a key=value override (data.root=..., model.weights=...) wins over both"
+        )
+
+
+def locate(
+    cfg: RunConfig, *, require_weights: bool, environ: Mapping[str, str] | None = None
+) -> tuple[RunConfig, tuple[Missing, ...]]:
+    """Fill empty data locations (real datasets) and model.weights from the environment or the
+    file, and list every one still missing (all of them, so a user sets them in one go)."""
     env = os.environ if environ is None else environ
     path = locations_file(env)
     table = _read_file(path)
     changes: dict[str, str] = {}
+    missing: list[Missing] = []
     dataset = cfg.data.dataset
     if dataset in REAL_DATASETS:
         section = table.get("datasets", {}).get(dataset, {})
@@ -114,23 +149,35 @@ def fill(cfg: RunConfig, *, require_weights: bool, environ: Mapping[str, str] | 
             elif key == "root" and values["train_root"] and values["val_root"]:
                 continue  # each split has its own folder
             elif key in _REQUIRED[dataset]:
-                both = ", or train_root and val_root for splits in separate folders," if key == "root" else ""
-                raise ConfigError(
-                    f"{config_key} is not set for {dataset}: set {_env_name(dataset, key)} or "
-                    f"[datasets.{dataset}] {key} in {path}{both} (or pass {config_key}=...)"
+                other = "or train_root and val_root for splits in separate folders" if key == "root" else ""
+                missing.append(
+                    Missing(config_key, dataset, _env_name(dataset, key), f"[datasets.{dataset}] {key}", other)
                 )
     if not cfg.model.weights:
-        value = env.get(_env_name("weights", cfg.model.backbone)) or table.get("weights", {}).get(
-            cfg.model.backbone, ""
-        )
+        backbone = cfg.model.backbone
+        value = env.get(_env_name("weights", backbone)) or table.get("weights", {}).get(backbone, "")
         if value:
             changes["model.weights"] = str(value)
         elif require_weights:
-            raise ConfigError(
-                f"model.weights is not set for {cfg.model.backbone}: set {_env_name('weights', cfg.model.backbone)} or "
-                f'[weights] "{cfg.model.backbone}" in {path} (or pass model.weights=...; model.weights=random trains from scratch)'
+            missing.append(
+                Missing(
+                    "model.weights",
+                    backbone,
+                    _env_name("weights", backbone),
+                    f'[weights] "{backbone}"',
+                    "or model.weights=random to train from scratch",
+                )
             )
-    return apply_overrides(cfg, changes) if changes else cfg
+    return (apply_overrides(cfg, changes) if changes else cfg), tuple(missing)
+
+
+def fill(cfg: RunConfig, *, require_weights: bool, environ: Mapping[str, str] | None = None) -> RunConfig:
+    """`cfg` with its data locations and weights filled (see `locate`); a LocationsError (one line,
+    every missing location with its variable and file key) when some are not given anywhere."""
+    filled, missing = locate(cfg, require_weights=require_weights, environ=environ)
+    if missing:
+        raise LocationsError(missing, locations_file(os.environ if environ is None else environ))
+    return filled
 
 
 # ----------------------------------------------------------------------------- released checkpoints

@@ -33,16 +33,17 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from typing import TYPE_CHECKING
 
 from tdsclip.config import ConfigError, RunConfig
-from tdsclip.model.build import describe
-from tdsclip.model.weights import WeightsError
 from tdsclip.presets import PRESETS, resolve
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch is imported inside the functions that use it, so `python -m tdsclip.measure --help` and a
+# bad argument answer without loading it (several seconds).
 
 FLOP_CONVENTION = "one multiply-add counted as one FLOP, the paper's TFLOPs convention"
 
@@ -64,6 +65,8 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def count_macs(forward: Callable[[], object]) -> int:
     """Multiply-adds of calling `forward()` (conv, linear, matmul and attention ops)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     with FlopCounterMode(display=False) as counter:
         forward()
     return counter.get_total_flops() // 2
@@ -87,6 +90,9 @@ def fused_attention_on_meta() -> Iterator[None]:
     than a TorchFunctionMode used, because a mode cannot see the call nested inside
     `F.multi_head_attention_forward` (CLIP's attention), which it handles itself.
     """
+    import torch
+    import torch.nn.functional as F
+
     plain = F.scaled_dot_product_attention
 
     def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
@@ -112,6 +118,8 @@ def saved_activation_bytes(
     submodules, is running (submodules count too: a module may be driven part by part, as the
     CLIP backbone is through `iter_blocks`).
     """
+    import torch
+
     exclude = {_storage_key(t) for t in list(model.parameters()) + list(model.buffers())}
     depth = 0
     saved: dict[int, tuple[int, bool]] = {}
@@ -148,6 +156,8 @@ def saved_activation_bytes(
 
 def _scalar(output: object) -> torch.Tensor | None:
     """A scalar to call backward on, from a tensor or a list of tensors; None if nothing has grad."""
+    import torch
+
     tensors = [output] if isinstance(output, torch.Tensor) else list(output)
     parts = [t.float().sum() for t in tensors if isinstance(t, torch.Tensor) and t.requires_grad]
     return torch.stack(parts).sum() if parts else None
@@ -157,6 +167,8 @@ def cuda_peak_bytes(
     model: nn.Module, make_input: Callable[[], torch.Tensor], train: bool, precision: str = "bf16"
 ) -> int:
     """Peak allocated CUDA memory of one training step (forward, backward, AdamW) or one inference forward."""
+    import torch
+
     device = next(model.parameters()).device
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     autocast = torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
@@ -186,16 +198,20 @@ def cuda_peak_bytes(
 # ----------------------------------------------------------------------------- the model of a config
 
 
-class _BareBackbone(nn.Module):
+def bare_backbone(backbone: nn.Module) -> nn.Module:
     """The CLIP backbone alone, fed the centre frames of the clips (--backbone-only)."""
+    from torch import nn
 
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
+    class BareBackbone(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
 
-    def forward(self, clips: torch.Tensor) -> list[torch.Tensor]:
-        b, c, t, m, h, w = clips.shape
-        return self.backbone(clips[:, :, :, m // 2].transpose(1, 2).reshape(b * t, c, h, w), num_frames=t)
+        def forward(self, clips: torch.Tensor) -> list[torch.Tensor]:
+            b, c, t, m, h, w = clips.shape
+            return self.backbone(clips[:, :, :, m // 2].transpose(1, 2).reshape(b * t, c, h, w), num_frames=t)
+
+    return BareBackbone()
 
 
 def _build(cfg: RunConfig, device: str | torch.device, backbone_only: bool = False) -> nn.Module:
@@ -204,7 +220,7 @@ def _build(cfg: RunConfig, device: str | torch.device, backbone_only: bool = Fal
 
     model = build_model(dataclasses.replace(cfg.model, weights=""), device)
     if backbone_only:
-        model = _BareBackbone(model.backbone)
+        model = bare_backbone(model.backbone)
     size = model.backbone.image_size[0]
     if (cfg.data.input_size, cfg.data.input_size) != tuple(model.backbone.image_size):
         raise ConfigError(
@@ -216,6 +232,8 @@ def _build(cfg: RunConfig, device: str | torch.device, backbone_only: bool = Fal
 
 def _clips(cfg: RunConfig, batch: int, device: str | torch.device) -> torch.Tensor:
     """`batch` views: (batch, 3, T, m, S, S), T = data.frames, m = model.sme_window."""
+    import torch
+
     size = cfg.data.input_size
     return torch.randn(batch, 3, cfg.data.frames, cfg.model.sme_window, size, size, device=device)
 
@@ -243,6 +261,10 @@ def measure(cfg: RunConfig, batch: int = 1, cuda: bool | None = None, backbone_o
 
     backbone_only measures the bare CLIP backbone of the config instead of the whole model.
     """
+    import torch
+
+    from tdsclip.model.build import describe
+
     if batch < 1:
         raise ConfigError(f"--batch: expected >= 1, got {batch}")
     model = _build(cfg, "meta", backbone_only)
@@ -337,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
+    from tdsclip.model.weights import WeightsError  # imports torch: after the arguments are read
+
     overrides = list(args.overrides)
     if args.backbone is not None:
         overrides.append(f"model.backbone={args.backbone}")

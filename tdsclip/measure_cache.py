@@ -39,14 +39,14 @@ def measure_entry(cfg: RunConfig) -> dict:
     """GFLOPs per view (whole model and frozen backbone alone) and parameter counts (imports torch)."""
     import torch
 
-    from tdsclip.measure import _BareBackbone, _build, _clips, count_macs, count_parameters
+    from tdsclip.measure import _build, _clips, bare_backbone, count_macs, count_parameters
 
     model = _build(cfg, "meta")
     trainable, total = count_parameters(model)
     view = _clips(cfg, 1, "meta")
     with torch.no_grad():
         macs = count_macs(lambda: model(view))
-        backbone_macs = count_macs(lambda: _BareBackbone(model.backbone)(view))
+        backbone_macs = count_macs(lambda: bare_backbone(model.backbone)(view))
     return {
         "gflops_per_view": round(macs / 1e9, 4),
         "backbone_gflops_per_view": round(backbone_macs / 1e9, 4),

@@ -59,6 +59,7 @@ def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
     assert 0 < result["activation_ratio_vs_full_ft"] < result["activation_ratio_vs_st_adapter"] < 1
     assert set(result["sections"]) == {"step", "activation", "data", "suite"}
     assert result["dry_run_max_s"] > 0 and result["report_1000_runs_s"] > 0 and result["report_records"] >= 50
+    assert result["help_max_s"] > result["interpreter_start_s"] > 0
     assert result["machine"]["threads"] == 1 and result["machine"]["torch"]
 
     quick_file = next((tmp_path / "results").glob("*-quick.json"))

@@ -174,8 +174,8 @@ def test_per_split_roots_come_from_the_locations_file_or_environment(tmp_path):
     file.write_text('[datasets.k400]\ntrain_root = "/k/videos_train"\ntrain = "/k/train.csv"\nval = "/k/val.csv"\n')
     with pytest.raises(
         ConfigError,
-        match=r"data.root is not set for k400: set TDSCLIP_K400_ROOT or \[datasets.k400\] root "
-        r"in .*locations.toml, or train_root and val_root for splits in separate folders,",
+        match=r"data.root for k400: set TDSCLIP_K400_ROOT or \[datasets.k400\] root "
+        r"\(or train_root and val_root for splits in separate folders\) -- .*locations.toml",
     ):
         locations.fill(cfg, require_weights=True, environ=env)
     file.write_text('[datasets.k400]\nroot = "/k"\ntrain = "/k/train.csv"\nval = "/k/val.csv"\nval_rot = "/k/v"\n')

@@ -35,7 +35,9 @@ def test_every_spec_dry_runs_in_every_preset(name, preset, capsys, tmp_path):
     assert spec.title in out
     for row in spec.rows:
         assert row.name in out
-    if spec.rows:
+    if spec.kind == "measure":  # no training: what each model measures (tests/test_cli.py)
+        assert "GFLOPs/view" in out and "?" not in out.split("\n\n")[1]
+    elif spec.rows:
         assert (
             ("GPU-h" if preset != "smoke" else "CPU-h") in out and "total" in out and "?" not in out.split("total")[0]
         )
@@ -119,7 +121,8 @@ def test_flops_cache_covers_every_row_and_matches_the_model():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["table33", "--dry-run"], "unknown table 'table33'; expected one of table1"),
+        (["table33", "--dry-run"], "unknown table 'table33'; did you mean 'table3'?"),
+        (["results", "--dry-run"], "unknown table 'results'; expected one of table1"),
         (["table3", "--rows", "Basline", "--dry-run"], "table3 has no row 'Basline'; expected one of: Baseline"),
         (["table3", "--dry-run", "model.side_widht=3"], "did you mean 'model.side_width'"),
         (["table3", "--dry-run", "--preset", "smok"], "unknown preset 'smok'"),

@@ -55,7 +55,8 @@ def test_locations_from_environment_then_file_with_errors_naming_what_to_set(tmp
     file = tmp_path / "locations.toml"
     env = {"TDSCLIP_LOCATIONS": str(file)}
     with pytest.raises(
-        ConfigError, match=f"data.root is not set for ssv2: set TDSCLIP_SSV2_ROOT or \\[datasets.ssv2\\] root in {file}"
+        ConfigError,
+        match=f"data.root for ssv2: set TDSCLIP_SSV2_ROOT or \\[datasets.ssv2\\] root .* locations file {file}",
     ):
         locations.fill(cfg, require_weights=True, environ=env)
     file.write_text(
@@ -66,7 +67,7 @@ def test_locations_from_environment_then_file_with_errors_naming_what_to_set(tmp
     assert filled.data.root == "/fast/ssv2" and filled.data.val_annotations == "/data/v.json"
     assert filled.model.weights == "/w/ViT-B-16.pt"
     k400 = resolve("paper", ["data.dataset=k400", "model.backbone=ViT-L-14"])
-    with pytest.raises(ConfigError, match="data.root is not set for k400: set TDSCLIP_K400_ROOT"):
+    with pytest.raises(ConfigError, match="data.root for k400: set TDSCLIP_K400_ROOT"):
         locations.fill(k400, require_weights=True, environ=env)
     k400_env = {
         **env,
@@ -74,7 +75,7 @@ def test_locations_from_environment_then_file_with_errors_naming_what_to_set(tmp
         "TDSCLIP_K400_TRAIN": "/k/train.csv",
         "TDSCLIP_K400_VAL": "/k/val.csv",
     }
-    with pytest.raises(ConfigError, match="model.weights is not set for ViT-L-14: set TDSCLIP_WEIGHTS_VIT_L_14"):
+    with pytest.raises(ConfigError, match="model.weights for ViT-L-14: set TDSCLIP_WEIGHTS_VIT_L_14"):
         locations.fill(k400, require_weights=True, environ=k400_env)
     (tmp_path / "broken.toml").write_text("[datasets\n")
     with pytest.raises(ConfigError, match="locations file"):

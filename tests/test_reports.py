@@ -258,7 +258,8 @@ def test_latex_escapes_specials_and_uses_booktabs(records):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["table99"], "reports.build: unknown table 'table99'; expected one of table1, "),
+        (["table99"], "reports.build: unknown table 'table99'; did you mean 'table9'?"),
+        (["nosuch"], "reports.build: unknown table 'nosuch'; expected one of table1, "),
         (
             ["table3", "--format", "md,pdf"],
             "reports.build: --format: expected a comma-separated subset of md,tex,html, got 'md,pdf'",

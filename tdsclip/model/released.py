@@ -34,13 +34,16 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import open_clip
-import torch
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from tdsclip.config import ConfigError, ModelConfig, RunConfig, apply_overrides, to_dict
-from tdsclip.model.backbone import CONFIG_DIR, PAPER_BACKBONES
-from tdsclip.model.weights import is_torchscript_archive, load_error_line
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and open_clip are imported inside the functions that use them, so the command's --help
+# and its argument errors answer without loading them (seconds).
 
 SOURCE = "github.com/BBYL9413/TDS-CLIP at cf4e58c"
 EXPECTED = (
@@ -249,6 +252,10 @@ def _what_it_is(obj: object) -> str:
 def read_released(path: str | Path, mmap: bool = False) -> Released:
     """Load a released checkpoint on the CPU with weights_only=True; a one-line error otherwise.
     mmap=True maps the file instead of reading it (shapes cost nothing; values are read when used)."""
+    import torch
+
+    from tdsclip.model.weights import is_torchscript_archive, load_error_line
+
     path = Path(path)
     if not path.is_file():
         raise ReleasedError(f"released checkpoint {path} does not exist (or is not a file)")
@@ -320,13 +327,27 @@ def _tower(state: Mapping[str, torch.Tensor], source: str) -> Tower:
     return Tower(conv1.shape[0], layers, conv1.shape[-1], conv1.shape[-1] * grid, mlp.shape[0])
 
 
+def _open_clip() -> ModuleType:
+    """open_clip, with the project's own model configs registered (tdsclip.model.backbone does that)."""
+    import open_clip
+
+    import tdsclip.model.backbone  # noqa: F401 - imported for its registration of the configs
+
+    return open_clip
+
+
 def backbone_candidates() -> list[str]:
     """open_clip configs a released tower may match: the paper's, then the project's own."""
+    from tdsclip.model.backbone import CONFIG_DIR, PAPER_BACKBONES
+
     return [*PAPER_BACKBONES, *sorted(p.stem for p in Path(CONFIG_DIR).glob("*.json"))]
 
 
 def match_backbone(tower: Tower) -> str:
     """The open_clip config whose vision tower has this shape and 64-wide heads (the released code's)."""
+    from tdsclip.model.backbone import CONFIG_DIR
+
+    open_clip = _open_clip()
     for name in backbone_candidates():
         vision = (open_clip.get_model_config(name) or {}).get("vision_cfg", {})
         shape = Tower(
@@ -420,7 +441,7 @@ def released_run_config(model_cfg: ModelConfig, overrides: Iterable[str] = ()) -
     from tdsclip.presets import resolve
 
     overrides = list(overrides)
-    size = open_clip.get_model_config(model_cfg.backbone)["vision_cfg"]["image_size"]
+    size = _open_clip().get_model_config(model_cfg.backbone)["vision_cfg"]["image_size"]
     values = {f"model.{k}": v for k, v in to_dict(model_cfg).items()}
     if not any(t.startswith("data.input_size=") for t in overrides):
         values["data.input_size"] = size

@@ -18,11 +18,8 @@ from pathlib import Path
 
 from tdsclip import locations, presets
 from tdsclip.config import ConfigError
-from tdsclip.model.weights import WeightsError
 from tdsclip.runlock import RunLocked
-from tdsclip.train.checkpoint import CheckpointError
-from tdsclip.train.loop import TrainingError
-from tdsclip.train.run import default_runs_dir, run_config
+from tdsclip.runstate import default_runs_dir
 
 STOPPED_EXIT_CODE = 3
 LOCKED_EXIT_CODE = 5
@@ -40,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wait", action="store_true", help="if another process trains this run, wait for it")
     args = parser.parse_args(argv)
+    # torch comes in with these, after the arguments are read: --help and a bad argument answer at once.
+    from tdsclip.model.weights import WeightsError
+    from tdsclip.train.checkpoint import CheckpointError
+    from tdsclip.train.loop import TrainingError
+    from tdsclip.train.run import run_config
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = presets.resolve(args.preset, args.overrides)

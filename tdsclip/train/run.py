@@ -19,7 +19,6 @@ from tdsclip.config import ConfigError, RunConfig
 from tdsclip.identity import identity, run_id
 from tdsclip.records import RESULT_FILE, RecordError, read_json, writable_folder
 from tdsclip.runlock import RunLock, RunLocked
-from tdsclip.runstate import default_runs_dir  # noqa: F401 - tdsclip.train.__main__ reads it here
 from tdsclip.track import add_tags
 from tdsclip.train.checkpoint import init_from
 from tdsclip.train.distributed import DistEnv, all_true, env_from, setup, teardown
