@@ -44,7 +44,7 @@ def master_port(job_id: str, restart: int) -> int:
 def dist_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """torch.distributed's variables for this Slurm task: rank SLURM_PROCID of SLURM_NTASKS,
     local rank SLURM_LOCALID (its GPU), rendezvous on the first node of SLURM_JOB_NODELIST."""
-    from submitit.slurm.slurm import _parse_node_list  # the node-list grammar, as submitit reads it
+    from slurm.private_api import parse_node_list  # the node-list grammar, as submitit reads it
 
     def number(key: str, default: int | None = None) -> int:
         if key not in environ and default is not None:
@@ -55,7 +55,7 @@ def dist_environ(environ: Mapping[str, str]) -> dict[str, str]:
             raise RuntimeError(f"{key}={environ.get(key)!r}: expected an integer from Slurm") from None
 
     rank, world, local = number("SLURM_PROCID"), number("SLURM_NTASKS"), number("SLURM_LOCALID", 0)
-    nodes = _parse_node_list(environ.get("SLURM_JOB_NODELIST", ""))
+    nodes = parse_node_list(environ.get("SLURM_JOB_NODELIST", ""))
     num_nodes = number("SLURM_JOB_NUM_NODES", len(nodes))
     if not nodes or len(nodes) != num_nodes:
         raise RuntimeError(f"SLURM_JOB_NODELIST={environ.get('SLURM_JOB_NODELIST')!r}: expected {num_nodes} node(s)")

@@ -189,15 +189,10 @@ def submit_after(
 
 def sbatch_script(profile: Profile, nodes: int, resources: Resources, array_size: int, folder: Path) -> str:
     """The batch script one group's array would be submitted with (for --dry-run)."""
-    from submitit.slurm.slurm import _make_sbatch_string  # what SlurmExecutor writes, without submitting
+    from slurm.private_api import SUBMIT_COMMAND, sbatch_string  # what SlurmExecutor writes
 
     params = sbatch_parameters(profile, nodes, resources)
-    return _make_sbatch_string(
-        command="<python> -u -m submitit.core._submit <folder>",
-        folder=Path(folder),
-        map_count=array_size if array_size > 1 else None,
-        **params,
-    )
+    return sbatch_string(SUBMIT_COMMAND, Path(folder), array_size if array_size > 1 else None, **params)
 
 
 # ----------------------------------------------------------------------------- state

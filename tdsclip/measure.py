@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from tdsclip.config import ConfigError, RunConfig
 from tdsclip.presets import PRESETS, resolve
+from tdsclip.private_api import flash_attention_cpu, storage_id
 
 if TYPE_CHECKING:
     import torch
@@ -73,9 +74,9 @@ def count_macs(forward: Callable[[], object]) -> int:
 
 
 def _storage_key(tensor: torch.Tensor) -> int:
-    # The StorageImpl address identifies a storage on every device, the meta device included
-    # (where data_ptr() is always 0). Saved storages stay alive until the graph is freed.
-    return tensor.untyped_storage()._cdata
+    # One id per storage on every device, the meta device included. Saved storages stay alive
+    # until the graph is freed, so an id is not reused while it is counted.
+    return storage_id(tensor)
 
 
 @contextmanager
@@ -97,9 +98,7 @@ def fused_attention_on_meta() -> Iterator[None]:
 
     def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         if query.device.type == "meta" and query.ndim == 4 and attn_mask is None and not dropout_p and not enable_gqa:
-            return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                query, key, value, is_causal=is_causal, scale=scale
-            )[0]
+            return flash_attention_cpu(query, key, value, is_causal=is_causal, scale=scale)
         return plain(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
 
     F.scaled_dot_product_attention = fused

@@ -104,11 +104,11 @@ def artifact_location(uri: str) -> str | None:
 def _at_head(db: Path) -> bool:
     """True if the sqlite file exists and its schema is MLflow's newest (fully migrated)."""
     try:
-        from mlflow.store.db.utils import _get_latest_schema_revision
+        from tdsclip.private_api import mlflow_schema_head
 
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=20)) as conn:
             found = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-        return found == [(_get_latest_schema_revision(),)]
+        return found == [(mlflow_schema_head(),)]
     except Exception:  # noqa: BLE001 - missing file or table, locked, other MLflow: take the slow path
         return False
 

@@ -4,6 +4,12 @@ temporary folder, never over the user's reports/out."""
 
 import pytest
 from slurm_cluster import reference, slurm_cluster  # noqa: F401 - pytest fixtures, found by name
+from slurm_marker import (  # noqa: F401 - hooks and fixtures, found by name
+    _slurm_commands_need_the_marker,
+    _slurm_stand_ins,
+    pytest_collection_modifyitems,
+    pytest_runtest_setup,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
 from slurm_cluster import wait
 
 from experiments.run import main
+
+pytestmark = pytest.mark.slurm
 
 ROWS = ["--rows", "Baseline,+ TD-Adapter"]
 SMALL = ["train.epochs=2", "data.synthetic_videos_per_class=8", "train.batch_size=8", "train.micro_batch=8"]

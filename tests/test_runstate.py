@@ -271,6 +271,7 @@ def test_an_unwritable_folder_is_a_one_line_error(command, capsys, tmp_path, mon
     assert code == 2 and err.startswith(wanted) and "\n" not in err, err
 
 
+@pytest.mark.slurm  # runs Slurm's sinfo against a controller that is not there
 def test_an_unreachable_slurm_controller_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
     """Why: --executor slurm without a controller printed sbatch's errors twice and left a snapshot
     and pickles behind. A slurm.conf naming a port nothing listens on, as a stopped cluster is."""

@@ -13,6 +13,8 @@ from slurm.profiles import Resources, load_profile
 from slurm.submit import RunGroup, RunSpec, cancel, failure_reason, job_states, submit_runs
 from tdsclip.train import checkpoint as ckpt
 
+pytestmark = pytest.mark.slurm
+
 
 def test_an_array_of_runs_lands_in_records_and_mlflow_and_the_report_runs_after_it(reference, slurm_cluster):
     assert len({job.split("_")[0] for job in reference.ids.values()}) == 1, "one array for the group"

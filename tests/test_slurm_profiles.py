@@ -164,8 +164,8 @@ def test_the_snapshot_holds_the_tree_and_jobs_import_it_not_the_working_director
     assert not (snapshot.path / ".git").exists() and not (snapshot.path / ".venv").exists()
     assert snapshot.tags()["git_sha"] == head and snapshot.tags()["code_snapshot"] == str(snapshot.path)
     lines = job_setup(snapshot)
-    # What the batch script does, in the repository as working directory: the snapshot wins, even
-    # for the start-up hook (.pth) that imports tdsclip before any job code runs.
+    # What the batch script does, in the repository as working directory: the snapshot wins, the
+    # start-up hook (.pth) included.
     code = "import tdsclip, tdsclip.config, slurm.job; print(tdsclip.__file__, slurm.job.__file__, sep='\\n')"
     env = {"PYTHONPATH": str(snapshot.path), "PYTHONSAFEPATH": "1"}
     assert lines == [f'export PYTHONPATH={snapshot.path}"${{PYTHONPATH:+:$PYTHONPATH}}"', "export PYTHONSAFEPATH=1"]

@@ -14,6 +14,8 @@ from slurm.profiles import Profile, Resources, load_profile
 from slurm.submit import RunGroup, RunSpec, failure_reason, job_states, submit_after, submit_runs
 from tdsclip.train import checkpoint as ckpt
 
+pytestmark = pytest.mark.slurm
+
 
 def submit(session, name: str, profile: Profile, resources: Resources, *overrides: str) -> tuple[str, Path]:
     runs = session.root / f"{name}-runs"

@@ -302,6 +302,7 @@ def test_a_worker_of_two_ranks_trains_each_trial_with_ddp_led_by_rank_0(tmp_path
             assert result["world_size"] == 2 and result["config"]["optim"]["lr"] == trial.params["optim.lr"]
 
 
+@pytest.mark.slurm
 def test_the_same_sweep_on_the_real_slurm(slurm_cluster, tmp_path):
     runs = tmp_path / "runs"
     env = {"TDSCLIP_REPORTS": str(tmp_path / "out")}

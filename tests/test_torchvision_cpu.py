@@ -1,10 +1,15 @@
 """`import open_clip` works with the CPU torch in every process, and the fix is inert elsewhere."""
 
+import shutil
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+import tomllib
 import torch
-from helpers import run_python
+from helpers import REPO, run_python
 
 
 def test_fresh_interpreter_imports_open_clip_without_importing_tdsclip():
@@ -55,10 +60,10 @@ def test_spawned_worker_processes_import_open_clip(tmp_path):
 def test_fallback_ops_exist_only_because_the_extension_cannot_load():
     import torchvision  # noqa: F401 - the import itself is what is tested
 
-    from tdsclip import _torchvision_cpu
+    import tdsclip_torchvision_cpu as shim
 
-    needed = torch.version.cuda is None and not _torchvision_cpu._torchvision_extension_loads()
-    assert (_torchvision_cpu._fallback_library is not None) == needed
+    needed = torch.version.cuda is None and not shim._torchvision_extension_loads()
+    assert (shim._fallback_library is not None) == needed
     if needed:
         # the schemas exist without kernels: calling torchvision's C++ ops still fails loudly
         with pytest.raises(NotImplementedError, match="torchvision::nms"):
@@ -70,11 +75,72 @@ def test_hook_is_inert_on_a_cuda_torch_build():
         textwrap.dedent("""
         import torch
         torch.version.cuda = "13.0"   # what a CUDA build reports
-        from tdsclip import _torchvision_cpu
-        assert _torchvision_cpu.define_missing_ops() is False
-        assert _torchvision_cpu._fallback_library is None
+        import tdsclip_torchvision_cpu as shim
+        assert shim.define_missing_ops() is False
+        assert shim._fallback_library is None
         assert not hasattr(torch.ops.torchvision, "nms")
     """)
     )
     # on a CUDA build nothing is defined: torchvision's own import path is left exactly as it is
     assert result.returncode == 0, result.stderr
+
+
+def _checkout(root: Path) -> Path:
+    """The library and the shim module as a checkout holds them."""
+    root.mkdir()
+    shutil.copytree(REPO / "tdsclip", root / "tdsclip", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "tdsclip_torchvision_cpu.py", root)
+    return root
+
+
+def test_two_checkouts_sharing_one_venv_each_use_their_own_library(tmp_path):
+    """The venv is installed editable from checkout `a`; a command run in checkout `b` (its working
+    directory, or PYTHONPATH) must get b's tdsclip, and open_clip must import everywhere."""
+    a, b = _checkout(tmp_path / "a"), _checkout(tmp_path / "b")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    found = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    site = Path(found.stdout.strip())
+    # What `pip install -e a` writes (hatchling's dev-mode-dirs, then the force-included .pth) ...
+    (site / "_tdsclip.pth").write_text(f"{a}\n")
+    shutil.copy(REPO / "tdsclip_torchvision_cpu.pth", site)
+    # ... and the dependencies (torch, open_clip) from this environment, as plain path lines.
+    deps = [p for p in sys.path if p and Path(p).is_dir() and not (Path(p) / "tdsclip").exists()]
+    (site / "zz_dependencies.pth").write_text("".join(f"{p}\n" for p in deps))
+
+    code = "import sys, tdsclip, open_clip; print(tdsclip.__file__)"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for checkout in (a, b):
+        by_cwd = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=checkout, env=env)
+        assert (by_cwd.returncode, by_cwd.stderr) == (0, ""), by_cwd.stderr
+        assert by_cwd.stdout.strip() == str(checkout / "tdsclip" / "__init__.py")
+        by_path = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**env, "PYTHONPATH": str(checkout)}
+        )
+        assert (by_path.returncode, by_path.stderr) == (0, ""), by_path.stderr
+        assert by_path.stdout.strip() == str(checkout / "tdsclip" / "__init__.py")
+    # the .pth alone arms the shim: open_clip imports without tdsclip being imported at all
+    bare = subprocess.run(
+        [python, "-c", "import sys, open_clip; print('tdsclip' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert (bare.returncode, bare.stdout.strip()) == (0, "False"), bare.stderr
+
+
+def test_the_wheel_ships_the_shim_module_beside_its_pth():
+    """A non-editable install must carry the module the .pth imports (editable ones find it at the
+    checkout's root); the .pth must import nothing else."""
+    wheel = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert "tdsclip_torchvision_cpu.py" in wheel["only-include"]
+    assert wheel["force-include"] == {"tdsclip_torchvision_cpu.pth": "tdsclip_torchvision_cpu.pth"}
+    pth = (REPO / "tdsclip_torchvision_cpu.pth").read_text()
+    assert pth == "import tdsclip_torchvision_cpu; tdsclip_torchvision_cpu.install()\n"

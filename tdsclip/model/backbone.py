@@ -21,12 +21,12 @@ from pathlib import Path
 
 import open_clip
 import torch
-from open_clip.model import _build_vision_tower
 from open_clip.transformer import QuickGELU, VisionTransformer
 from torch import nn
 
 from tdsclip.model.adapters import STAdapter
 from tdsclip.model.weights import LoadedWeights, WeightsError, load_weights
+from tdsclip.private_api import build_vision_tower
 
 PAPER_BACKBONES = ("ViT-B-16", "ViT-L-14")
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -142,7 +142,7 @@ def _vision_tower(name: str, quick_gelu: bool, device: str | torch.device) -> Vi
         )
         raise WeightsError(f"unknown backbone {name!r}; {hint}")
     with torch.device(device):
-        visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=quick_gelu)
+        visual = build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=quick_gelu)
     if not isinstance(visual, VisionTransformer):
         raise WeightsError(f"backbone {name!r} is a {type(visual).__name__}, expected an open_clip VisionTransformer")
     return visual

@@ -19,12 +19,23 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+# Every trainable BatchNorm of torch.nn, by public names (tests/test_private_api.py checks the list).
+BATCH_NORMS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LazyBatchNorm1d,
+    nn.LazyBatchNorm2d,
+    nn.LazyBatchNorm3d,
+    nn.SyncBatchNorm,
+)
+
 
 @contextmanager
 def frozen_norm_statistics(module: nn.Module) -> Iterator[None]:
     """While active, BatchNorm layers in `module` normalise with batch statistics as usual but
     leave their running statistics and batch counter as they were."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in module.modules() if isinstance(m, BATCH_NORMS)]
     saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
     for norm in norms:
         norm.momentum = 0.0
