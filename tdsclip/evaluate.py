@@ -97,7 +97,7 @@ def evaluate_source(
         else:
             model = build_model(cfg.model, device)
             load_for_evaluation(model, cfg.model, state["model"], str(checkpoint))
-        evaluation = evaluate(model, data.val_views, data.views, cfg, env, device, data.collate)
+        evaluation = evaluate(model, data.val_views, data.views, cfg, env, device, data.collate, "multi-view test")
     finally:
         teardown()
     result = evaluation.scores.result()
