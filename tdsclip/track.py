@@ -11,6 +11,11 @@ The files under runs/<run_id>/ (format in tdsclip/records.py) are written first 
 source of truth. MLflow only mirrors them: a locked sqlite file or a dead server costs a few
 retries and a warning, never the run, and `sync` later pushes whatever MLflow missed. One MLflow
 run per run_id (found by its tag "run_id"), so a resumed or requeued run continues its MLflow run.
+
+This module is the only writer of MLflow (tests/test_imports.py checks it), parents included: one
+per table, preset and override set (track_table, from the rows' run states) and one per sweep
+study (track_study, from the study's record in runs/sweeps/, which end_study closes), each
+FINISHED or FAILED with an end time, and all rebuilt by `sync` from the records alone.
 """
 
 from __future__ import annotations
@@ -548,14 +553,16 @@ def track_study(
             "create run", mirror.client.create_run, mirror.experiment_id(), run_name=f"sweep {name}", tags=tags
         )
     parent_id = parent.info.run_id
-    if records is None:
-        records = [load_record(p) for p in RunsFolder(runs_dir).run_dirs()]
-    trials = [r for r in records if r.tags.get("sweep") == name]
+    if records is None:  # run.json alone: a study's runs are found by their tags
+        found = [(path, read_run_json(path / RUN_FILE)) for path in RunsFolder(runs_dir).run_dirs()]
+        trials = [(path, run["run_id"]) for path, run in found if run["tags"].get("sweep") == name]
+    else:
+        trials = [(r.run_dir, r.run_id) for r in records if r.tags.get("sweep") == name]
     states: dict[str, int] = {}
-    for record in trials:
-        state = read_state(record.run_dir).state
+    for run_dir, run_id in trials:
+        state = read_state(run_dir).state
         states[state] = states.get(state, 0) + 1
-        child = mirror.find_run(record.run_id)
+        child = mirror.find_run(run_id)
         if child is not None and "mlflow.parentRunId" not in child.data.tags:
             mirror.log_batch(child.info.run_id, tags={"mlflow.parentRunId": parent_id})
     tags["trials"] = f"{len(trials)} runs" + "".join(f", {n} {state}" for state, n in sorted(states.items()))
