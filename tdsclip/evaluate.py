@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scores", type=Path, help="save per-video per-view scores here (npz)")
     parser.add_argument("--out", type=Path, help="also write the result record (JSON) here")
     args = parser.parse_args(argv)
+    # progress off a terminal is logged (tdsclip.train.views.EvalProgress); the record goes to stdout
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from tdsclip.model.released import ReleasedError
     from tdsclip.train.distributed import env_from
 

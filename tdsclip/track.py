@@ -342,10 +342,12 @@ class Tracker:
 
 @dataclass(frozen=True)
 class SyncReport:
-    """What `sync_runs` did, one PushReport per local run."""
+    """What `sync_runs` did, one PushReport per local run, and the parents it rebuilt."""
 
     runs: tuple[PushReport, ...]
     retries: int
+    parents: tuple[str, ...] = ()
+    """One line per parent run: a table's (preset, override set) or a sweep study's."""
 
     @property
     def created(self) -> int:
@@ -386,7 +388,8 @@ def sync_runs(
     for name in studies:
         read_study(Path(runs_dir), name)
     mirror = Mirror(tracking_uri, experiment, retry)
-    report = SyncReport(tuple(mirror.push(record, settle=True) for record in records), mirror.retries)
+    pushed = tuple(mirror.push(record, settle=True) for record in records)
+    parents: list[str] = []
     tables: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     for record in records:  # the parents: one per (table, preset, override set), rebuilt from the records
         for key, row in record.tags.items():
@@ -394,10 +397,14 @@ def sync_runs(
                 group = (key.removeprefix("table."), record.tags["preset"], record.tags.get("overrides", "[]"))
                 tables.setdefault(group, []).append((row, record.run_id))
     for (table, preset, overrides), rows in tables.items():
-        track_table(table, preset, json.loads(overrides), rows, Path(runs_dir), mirror=mirror)
+        parent = track_table(table, preset, json.loads(overrides), rows, Path(runs_dir), mirror=mirror)
+        parents.append(
+            f"table {table_run_key(table, preset, json.loads(overrides))}: {len(rows)} rows, MLflow run {parent}"
+        )
     for name in studies:  # the sweeps' parents, from their records under runs/sweeps/
-        track_study(name, Path(runs_dir), mirror=mirror, records=records)
-    return report
+        parent = track_study(name, Path(runs_dir), mirror=mirror, records=records)
+        parents.append(f"sweep {name}: MLflow run {parent}")
+    return SyncReport(pushed, mirror.retries, tuple(parents))
 
 
 def add_tags(run_dir: Path, tags: Mapping[str, str]) -> None:
@@ -633,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for run in report.runs:
         print(run.line())
+    for parent in report.parents:
+        print(f"parent {parent}")
     print(report.summary())
     return 0
 

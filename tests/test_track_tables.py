@@ -168,8 +168,9 @@ def test_a_study_parent_is_written_by_the_tracker_closed_with_an_end_time_and_re
     assert (parent.data.tags["best_trial"], parent.data.tags["best_run_id"]) == ("1", "t1")
 
     fresh = f"sqlite:///{tmp_path}/fresh.db"
-    sync_runs(runs, fresh)
+    report = sync_runs(runs, fresh)
     rebuilt, children = parent_of_study(MlflowClient(fresh))
+    assert report.parents == (f"sweep recipe-smoke: MLflow run {rebuilt.info.run_id}",), "sync says what it rebuilt"
     assert rebuilt.info.status == "FINISHED" and rebuilt.info.end_time == iso_to_ms(ended) and children == {"t0", "t1"}
     assert rebuilt.data.metrics["best_val_top1_best"] == 41.0 and rebuilt.data.tags["preset"] == "smoke"
 
