@@ -55,7 +55,12 @@ def run_status(run_dir: Path) -> str:
 
 def record_tags(spec: Spec, planned: Planned, preset: str, overrides: Sequence[str]) -> dict[str, str]:
     """What a run's record says it is, so a report finds it without re-planning: its kind, table,
-    row, preset and the command line's overrides (JSON list)."""
+    row, preset and the command line's overrides (JSON list); and what the table compares of its
+    result (compared.<table>: "top1=val_top1_best", column key = result metric), which the MLflow
+    mirror logs under the column's key so the runs list reads like the table."""
+    compared = " ".join(
+        f"{c.key}={c.metric}" for c in spec.columns if c.metric and not c.metric.startswith("measured:")
+    )
     return {
         "kind": "train",
         "table": spec.name,
@@ -64,6 +69,7 @@ def record_tags(spec: Spec, planned: Planned, preset: str, overrides: Sequence[s
         "preset": preset,
         "overrides": json.dumps(list(overrides)),
         "seed": str(planned.seed),
+        **({f"compared.{spec.name}": compared} if compared else {}),
     }
 
 

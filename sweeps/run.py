@@ -357,10 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else best_text(study, args.preset, loaded)
             )
             return 0
-        created = create(study, args.preset, storage, args.overrides, enqueued, args.heartbeat, args.max_retries)
-        parent = created.user_attrs.get("mlflow_parent_run_id") or parent_run(study, name, args.preset, storage)
-        if parent:
-            created.set_user_attr("mlflow_parent_run_id", parent)
+        create(study, args.preset, storage, args.overrides, enqueued, args.heartbeat, args.max_retries)
         record = {
             "study": args.name,
             "preset": args.preset,
@@ -368,10 +365,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "storage": storage,
             "overrides": list(args.overrides),
             "n_trials": n_trials,
-            "mlflow_parent_run_id": parent,
+            "objective": study.objective,
+            "base": f"{study.base[0]}: {study.base[1]}",
             "runs_dir": str(runs_dir),
         }
-        write_json_atomic(record_path(runs_dir, name), record)
+        write_json_atomic(record_path(runs_dir, name), record)  # the study's truth; MLflow mirrors it
+        parent = parent_run(runs_dir, name)
+        if parent:  # shown on the study's report page
+            record["mlflow_parent_run_id"] = parent
+            write_json_atomic(record_path(runs_dir, name), record)
         from slurm.submit import tracking_uri_for_jobs
 
         environ = {"MLFLOW_TRACKING_URI": tracking_uri_for_jobs()}  # a sqlite file made absolute

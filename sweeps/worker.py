@@ -77,8 +77,8 @@ def counts(study: optuna.Study) -> dict[str, int]:
 class Objective:
     """One trial: train its run, report per epoch, return the study's objective."""
 
-    def __init__(self, study: Study, job: WorkerJob, env: Any, parent_run: str | None) -> None:
-        self.study, self.job, self.env, self.parent_run = study, job, env, parent_run
+    def __init__(self, study: Study, job: WorkerJob, env: Any) -> None:
+        self.study, self.job, self.env = study, job, env
         self.stopped = False
         self.last_error = ""
 
@@ -114,9 +114,7 @@ class Objective:
             "sweep": self.job.study_name,
             "sweep.trial": str(trial.number),
             **{f"sweep.param.{k}": str(v) for k, v in values.items()},
-        }
-        if self.parent_run:
-            tags["mlflow.parentRunId"] = self.parent_run
+        }  # "sweep" hangs the run under the study's MLflow parent (tdsclip.mirror.PARENT_TAGS)
 
         def started(run_id: str, run_dir: Path) -> None:
             trial.set_user_attr("run_id", run_id)
@@ -141,7 +139,7 @@ class Objective:
             wait=True,
         )  # a twin trial: its result
         if outcome.status == "pruned":
-            tag_run(trial.user_attrs.get("run_id"), {"sweep.state": "PRUNED"})
+            tag_run(trial.user_attrs.get("run_dir"), {"sweep.state": "PRUNED"})
             raise optuna.TrialPruned(f"pruned after epoch {epochs[-1]}")
         if outcome.status == "stopped":
             self.stopped = True
@@ -203,7 +201,7 @@ def work(job: WorkerJob, env: Any = None) -> str:
     if not env.is_main:
         return _follow(job, study, env)
     optuna_study = open_study(job, study)
-    objective = Objective(study, job, env, optuna_study.user_attrs.get("mlflow_parent_run_id"))
+    objective = Objective(study, job, env)
     failures = 0
     try:
         while True:
@@ -212,7 +210,7 @@ def work(job: WorkerJob, env: Any = None) -> str:
             state = counts(optuna_study)
             if not state["WAITING"] and state["COMPLETE"] + state["PRUNED"] + state["RUNNING"] >= job.n_trials:
                 if not state["RUNNING"]:
-                    close_parent(objective.parent_run, optuna_study, study.objective)  # the last worker out
+                    close_parent(Path(job.runs_dir), job.study_name, optuna_study, study.objective)  # the last out
                     return "done"
                 time.sleep(min(job.heartbeat, 10))
                 continue
@@ -229,9 +227,9 @@ def work(job: WorkerJob, env: Any = None) -> str:
                 return "stopped"
             failures = failures + 1 if last and last[-1].state == TrialState.FAIL else 0
             if failures >= MAX_FAILURES_IN_A_ROW:
-                raise SweepError(
-                    f"{failures} trials in a row failed in worker {job.worker}; the last: {objective.last_error}"
-                )
+                reason = f"{failures} trials in a row failed in worker {job.worker}; the last: {objective.last_error}"
+                close_parent(Path(job.runs_dir), job.study_name, optuna_study, study.objective, "failed", reason)
+                raise SweepError(reason)
     finally:
         _to_other_ranks(("stop", None))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def evaluate_source(
         else:
             model = build_model(cfg.model, device)
             load_for_evaluation(model, cfg.model, state["model"], str(checkpoint))
-        evaluation = evaluate(model, data.val_views, data.views, cfg, env, device, data.collate)
+        evaluation = evaluate(model, data.val_views, data.views, cfg, env, device, data.collate, "multi-view test")
     finally:
         teardown()
     result = evaluation.scores.result()
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the result record (JSON) here")
     args = parser.parse_args(argv)
     # torch comes in with these, after the arguments are read: --help and a bad argument answer at once.
+    # progress off a terminal is logged (tdsclip.train.views.EvalProgress); the record goes to stdout
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from tdsclip.model.released import ReleasedError
     from tdsclip.model.weights import WeightsError
     from tdsclip.train.checkpoint import CheckpointError

@@ -146,12 +146,31 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 """MLflow 3's UI opens an experiment by its kind: without it, on the GenAI traces overview."""
 
 
+PARENT_TAGS = {"sweep": "sweep_run"}
+"""A record tag naming the group a run belongs to -> the tag of the group's MLflow parent run: a
+trial tagged sweep=<study> hangs under the run tagged sweep_run=<study> (tdsclip.track.track_study)
+as soon as that exists. A table's rows are hung by track_table (a run may be a row of several)."""
+DERIVED_TAGS = ("mlflow.parentRunId",)
+"""Tags MLflow gets from the tracker, never from a record: a record holding an MLflow id (as sweep
+trials' did) would point into one store only."""
+
+
 def run_name(run_id: str, tags: Mapping[str, str]) -> str:
     """What the runs list shows: table/row for a table's run (the id stays a tag), with
     "(released)" for a released checkpoint evaluated as the row, else the id."""
     if tags.get("table") and tags.get("row"):
         return f"{tags['table']}/{tags['row']}" + (" (released)" if tags.get("kind") == "released" else "")
     return run_id
+
+
+def compared(tags: Mapping[str, str]) -> dict[str, str]:
+    """What the run's table compares of its result, from the record tag compared.<table> of its
+    `table` tag ("top1=val_top1_best top5=test_top5"): {"top1": "val_top1_best", ...}. The mirror
+    logs each result metric a second time under the column's key (top1, top5), one stable name
+    across tables, so the runs list has a column that reads like the tables."""
+    text = tags.get(f"compared.{tags.get('table', '')}", "")
+    pairs = [pair.partition("=") for pair in text.split()]
+    return {key: metric for key, sep, metric in pairs if sep and key and metric}
 
 
 def param_value(value: Any) -> str:
@@ -367,9 +386,11 @@ class Mirror:
         result.json and run.json as artifacts, and the status. Pushing twice adds nothing."""
         run = self.find_run(record.run_id)
         created = run is None
-        tags = {k: _cut(v, TAG_VALUE_LIMIT) for k, v in record.tags.items()}
+        tags = {k: _cut(v, TAG_VALUE_LIMIT) for k, v in record.tags.items() if k not in DERIVED_TAGS}
         tags["run_id"] = record.run_id
         tags["mlflow.runName"] = run_name(record.run_id, record.tags)
+        if columns := compared(record.tags):  # what the compared metric columns are, in the runs list
+            tags["compared"] = " ".join(f"{key}={metric}" for key, metric in columns.items())
         if run is None:
             run = self.call(
                 "create run",
@@ -393,6 +414,8 @@ class Mirror:
                     value,
                 )
         new_params = {k: v for k, v in params.items() if k not in have_params}
+        if "mlflow.parentRunId" not in have_tags and (parent := self._group_parent(record.tags)):
+            tags["mlflow.parentRunId"] = parent
         new_tags = {k: v for k, v in tags.items() if have_tags.get(k) != v}
         self.log_batch(mlflow_id, params=new_params, tags=new_tags)
 
@@ -424,6 +447,25 @@ class Mirror:
                 status = wanted
         return PushReport(record.run_id, mlflow_id, created, len(new_params), len(new_tags), logged, artifacts, status)
 
+    def find_tagged(self, key: str, value: str) -> Any:
+        """The oldest MLflow run of the experiment tagged key=value, or None (a parent run)."""
+        found = self.call(
+            "search runs",
+            self.client.search_runs,
+            [self.experiment_id()],
+            filter_string=f"tags.`{key}` = '{value}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1,
+        )
+        return found[0] if found else None
+
+    def _group_parent(self, tags: Mapping[str, str]) -> str | None:
+        """The MLflow id of the parent run of the group the record's tags name (PARENT_TAGS), if any."""
+        for key, parent_tag in PARENT_TAGS.items():
+            if tags.get(key) and (parent := self.find_tagged(parent_tag, tags[key])) is not None:
+                return parent.info.run_id
+        return None
+
     def _history(self, mlflow_id: str, key: str) -> list[Any]:
         return self.call(f"read metric {key}", self.client.get_metric_history, mlflow_id, key)
 
@@ -435,14 +477,17 @@ class Mirror:
         return len(missing)
 
     def _log_final_metrics(self, mlflow_id: str, record: RunRecord) -> int:
-        """The result's numeric "metrics" at the last step logged, unless already there."""
+        """The result's numeric "metrics" at the last step logged, and the table's compared ones
+        under their column's key (compared()), unless already there."""
         from mlflow.entities import Metric
 
         assert record.result is not None
         step, stamp = record.last_step, iso_to_ms(record.result["finished"])
+        final = final_metrics(record.result)
+        final.update({k: final[m] for k, m in compared(record.tags).items() if m in final and k not in final})
         missing = [
             Metric(key, value, stamp, step)
-            for key, value in final_metrics(record.result).items()
+            for key, value in final.items()
             if not any(m.step == step and _same(m.value, value) for m in self._history(mlflow_id, key))
         ]
         self.log_batch(mlflow_id, metrics=missing)

@@ -11,6 +11,11 @@ The files under runs/<run_id>/ (format in tdsclip/records.py) are written first 
 source of truth. MLflow only mirrors them: a locked sqlite file or a dead server costs a few
 retries and a warning, never the run, and `sync` later pushes whatever MLflow missed. One MLflow
 run per run_id (found by its tag "run_id"), so a resumed or requeued run continues its MLflow run.
+
+This module is the only writer of MLflow (tests/test_imports.py checks it), parents included: one
+per table, preset and override set (track_table, from the rows' run states) and one per sweep
+study (track_study, from the study's record in runs/sweeps/, which end_study closes), each
+FINISHED or FAILED with an end time, and all rebuilt by `sync` from the records alone.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from tdsclip.records import (
     trim_torn_tail,
     write_json_atomic,
 )
-from tdsclip.runstate import read_state
+from tdsclip.runstate import RunsFolder, read_state
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,9 @@ __all__ = [
     "RecordError",
     "MirrorError",
     "track_table",
+    "track_study",
+    "end_study",
+    "tag_run",
     "supersede",
 ]
 
@@ -334,10 +342,12 @@ class Tracker:
 
 @dataclass(frozen=True)
 class SyncReport:
-    """What `sync_runs` did, one PushReport per local run."""
+    """What `sync_runs` did, one PushReport per local run, and the parents it rebuilt."""
 
     runs: tuple[PushReport, ...]
     retries: int
+    parents: tuple[str, ...] = ()
+    """One line per parent run: a table's (preset, override set) or a sweep study's."""
 
     @property
     def created(self) -> int:
@@ -362,7 +372,9 @@ def sync_runs(
     runs_dir: Path, tracking_uri: str | None = None, experiment: str | None = None, retry: RetryPolicy = RetryPolicy()
 ) -> SyncReport:
     """Push every local record under runs_dir (each sub-folder with run.json) to MLflow,
-    idempotently. Every record is read and checked before anything is pushed."""
+    idempotently, then rebuild the parents: one per table (preset, override set) from the runs'
+    tags, one per sweep study from its record in runs/sweeps/. Every record is read and checked
+    before anything is pushed."""
     records = [load_record(path) for path in find_records(Path(runs_dir))]
     seen: dict[str, Path] = {}
     for record in records:
@@ -372,8 +384,12 @@ def sync_runs(
                 "expected one directory per run"
             )
         seen[record.run_id] = record.run_dir
+    studies = sorted(path.stem for path in RunsFolder(runs_dir).sweeps.glob("*.json"))
+    for name in studies:
+        read_study(Path(runs_dir), name)
     mirror = Mirror(tracking_uri, experiment, retry)
-    report = SyncReport(tuple(mirror.push(record, settle=True) for record in records), mirror.retries)
+    pushed = tuple(mirror.push(record, settle=True) for record in records)
+    parents: list[str] = []
     tables: dict[tuple[str, str, str, str], list[tuple[str, str]]] = {}
     for record in records:  # the parents: one per (table, preset, override set, kind), rebuilt from the records
         for key, row in record.tags.items():
@@ -386,8 +402,14 @@ def sync_runs(
                 )
                 tables.setdefault(group, []).append((row, record.run_id))
     for (table, preset, overrides, kind), rows in tables.items():
-        track_table(table, preset, json.loads(overrides), rows, Path(runs_dir), mirror=mirror, kind=kind)
-    return report
+        parent = track_table(table, preset, json.loads(overrides), rows, Path(runs_dir), mirror=mirror, kind=kind)
+        parents.append(
+            f"table {table_run_key(table, preset, json.loads(overrides), kind)}: {len(rows)} rows, MLflow run {parent}"
+        )
+    for name in studies:  # the sweeps' parents, from their records under runs/sweeps/
+        parent = track_study(name, Path(runs_dir), mirror=mirror, records=records)
+        parents.append(f"sweep {name}: MLflow run {parent}")
+    return SyncReport(pushed, mirror.retries, tuple(parents))
 
 
 def add_tags(run_dir: Path, tags: Mapping[str, str]) -> None:
@@ -433,19 +455,13 @@ def track_table(
     left RUNNING), with the end time of its last row. Returns the parent's MLflow id."""
     mirror = mirror or Mirror(tracking_uri, experiment, RetryPolicy(tries=2))
     key = table_run_key(table, preset, overrides, kind)
-    found = mirror.call(
-        "search runs",
-        mirror.client.search_runs,
-        [mirror.experiment_id()],
-        filter_string=f"tags.table_run = '{key}'",
-        max_results=1,
-    )
+    found = mirror.find_tagged("table_run", key)
     name = (
         f"{table} ({preset}{'; ' + ' '.join(overrides) if overrides else ''}{'; ' + kind if kind != 'train' else ''})"
     )
     parent = (
-        found[0]
-        if found
+        found
+        if found is not None
         else mirror.call(
             "create run",
             mirror.client.create_run,
@@ -479,6 +495,125 @@ def track_table(
     if status and parent.info.status != status:
         mirror.set_status(parent_id, status, max(ends) if ends else None)
     return parent_id
+
+
+# ----------------------------------------------------------------------------- sweep studies
+
+STUDY_STATES = ("finished", "failed")
+"""How a study ends (end_study): every trial it needs done, or a worker gave up."""
+
+
+def read_study(runs_dir: Path, name: str) -> dict[str, Any]:
+    """A sweep study's record, runs/sweeps/<name>.json, as `python -m sweeps.run` writes it (study,
+    preset, study_name, storage, overrides, n_trials, objective, base) with what end_study adds
+    (state, ended, reason, best: objective, value, trial, run_id)."""
+    path = RunsFolder(runs_dir).sweep_record(name)
+    if not path.is_file():
+        raise RecordError(f"{path}: no such study record; expected one written by python -m sweeps.run")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RecordError(f"{path}: not a study record ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("preset"), str):
+        raise RecordError(f'{path}: not a study record; expected a JSON object with "preset"')
+    if data.get("state") is not None:
+        if data["state"] not in STUDY_STATES or not isinstance(data.get("ended"), str):
+            raise RecordError(
+                f'{path}: "state" {data["state"]!r}: expected one of {", ".join(STUDY_STATES)} with "ended"'
+            )
+        iso_to_ms(data["ended"])
+    return data
+
+
+def end_study(
+    runs_dir: Path,
+    name: str,
+    state: str,
+    *,
+    best: Mapping[str, Any] | None = None,
+    reason: str = "",
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+) -> str:
+    """Record that a study ended ("finished": it has its trials; "failed": a worker gave up, `reason`
+    says why) with its best trial (objective, value, trial, run_id), in its record first (the truth,
+    which `sync` rebuilds from), then in MLflow (track_study). Returns the parent's MLflow id."""
+    if state not in STUDY_STATES:
+        raise RecordError(f"study state {state!r}: expected one of {', '.join(STUDY_STATES)}")
+    path = RunsFolder(runs_dir).sweep_record(name)
+    data = {k: v for k, v in read_study(runs_dir, name).items() if k not in ("state", "ended", "reason", "best")}
+    end = {"state": state, "ended": now_iso(), **({"reason": reason} if reason else {})}
+    write_json_atomic(path, {**data, **end, **({"best": json_normal("best", dict(best))} if best else {})})
+    return track_study(name, runs_dir, tracking_uri=tracking_uri, experiment=experiment)
+
+
+def track_study(
+    name: str,
+    runs_dir: Path,
+    *,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    mirror: Mirror | None = None,
+    records: Sequence[Any] | None = None,
+) -> str:
+    """The parent run of a sweep study in MLflow, from its record (read_study): created if missing
+    (tagged sweep_run=<name>), the runs recorded with tag sweep=<name> hung under it, and closed as
+    the record says: FINISHED or FAILED at its end time with the best trial (metric
+    best_<objective>, tags best_trial, best_run_id), else RUNNING. Returns the parent's MLflow id."""
+    study = read_study(runs_dir, name)
+    mirror = mirror or Mirror(tracking_uri, experiment, RetryPolicy(tries=2))
+    parent = mirror.find_tagged("sweep_run", name)
+    tags = {
+        "sweep_run": name,
+        "sweep": name,
+        "preset": study["preset"],
+        "overrides": json.dumps(study.get("overrides", [])),
+        "optuna_storage": str(study.get("storage", "")),
+        **({"sweep.base": str(study["base"])} if study.get("base") else {}),
+    }
+    if parent is None:
+        parent = mirror.call(
+            "create run", mirror.client.create_run, mirror.experiment_id(), run_name=f"sweep {name}", tags=tags
+        )
+    parent_id = parent.info.run_id
+    if records is None:  # run.json alone: a study's runs are found by their tags
+        found = [(path, read_run_json(path / RUN_FILE)) for path in RunsFolder(runs_dir).run_dirs()]
+        trials = [(path, run["run_id"]) for path, run in found if run["tags"].get("sweep") == name]
+    else:
+        trials = [(r.run_dir, r.run_id) for r in records if r.tags.get("sweep") == name]
+    states: dict[str, int] = {}
+    for run_dir, run_id in trials:
+        state = read_state(run_dir).state
+        states[state] = states.get(state, 0) + 1
+        child = mirror.find_run(run_id)
+        if child is not None and "mlflow.parentRunId" not in child.data.tags:
+            mirror.log_batch(child.info.run_id, tags={"mlflow.parentRunId": parent_id})
+    tags["trials"] = f"{len(trials)} runs" + "".join(f", {n} {state}" for state, n in sorted(states.items()))
+    metrics = []
+    best = study.get("best") or {}
+    if best.get("objective") and isinstance(best.get("value"), (int, float)):
+        from mlflow.entities import Metric
+
+        key = f"best_{best['objective']}"
+        if parent.data.metrics.get(key) != best["value"]:
+            metrics.append(Metric(key, float(best["value"]), iso_to_ms(study["ended"]), 0))
+        tags.update({"best_trial": str(best.get("trial")), "best_run_id": str(best.get("run_id"))})
+    if study.get("state") == "failed":
+        tags["failure"] = str(study.get("reason", ""))
+    mirror.log_batch(parent_id, tags={k: v for k, v in tags.items() if parent.data.tags.get(k) != v}, metrics=metrics)
+    status = {"finished": "FINISHED", "failed": "FAILED"}.get(study.get("state", ""), "RUNNING")
+    ended = iso_to_ms(study["ended"]) if status != "RUNNING" else None
+    if parent.info.status != status or (ended and parent.info.end_time != ended):
+        mirror.set_status(parent_id, status, ended)
+    return parent_id
+
+
+def tag_run(run_dir: Path, tags: Mapping[str, str], *, tracking_uri: str | None = None) -> None:
+    """Add tags to a run's record (add_tags), then bring its MLflow run up to date with the record
+    (e.g. a sweep's sweep.state=PRUNED on a trial it pruned)."""
+    add_tags(run_dir, tags)
+    record = load_record(run_dir)
+    Mirror(tracking_uri, None, RetryPolicy(tries=3)).push(record, settle=True)
 
 
 def supersede(run_id: str, *, tracking_uri: str | None = None, experiment: str | None = None) -> bool:
@@ -521,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for run in report.runs:
         print(run.line())
+    for parent in report.parents:
+        print(f"parent {parent}")
     print(report.summary())
     return 0
 

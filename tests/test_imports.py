@@ -116,3 +116,65 @@ def test_reports_read_only_the_specs_of_experiments():
         if top(t) == "experiments" and t not in allowed
     )
     assert not bad, "; ".join(bad)
+
+
+WRITERS = ("tdsclip.track", "tdsclip.mirror")
+"""The tracker and its low-level MLflow adapter: the only modules that write MLflow."""
+MIRROR_WRITES = ("push", "set_status", "experiment_id")
+"""Mirror's own writing methods besides the client's (experiment_id creates a missing experiment)."""
+
+
+def client_writes() -> set[str]:
+    """The writing methods of MLflow's client by name: create_run, log_batch, set_terminated, ..."""
+    from mlflow.tracking import MlflowClient
+
+    prefixes = ("create_", "log_", "set_", "delete_", "update_", "rename_", "restore_", "transition_", "upload_")
+    return {n for n in dir(MlflowClient) if n.startswith(prefixes)}
+
+
+def mlflow_use(path: Path) -> tuple[set[str], set[str], set[str]]:
+    """What a module takes of MLflow (the mlflow modules and tdsclip.mirror names it imports, at any
+    depth), every attribute name it reads (`x.create_run` -> create_run, called or passed on, as to
+    Mirror.call) and the attribute names it calls (`x.push(...)` -> push)."""
+    taken, attributes, called = set(), set(), set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            taken |= {a.name for a in node.names if top(a.name) == "mlflow"}
+        elif isinstance(node, ast.ImportFrom) and node.module and top(node.module) == "mlflow":
+            taken.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module == "tdsclip.mirror":
+            taken |= {f"tdsclip.mirror.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Attribute):
+            attributes.add(node.attr)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            called.add(node.func.attr)
+    return taken, attributes, called
+
+
+def test_the_reader_of_mlflow_use_sees_writes_through_a_late_import(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(
+        "def f(e):\n    from tdsclip.mirror import Mirror\n    m = Mirror(None, None, 0)\n"
+        "    m.call('x', m.client.create_run, e.experiment_id)\n    m.push(e)\n"
+    )
+    taken, attributes, called = mlflow_use(path)
+    assert taken == {"tdsclip.mirror.Mirror"} and {"create_run", "experiment_id"} <= attributes
+    assert called == {"call", "push"}
+    assert "create_run" in client_writes() and "search_runs" not in client_writes()
+
+
+def test_only_the_tracker_writes_mlflow():
+    """Why: sweeps/tracking.py and experiments/local.py wrote MLflow beside the tracker, so MLflow
+    did not mirror the run state. Only tdsclip/track.py (through tdsclip/mirror.py) imports mlflow;
+    a module that takes tdsclip.mirror.Mirror to read MLflow (reports' MLflow source) uses none of
+    the client's writing methods and calls none of Mirror's."""
+    writes, bad = client_writes(), []
+    for name, path in modules().items():
+        if name in WRITERS:
+            continue
+        taken, attributes, called = mlflow_use(path)
+        bad += [f"{name} imports {t}" for t in sorted(taken) if top(t) == "mlflow"]
+        if "tdsclip.mirror.Mirror" in taken:
+            found = (attributes & writes) | (called & set(MIRROR_WRITES))
+            bad += [f"{name} writes through Mirror ({w})" for w in sorted(found)]
+    assert not bad, "; ".join(bad) + " (MLflow is written through tdsclip.track only)"

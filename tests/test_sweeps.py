@@ -19,6 +19,8 @@ from mlflow_server import mlflow_server
 from optuna.trial import TrialState
 from slurm_cluster import wait
 
+from tdsclip.records import iso_to_ms
+
 TESTS = Path(__file__).parent
 # Six trials in about half a minute with two workers: 2 epochs of 36 videos, validated each epoch.
 TINY = [
@@ -90,6 +92,11 @@ def test_a_local_sweep_records_every_trial_in_optuna_mlflow_and_the_report(local
     experiment = client.get_experiment_by_name("tdsclip").experiment_id
     (parent,) = client.search_runs([experiment], filter_string="tags.sweep_run = 'recipe-smoke'")
     assert parent.info.status == "FINISHED" and parent.data.metrics["best_val_top1_best"] == study.best_value
+    record = json.loads((root / "runs" / "sweeps" / "recipe-smoke.json").read_text())
+    assert record["state"] == "finished" and record["best"]["trial"] == study.best_trial.number, (
+        "the study's end is in its record, which `tdsclip.track sync` rebuilds the parent from"
+    )
+    assert parent.info.end_time == iso_to_ms(record["ended"]) and record["mlflow_parent_run_id"] == parent.info.run_id
     children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     by_trial = {int(r.data.tags["sweep.trial"]): r for r in children}
     assert sorted(by_trial) == list(range(6))
@@ -159,7 +166,7 @@ def test_the_median_pruner_stops_a_deliberately_bad_trial(tmp_path):
     env = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
         "TDSCLIP_REPORTS": str(tmp_path / "out"),
-        "PYTHONPATH": str(TESTS),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
     }
     done = sweep(
         "sweep_probe",
@@ -195,7 +202,7 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_from_its_checkpoint(tmp
     env = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
         "TDSCLIP_REPORTS": str(tmp_path / "out"),
-        "PYTHONPATH": str(TESTS),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
     }
     launcher = subprocess.Popen(
         [
@@ -281,7 +288,7 @@ def test_a_worker_of_two_ranks_trains_each_trial_with_ddp_led_by_rank_0(tmp_path
             text=True,
             env={
                 **os.environ,
-                "PYTHONPATH": str(TESTS),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
                 "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
                 "RANK": str(r),
                 "WORLD_SIZE": "2",
@@ -352,6 +359,11 @@ def test_a_worker_gives_up_after_three_failed_trials_in_a_row(tmp_path):
     log = (tmp_path / "runs" / "sweeps" / "recipe-smoke" / "worker-0.log").read_text()
     assert "sweeps.worker: 3 trials in a row failed in worker 0; the last: " in log
     assert [t.state for t in load(tmp_path / "runs", "recipe-smoke").get_trials()] == [TrialState.FAIL] * 3
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("tdsclip").experiment_id
+    (parent,) = client.search_runs([experiment], filter_string="tags.sweep_run = 'recipe-smoke'")
+    assert parent.info.status == "FAILED" and parent.info.end_time, "a worker that gave up fails the study's parent"
+    assert parent.data.tags["failure"].startswith("3 trials in a row failed in worker 0")
 
 
 def test_bad_input_is_one_line(tmp_path):

@@ -11,7 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tdsclip import runstate
-from tdsclip.track import Tracker, supersede, sync_runs, table_run_key, track_table
+from tdsclip.records import RecordError, iso_to_ms
+from tdsclip.track import Tracker, end_study, supersede, sync_runs, table_run_key, track_study, track_table
 
 
 def record(runs: Path, run_id: str, row: str, uri: str, *, overrides: list[str] = (), fail: bool = False) -> None:
@@ -104,3 +105,138 @@ def test_force_supersedes_the_old_mlflow_run_before_retraining(tmp_path, store):
     assert len(history) == 1, "the new run's curve holds only the new points"
     gone = client.get_run(old.info.run_id)
     assert gone.info.lifecycle_stage == "deleted" and "superseded" in gone.data.tags
+
+
+# ----------------------------------------------------------------------------- a sweep's study
+
+
+def study_record(runs: Path, name: str = "recipe-smoke") -> None:
+    """What `python -m sweeps.run` leaves in runs/sweeps/<name>.json when it starts a study."""
+    path = runstate.RunsFolder(runs).sweep_record(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "study": "recipe",
+                "preset": "smoke",
+                "study_name": name,
+                "storage": f"sqlite:///{runs}/sweeps/optuna.db",
+                "overrides": ["train.epochs=2"],
+                "n_trials": 2,
+                "objective": "val_top1_best",
+                "base": "table3: + SME-Adapter",
+            }
+        )
+    )
+
+
+def trial(runs: Path, run_id: str, number: int, uri: str, extra: dict | None = None) -> None:
+    tags = {"sweep": "recipe-smoke", "sweep.trial": str(number), **(extra or {})}
+    tracker = Tracker(runs / run_id, run_id, params={"optim.lr": 10.0**-number}, tags=tags, tracking_uri=uri)
+    tracker.log_metrics({"val_top1": 40.0 + number}, step=1, epoch=1)
+    tracker.finish({"metrics": {"val_top1_best": 40.0 + number}})
+
+
+def parent_of_study(client: MlflowClient, name: str = "recipe-smoke"):
+    experiment = client.get_experiment_by_name("tdsclip").experiment_id
+    (parent,) = client.search_runs([experiment], filter_string=f"tags.sweep_run = '{name}'")
+    children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return parent, {r.data.tags["run_id"] for r in children}
+
+
+def test_a_study_parent_is_written_by_the_tracker_closed_with_an_end_time_and_rebuilt_by_sync(tmp_path, store):
+    """Why: sweeps wrote the study's parent run beside the tracker; `sync` could not rebuild it, and
+    trials carried the parent's MLflow id in their records (dangling in another store)."""
+    uri, client = store
+    runs = tmp_path / "runs"
+    study_record(runs)
+    parent_id = track_study("recipe-smoke", runs)
+    trial(runs, "t0", 0, uri)
+    trial(runs, "t1", 1, uri, {"mlflow.parentRunId": "0123456789abcdef"})  # as workers tagged trials before
+    parent, children = parent_of_study(client)
+    assert parent.info.run_id == parent_id and parent.info.status == "RUNNING" and children == {"t0", "t1"}, (
+        "a trial hangs under its study's parent as soon as it starts"
+    )
+    assert parent.info.run_name == "sweep recipe-smoke" and parent.data.tags["sweep.base"] == "table3: + SME-Adapter"
+
+    best = {"objective": "val_top1_best", "value": 41.0, "trial": 1, "run_id": "t1"}
+    assert end_study(runs, "recipe-smoke", "finished", best=best) == parent_id
+    ended = json.loads(runstate.RunsFolder(runs).sweep_record("recipe-smoke").read_text())["ended"]
+    parent, _ = parent_of_study(client)
+    assert parent.info.status == "FINISHED" and parent.info.end_time == iso_to_ms(ended)
+    assert parent.data.metrics["best_val_top1_best"] == 41.0
+    assert (parent.data.tags["best_trial"], parent.data.tags["best_run_id"]) == ("1", "t1")
+
+    fresh = f"sqlite:///{tmp_path}/fresh.db"
+    report = sync_runs(runs, fresh)
+    rebuilt, children = parent_of_study(MlflowClient(fresh))
+    assert report.parents == (f"sweep recipe-smoke: MLflow run {rebuilt.info.run_id}",), "sync says what it rebuilt"
+    assert rebuilt.info.status == "FINISHED" and rebuilt.info.end_time == iso_to_ms(ended) and children == {"t0", "t1"}
+    assert rebuilt.data.metrics["best_val_top1_best"] == 41.0 and rebuilt.data.tags["preset"] == "smoke"
+
+
+def test_a_study_whose_worker_gave_up_fails_its_parent(tmp_path, store):
+    uri, client = store
+    runs = tmp_path / "runs"
+    study_record(runs)
+    trial(runs, "t0", 0, uri)
+    end_study(runs, "recipe-smoke", "failed", reason="3 trials in a row failed in worker 0")
+    parent, children = parent_of_study(client)
+    assert parent.info.status == "FAILED" and parent.info.end_time and children == {"t0"}
+    assert parent.data.tags["failure"] == "3 trials in a row failed in worker 0"
+    study_record(runs)  # the same command started again: the study goes on
+    track_study("recipe-smoke", runs)
+    assert parent_of_study(client)[0].info.status == "RUNNING"
+    with pytest.raises(RecordError, match=r"^study state 'done': expected one of finished, failed"):
+        end_study(runs, "recipe-smoke", "done")
+    with pytest.raises(RecordError, match=r"recipe-smok\.json: no such study record"):
+        track_study("recipe-smok", runs)
+
+
+# ----------------------------------------------------------------------------- the runs list
+
+
+def test_a_table_parents_children_carry_their_row_and_the_compared_metric(tmp_path, store, monkeypatch):
+    """Why: opened in `mlflow ui`, the runs list showed hex-named children and no metric column to
+    compare. Each row's run carries its row name (tag `row`, run name table/row) and the value its
+    table compares, under one stable name (metric `top1` = val_top1_best for the ablations,
+    test_top1 for Table I), read back through the MLflow client and after a sync."""
+    from experiments.plan import plan, record_tags
+    from experiments.spec import load
+
+    monkeypatch.setenv("TDSCLIP_LOCATIONS", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("TDSCLIP_CACHE", str(tmp_path / "cache"))
+    uri, client = store
+    runs = tmp_path / "runs"
+    parents = {}
+    for table, value in (("table3", {"val_top1_best": 41.5, "test_top1": 44.0}), ("table1", {"test_top1": 77.0})):
+        spec = load(table)
+        planned = plan(spec, "smoke", runs_dir=runs)[:2]
+        for number, p in enumerate(planned):
+            tags = record_tags(spec, p, "smoke", [])
+            tracker = Tracker(runs / p.run_id, p.run_id, params={"train.seed": p.seed}, tags=tags, tracking_uri=uri)
+            tracker.finish({"metrics": {k: v + number for k, v in value.items()}})
+        parents[table] = track_table(table, "smoke", [], [(p.row.name, p.run_id) for p in planned], runs)
+        parents[table] = (parents[table], planned)
+
+    def check(client: MlflowClient, parent_id: str, table: str, planned, metric: str, value: float) -> None:
+        experiment = client.get_experiment_by_name("tdsclip").experiment_id
+        children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+        by_row = {r.data.tags["row"]: r for r in children}
+        assert sorted(by_row) == sorted(p.row.name for p in planned)
+        for number, p in enumerate(planned):
+            run = by_row[p.row.name]
+            assert run.info.run_name == f"{table}/{p.row.name}"
+            assert run.data.metrics["top1"] == value + number, f"{p.row.name}: top1 is the table's {metric}"
+            assert run.data.tags["compared"].split()[0] == f"top1={metric}", "the list says what top1 is"
+
+    check(client, parents["table3"][0], "table3", parents["table3"][1], "val_top1_best", 41.5)
+    check(client, parents["table1"][0], "table1", parents["table1"][1], "test_top1", 77.0)
+    fresh = MlflowClient(f"sqlite:///{tmp_path}/fresh.db")
+    sync_runs(runs, fresh.tracking_uri)
+    for table, metric, value in (("table3", "val_top1_best", 41.5), ("table1", "test_top1", 77.0)):
+        (parent,) = fresh.search_runs(
+            [fresh.get_experiment_by_name("tdsclip").experiment_id],
+            filter_string=f"tags.table_run = '{table_run_key(table, 'smoke', [])}'",
+        )
+        check(fresh, parent.info.run_id, table, parents[table][1], metric, value)

@@ -46,10 +46,64 @@ def trained_state(run: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """One uninterrupted run, in a subprocess, single thread."""
+    """One uninterrupted run, in a subprocess, single thread; its log (stderr, a pipe as under
+    Slurm) kept in log.txt beside the run."""
     runs = tmp_path_factory.mktemp("reference")
-    outcome = finish(script(runs, "train.checkpoint_every=1"))
-    return runs, outcome
+    process = script(runs, "train.checkpoint_every=1", "--log")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    (runs / "log.txt").write_text(err)
+    return runs, json.loads(out.strip().splitlines()[-1])
+
+
+def test_the_log_shows_progress_through_the_final_multi_view_test(reference):
+    """Why: the final multi-view test printed a start and an end line only, and hours of testing a
+    large dataset went by without a word. Off a terminal: a plain line every 10% (or minute)."""
+    log = (reference[0] / "log.txt").read_text()
+    lines = [
+        line.split("INFO tdsclip.train.views: ", 1)[1]
+        for line in log.splitlines()
+        if "final test: " in line and "tdsclip.train.views" in line
+    ]
+    done = [int(line.split("final test: ")[1].split("/")[0]) for line in lines]
+    assert len(done) >= 4 and done == sorted(done) and lines[-1].startswith("final test: 8/8 videos (100%)"), log[
+        -3000:
+    ]
+    assert all(" videos/s, ETA " in line for line in lines), lines
+    assert log.index("final test: 8 videos x 2 views") < log.index(lines[0]) < log.index("final test: done")
+
+
+def test_a_terminal_shows_a_progress_bar_through_the_final_multi_view_test(tmp_path):
+    """On a terminal (a pseudo-terminal here): a tqdm bar, and no plain progress lines."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 40 rows x 120 columns
+    process = subprocess.Popen(
+        [sys.executable, str(FIXTURE), str(tmp_path / "runs"), "train.epochs=1", "--log"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
+    )
+    os.close(secondary)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    assert process.wait(timeout=600) == 0, screen[-3000:]
+    text = screen.decode(errors="replace")
+    assert "final test: 100%" in text and "8/8" in text, text[-3000:]
+    assert "final test: 8/8 videos (100%)" not in text, "a terminal gets the bar, not the log lines"
 
 
 def test_a_run_writes_its_records_and_a_second_call_returns_at_once(reference, tmp_path, monkeypatch):

@@ -121,7 +121,12 @@ def main() -> None:
         help="--signal-at signals the process group (start it in a session of its own)",
     )
     p.add_argument("--wait", action="store_true", help="wait for the run's lock instead of refusing")
+    p.add_argument("--log", action="store_true", help="log INFO lines to stderr, as python -m tdsclip.train does")
     args = p.parse_intermixed_args()
+    if args.log:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.signal_at:
         signal_after_checkpoint(
             int(args.signal_at[0]), signal.Signals[args.signal_at[1]], 2 if args.twice else 1, args.to_group

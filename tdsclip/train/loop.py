@@ -31,7 +31,7 @@ from tdsclip.train import checkpoint as ckpt
 from tdsclip.train.distributed import DistEnv, all_true, gather_objects, mean_across_ranks
 from tdsclip.train.optim import build_optimizer, build_scheduler
 from tdsclip.train.sampling import EpochSeeded, ShardedOrder, StepBatches, seed_everything
-from tdsclip.train.views import ViewScores
+from tdsclip.train.views import EvalProgress, ViewScores
 
 log = logging.getLogger(__name__)
 
@@ -156,25 +156,29 @@ def evaluate(
     env: DistEnv,
     device: torch.device,
     collate: Callable[[list], Any],
+    progress: str = "",
 ) -> Evaluation:
-    """Every view of every video, ensembled per video across ranks (each video once)."""
+    """Every view of every video, ensembled per video across ranks (each video once). With a
+    `progress` label, rank 0 shows its progress (views.EvalProgress: a bar or periodic log lines)."""
     scores, skipped = ViewScores(views), set()
+    sampler = ShardedOrder(len(dataset), env.rank, env.world_size)
     loader = _loader(
-        dataset,
-        cfg,
-        batch_size=max(1, cfg.train.micro_batch // views),
-        collate_fn=collate,
-        sampler=ShardedOrder(len(dataset), env.rank, env.world_size),
+        dataset, cfg, batch_size=max(1, cfg.train.micro_batch // views), collate_fn=collate, sampler=sampler
     )
+    meter = EvalProgress(progress, len(sampler), enabled=bool(progress) and env.is_main, world_size=env.world_size)
     was_training = model.training
     model.eval()
-    with torch.no_grad(), _autocast(cfg.train.precision, device):
-        for batch in loader:
-            skipped.update(video for video, _ in batch.failed)
-            if len(batch.clips) == 0:
-                continue
-            logits = model(batch.clips.to(device, non_blocking=True)).float()
-            scores.add(batch.index, view_positions(batch.index), logits, batch.labels)
+    try:
+        with torch.no_grad(), _autocast(cfg.train.precision, device):
+            for batch in loader:
+                skipped.update(video for video, _ in batch.failed)
+                meter.update(len(set(batch.index.tolist())) + len(batch.failed))
+                if len(batch.clips) == 0:
+                    continue
+                logits = model(batch.clips.to(device, non_blocking=True)).float()
+                scores.add(batch.index, view_positions(batch.index), logits, batch.labels)
+    finally:
+        meter.close()
     model.train(was_training)
     all_skipped = sorted({video for part in gather_objects(sorted(skipped)) for video in part})
     return Evaluation(scores.gathered(), all_skipped)
@@ -434,7 +438,7 @@ def train(
 
     if env.is_main:
         log.info("final test: %d videos x %d views (multi-view protocol)", len(data.val_views), data.views)
-    evaluation = evaluate(raw_model, data.val_views, data.views, cfg, env, device, data.collate)
+    evaluation = evaluate(raw_model, data.val_views, data.views, cfg, env, device, data.collate, "final test")
     if env.is_main:
         log.info(
             "final test: done, top-1 %.2f over %d videos",

@@ -9,6 +9,9 @@ scores are averaged, and top-1, top-5 and per-class accuracy are computed over v
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,14 @@ import numpy as np
 import torch
 
 from tdsclip.train.distributed import gather_objects
+
+log = logging.getLogger(__name__)
+
+PROGRESS_PERCENT = 10
+"""Off a terminal, an evaluation logs a progress line each time it passes another 10% of its videos..."""
+PROGRESS_SECONDS = 60.0
+"""...or when a minute went by since the last line, whichever comes first (a Slurm log of a
+multi-hour test says it is alive and how long is left)."""
 
 
 class EvaluationError(RuntimeError):
@@ -113,3 +124,45 @@ class ViewScores:
         np.savez_compressed(tmp, video=ids, label=labels, scores=scores)
         tmp.replace(path)
         return path
+
+
+class EvalProgress:
+    """Progress through an evaluation for a person and a log: a tqdm bar on a terminal, else a plain
+    log line each PROGRESS_PERCENT of the videos or PROGRESS_SECONDS, and at the end. Under DDP it
+    counts this rank's share (ranks share the videos evenly). No-op when not enabled (other ranks)."""
+
+    def __init__(
+        self, label: str, total: int, *, enabled: bool, world_size: int = 1, terminal: bool | None = None
+    ) -> None:
+        self.label, self.total, self.enabled, self.done = label, total, enabled and total > 0, 0
+        self.where = f" on rank 0 of {world_size}" if world_size > 1 else ""
+        self.start = self.last_time = time.monotonic()
+        self.last_step = 0
+        self.bar = None
+        if self.enabled and (sys.stderr.isatty() if terminal is None else terminal):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit="video", dynamic_ncols=True, leave=True)
+
+    def update(self, videos: int) -> None:
+        """`videos` more videos were evaluated."""
+        if not self.enabled or videos <= 0:
+            return
+        self.done = min(self.total, self.done + videos)
+        if self.bar is not None:
+            self.bar.update(videos)
+            return
+        now, step = time.monotonic(), self.done * 100 // self.total // PROGRESS_PERCENT  # tenths passed
+        if step > self.last_step or now - self.last_time >= PROGRESS_SECONDS or self.done == self.total:
+            self.last_step, self.last_time = step, now
+            log.info("%s", self.line(now - self.start))
+
+    def line(self, elapsed: float) -> str:
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = f"{(self.total - self.done) / rate / 60:.1f} min" if rate > 0 else "unknown"
+        percent = 100 * self.done // self.total
+        return f"{self.label}: {self.done}/{self.total} videos ({percent}%){self.where}, {rate:.3g} videos/s, ETA {eta}"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
