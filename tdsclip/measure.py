@@ -91,7 +91,6 @@ def fused_attention_on_meta() -> Iterator[None]:
     than a TorchFunctionMode used, because a mode cannot see the call nested inside
     `F.multi_head_attention_forward` (CLIP's attention), which it handles itself.
     """
-    import torch
     import torch.nn.functional as F
 
     plain = F.scaled_dot_product_attention
