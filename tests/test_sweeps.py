@@ -19,6 +19,8 @@ from mlflow_server import mlflow_server
 from optuna.trial import TrialState
 from slurm_cluster import wait
 
+pytestmark = pytest.mark.slow  # every test runs a study: trials that train, an MLflow server
+
 TESTS = Path(__file__).parent
 # Six trials in about half a minute with two workers: 2 epochs of 36 videos, validated each epoch.
 TINY = [
