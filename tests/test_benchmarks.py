@@ -6,6 +6,7 @@ No timing thresholds here: the targets are the benchmark's to print, not the tes
 import json
 import math
 
+import pytest
 from helpers import run_python
 
 REQUIRED = (
@@ -24,6 +25,7 @@ REQUIRED = (
 )
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
     from benchmarks.run import main
 

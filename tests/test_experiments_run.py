@@ -9,6 +9,8 @@ from experiments.run import main
 from experiments.spec import NAMES
 from tdsclip.track import table_run_key
 
+pytestmark = pytest.mark.slow  # trains every table and figure in the smoke preset
+
 MINIMAL = [
     "train.epochs=1",
     "train.val_every=1",

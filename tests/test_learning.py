@@ -21,6 +21,8 @@ from tdsclip.model.build import build_model
 from tdsclip.presets import resolve
 from tdsclip.train import checkpoint as ckpt
 
+pytestmark = pytest.mark.slow  # trains the smoke preset twice (minutes)
+
 SMOKE_THREADS = 2
 
 

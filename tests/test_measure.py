@@ -88,6 +88,7 @@ def test_tiny_model_is_measured_at_its_own_resolution():
     assert "one multiply-add counted as one FLOP" in format_measurement(result)
 
 
+@pytest.mark.slow
 def test_cli_json_and_errors():
     ok = run_python(
         "import sys; from tdsclip.measure import main; sys.exit(main(['--backbone', 'ViT-B-16', '--frames', '8', '--json']))"

@@ -73,6 +73,7 @@ def test_every_variant_builds_runs_and_trains(name):
         assert all(p.grad is None for p in model.backbone.parameters())
 
 
+@pytest.mark.slow  # a real ViT-B/16 forward over 8 frames
 def test_real_b16_graph_on_one_clip():
     torch.manual_seed(0)
     model = build_model(RunConfig().model)

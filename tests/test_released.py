@@ -393,6 +393,7 @@ def test_training_with_weights_from_a_checkpoint_needs_init_from(tmp_path):
         run_config(cfg, preset="released-code", runs_dir=tmp_path)
 
 
+@pytest.mark.slow  # trains
 def test_a_training_run_starts_from_the_converted_model(tmp_path, monkeypatch):
     from tdsclip.identity import file_sha256
     from tdsclip.model.released import main as released

@@ -102,6 +102,7 @@ def test_states_of_a_runs_folder(tmp_path):
 # ----------------------------------------------------------------------------- the lock
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_a_second_process_refuses_naming_the_holder_then_takes_over_a_sigkilled_one(tmp_path):
     """Why: two `experiments.run ... --rows Baseline` at once trained one run into one folder."""
     runs = tmp_path / "runs"
@@ -167,6 +168,7 @@ def test_ctrl_c_and_sigterm_checkpoint_and_say_so_in_one_line(tmp_path, name):
     assert f"{name}: stopping at the next step boundary" in err
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_sigterm_to_the_process_group_reaches_the_data_worker_too_and_still_stops_cleanly(tmp_path):
     """Why: `kill -- -PGID`, `pkill -f` and Slurm (at a time limit or scancel, to every process of the
     step) send SIGTERM to the data worker too; it died of it, and the trainer stopped with
@@ -196,6 +198,7 @@ def test_sigterm_to_the_process_group_reaches_the_data_worker_too_and_still_stop
     assert runstate.read_state(run).state == "stopped"
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_a_second_ctrl_c_aborts_at_once_and_the_run_reads_stopped(tmp_path):
     runs = tmp_path / "runs"
     process = fixture(runs, "train.checkpoint_every=1", "--signal-at", "1", "SIGINT", "--twice")
@@ -223,6 +226,7 @@ def test_stop_request_second_sigint_raises():
 # ----------------------------------------------------------------------------- validation
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_the_last_epoch_is_validated_even_off_the_validation_period(tmp_path, caplog):
     """Why: train.epochs=1 under a preset validating every 2 epochs never validated (None)."""
     caplog.set_level("INFO", logger="tdsclip.train.loop")

@@ -21,6 +21,8 @@ from slurm_cluster import wait
 
 from tdsclip.records import iso_to_ms
 
+pytestmark = pytest.mark.slow  # every test runs a study: trials that train, an MLflow server
+
 TESTS = Path(__file__).parent
 # Six trials in about half a minute with two workers: 2 epochs of 36 videos, validated each epoch.
 TINY = [

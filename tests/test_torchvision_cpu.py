@@ -26,6 +26,7 @@ def test_fresh_interpreter_imports_open_clip_without_importing_tdsclip():
     assert result.stdout.strip() == "torch.Size([3, 32, 32])"
 
 
+@pytest.mark.slow  # four interpreters import torch and open_clip
 def test_spawned_worker_processes_import_open_clip(tmp_path):
     script = tmp_path / "workers.py"
     script.write_text(
@@ -114,26 +115,21 @@ def test_two_checkouts_sharing_one_venv_each_use_their_own_library(tmp_path):
     deps = [p for p in sys.path if p and Path(p).is_dir() and not (Path(p) / "tdsclip").exists()]
     (site / "zz_dependencies.pth").write_text("".join(f"{p}\n" for p in deps))
 
-    code = "import sys, tdsclip, open_clip; print(tdsclip.__file__)"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def run(code: str, cwd: Path, **extra: str) -> str:
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=cwd, env={**env, **extra})
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+        return done.stdout.strip()
+
+    where = "import tdsclip; print(tdsclip.__file__)"  # light: tdsclip imports neither torch nor open_clip
     for checkout in (a, b):
-        by_cwd = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=checkout, env=env)
-        assert (by_cwd.returncode, by_cwd.stderr) == (0, ""), by_cwd.stderr
-        assert by_cwd.stdout.strip() == str(checkout / "tdsclip" / "__init__.py")
-        by_path = subprocess.run(
-            [python, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**env, "PYTHONPATH": str(checkout)}
-        )
-        assert (by_path.returncode, by_path.stderr) == (0, ""), by_path.stderr
-        assert by_path.stdout.strip() == str(checkout / "tdsclip" / "__init__.py")
-    # the .pth alone arms the shim: open_clip imports without tdsclip being imported at all
-    bare = subprocess.run(
-        [python, "-c", "import sys, open_clip; print('tdsclip' in sys.modules)"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    )
-    assert (bare.returncode, bare.stdout.strip()) == (0, "False"), bare.stderr
+        assert run(where, cwd=checkout) == str(checkout / "tdsclip" / "__init__.py")
+        assert run(where, cwd=tmp_path, PYTHONPATH=str(checkout)) == str(checkout / "tdsclip" / "__init__.py")
+    # open_clip imports beside the library of the checkout the venv was not installed from ...
+    assert run(f"{where}; import open_clip", cwd=b) == str(b / "tdsclip" / "__init__.py")
+    # ... and with the .pth alone arming the shim, tdsclip never imported
+    assert run("import sys, open_clip; print('tdsclip' in sys.modules)", cwd=tmp_path) == "False"
 
 
 def test_the_wheel_ships_the_shim_module_beside_its_pth():

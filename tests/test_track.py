@@ -31,7 +31,7 @@ def server_uri(tmp_path_factory: pytest.TempPathFactory):
         yield url
 
 
-@pytest.fixture(params=["sqlite", "server"])
+@pytest.fixture(params=["sqlite", pytest.param("server", marks=pytest.mark.slow)])  # the server: a minute to start
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     """(tracking URI, experiment): a fresh sqlite file, or a fresh experiment on the shared server."""
     if request.param == "sqlite":
@@ -265,6 +265,7 @@ def _contender(runs: str, index: int, uri: str, experiment: str, barrier, out: s
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "server"])
 def test_eight_processes_logging_at_once_lose_no_run_and_no_metric(backend, tmp_path, request):
     uri = f"sqlite:///{tmp_path}/mlflow.db" if backend == "sqlite" else request.getfixturevalue("server_uri")
@@ -306,6 +307,7 @@ CHILD = (
 )
 
 
+@pytest.mark.slow
 def test_children_never_log_into_the_parents_run(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -396,6 +398,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_sync_prints_one_line_per_run_and_errors_are_one_line(tmp_path):
     runs = tmp_path / "runs"
     train(runs / "a", "a", f"http://127.0.0.1:{free_port()}", 3, True)

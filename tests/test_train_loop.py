@@ -16,6 +16,8 @@ from tdsclip.train import checkpoint as ckpt
 from tdsclip.train.loop import TrainingError
 from tdsclip.train.run import run_config
 
+pytestmark = pytest.mark.slow  # every test trains, most in subprocesses (SIGKILL, signals, two gloo ranks)
+
 FIXTURE = Path(__file__).with_name("train_fixture.py")
 
 
