@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -171,6 +172,8 @@ class Finished:
     path: Path | None = None
     error: str = ""
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """CPU time of the row's process(es) and their data workers (rank 0's outcome; 0 if unknown)."""
 
 
 @dataclass
@@ -380,7 +383,9 @@ def _ended(job: _Job, codes: list[int], runs_dir: Path) -> Finished:
         who = "its process" if len(codes) == 1 else f"rank {rank}"
         return Finished("failed", rid, error=f"{who} {_exit(code)} (see its log)", seconds=seconds)
     if said.get("status") == "finished":
-        return Finished("finished", said.get("run_id", rid), Path(said["path"]), seconds=seconds)
+        return Finished(
+            "finished", said.get("run_id", rid), Path(said["path"]), seconds=seconds, cpu_seconds=said.get("cpu_s", 0)
+        )
     from tdsclip.runstate import CHECKPOINT_FILE
 
     checkpoint = Path(runs_dir) / rid / CHECKPOINT_FILE
@@ -403,7 +408,8 @@ def _say_stop(table: str, name: str, before: int, running: int, queued: int) -> 
 
 def _say_end(table: str, job: _Job, total: int, ended: Finished, log_path: Path) -> None:
     what = {
-        "finished": f"finished in {_duration(ended.seconds)}",
+        "finished": f"finished in {_duration(ended.seconds)}"
+        + (f" (CPU time {_duration(ended.cpu_seconds)})" if ended.cpu_seconds else ""),
         "stopped": f"stopped after {_duration(ended.seconds)}; the same command resumes it",
         "failed": f"failed after {_duration(ended.seconds)}: {ended.error} (log {log_path})",
     }[ended.status]
@@ -436,9 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rank0 = os.environ.get("RANK", "0") == "0"
 
-    def say(**outcome: str) -> None:
+    def say(**outcome: object) -> None:
         if rank0:
-            write_json_atomic(Path(job["outcome"]), outcome)
+            used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+            cpu = round(sum(u.ru_utime + u.ru_stime for u in used), 1)  # data workers: once they are reaped
+            write_json_atomic(Path(job["outcome"]), {**outcome, "cpu_s": cpu})
 
     try:
         import torch

@@ -135,7 +135,7 @@ def test_two_rows_at_once_one_failing_the_other_finishes(isolated, capsys, caplo
     assert failed.state == "failed" and failed.reason.startswith("CheckpointError: cannot read checkpoint")
     assert f"+ TD-Adapter: {failed.reason}" in out, "the summary names the failure"
     assert "Traceback" not in err + lines, err + lines
-    assert "table3 [1/2] Baseline (seed 1024): finished in" in lines
+    assert "table3 [1/2] Baseline (seed 1024): finished in" in lines and "(CPU time " in lines
     assert "table3 [2/2] + TD-Adapter (seed 1024): failed after" in lines
     assert "Traceback" in (runs_dir / td.run_id / "train.log").read_text(), "the traceback is in the row's log"
     result = json.loads((runs_dir / baseline.run_id / "result.json").read_text())
