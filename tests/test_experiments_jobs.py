@@ -34,6 +34,7 @@ ROWS = "Baseline,+ TD-Adapter"
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the CPU layout on any machine (GPUs: the layout tests)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("TDSCLIP_CACHE", str(tmp_path / "cache"))
     return tmp_path
@@ -182,13 +183,17 @@ def test_ctrl_c_stops_every_row_with_a_checkpoint(isolated):
         assert "SIGINT: stopping at the next step boundary" in (runs_dir / p.run_id / "train.log").read_text()
 
 
-def test_a_two_gpu_slot_runs_one_row_as_a_ddp_job(isolated):
-    """A row given two GPUs starts two ranks with torchrun's variables; without CUDA here they meet
-    over gloo on the CPU, which exercises the same launch: one run, world size 2, one log per rank."""
+def test_a_two_gpu_slot_runs_one_row_as_a_ddp_job(isolated, monkeypatch):
+    """A row given two GPUs starts two ranks with torchrun's variables; without CUDA they meet over
+    gloo on the CPU, which exercises the same launch: one run, world size 2, one log per rank."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    gpus = tuple(pool.visible_gpus()[:2]) or ("0", "1")
+    if len(gpus) < 2:
+        pytest.skip("one GPU here: a two-GPU job needs two (without CUDA the test runs on the CPU)")
     runs_dir = isolated / "runs"
     spec, (planned,) = final_plan(runs_dir, rows="Baseline")
     tags = planning.record_tags(spec, planned, "smoke", MINIMAL)
-    ended = pool.run_rows("table3", "smoke", [(planned, tags)], runs_dir, [pool.Slot(("0", "1"), 1)])
+    ended = pool.run_rows("table3", "smoke", [(planned, tags)], runs_dir, [pool.Slot(gpus, 1)])
     assert ended[planned.run_id].status == "finished", (runs_dir / planned.run_id / "train.log").read_text()[-3000:]
     result = json.loads((runs_dir / planned.run_id / "result.json").read_text())
     assert result["world_size"] == 2 and result["torch_threads"] == 1
