@@ -15,6 +15,12 @@ when called, and nothing here calls them.
 On a CUDA torch build the hook does nothing at all, and where `_C` loads it defines nothing. It is
 installed in every Python process of the environment by `tdsclip_torchvision_cpu.pth` (so
 DataLoader workers, spawned processes and Slurm jobs get it) and again by `import tdsclip`.
+
+Why a top-level module and not part of `tdsclip`: the .pth runs at interpreter start, before the
+working directory is on sys.path. Had it imported `tdsclip`, the library would be fixed for the
+whole process to the checkout the venv was installed from, so with two checkouts sharing one venv
+a command run in the second would silently use the first one's library. This module imports only
+the standard library (torch when torchvision is first imported), never `tdsclip`.
 """
 
 from __future__ import annotations
