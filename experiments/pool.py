@@ -6,7 +6,8 @@ run's state and result through tdsclip/runstate.py and tdsclip/track.py, so reco
 the report are the same as with one job. What each process is given is decided by `layout`:
 
   CPU     cores (this process's CPU affinity) shared out: threads per job = cores // jobs,
-          at least 1; set as OMP_NUM_THREADS and torch.set_num_threads (result.json: torch_threads)
+          at least 1; set as OMP_NUM_THREADS and torch.set_num_threads (result.json: torch_threads);
+          a job with one core (or less) reads its data in-process (Slot.inline_data)
   CUDA    each job its own GPU(s) through CUDA_VISIBLE_DEVICES (--gpus: indexes of the visible
           devices, default all); a row of a preset that trains on k GPUs (8 for paper) gets
           min(k, GPUs // jobs) of them and runs DDP over them, one process per GPU (RANK,
@@ -60,6 +61,11 @@ class Slot:
 
     gpus: tuple[str, ...]
     threads: int
+    inline_data: bool = False
+    """A CPU job with a single core to itself reads its data in the training process
+    (data.num_workers=0): a data worker would only take turns with it on that core, and handing
+    each batch over costs CPU time (16% of a smoke row's). Not part of the run's identity, and
+    sampling is seeded per sample: the result is the same."""
 
     @property
     def processes(self) -> int:
@@ -118,7 +124,7 @@ def layout(
         raise ValueError(f"--jobs {jobs}: expected >= 1")
     n = max(1, min(jobs, pending))
     if not gpus:
-        return [Slot((), max(1, cores // n))] * n
+        return [Slot((), max(1, cores // n), inline_data=cores // n <= 1)] * n
     k = max(1, min(max(1, gpus_per_run), len(gpus) // n))
     while k > 1 and not fits(k):
         k -= 1
@@ -287,19 +293,22 @@ def _start(
     wait: bool,
 ) -> _Job:
     """Write the row's job file and start its process(es), output to the run folder's log."""
-    from tdsclip.config import to_dict
+    from tdsclip.config import apply_overrides, to_dict
     from tdsclip.records import write_json_atomic
     from tdsclip.runstate import RunsFolder
 
     runs = RunsFolder(Path(runs_dir).resolve())
     given = slots[slot]
+    cfg = planned.cfg
+    if given.inline_data and cfg.data.num_workers:
+        cfg = apply_overrides(cfg, {"data.num_workers": 0})
     job_file = runs.local(table, preset) / f"{planned.run_id}.json"
     outcome = job_file.with_suffix(".outcome.json")
     outcome.unlink(missing_ok=True)
     write_json_atomic(
         job_file,
         {
-            "config": to_dict(planned.cfg),
+            "config": to_dict(cfg),
             "preset": preset,
             "runs_dir": str(runs.root),
             "tags": tags,
@@ -331,7 +340,7 @@ def _start(
     where = (
         f"GPU {','.join(given.gpus)}" + (f" (DDP, {given.processes} processes)" if given.processes > 1 else "")
         if given.gpus
-        else "CPU"
+        else "CPU" + (", data read in-process" if given.inline_data else "")
     )
     log.info(
         "%s [%d/%d] %s (seed %d): started, %s, %d thread%s, pid %d, log %s",
