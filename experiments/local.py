@@ -1,5 +1,5 @@
-"""Run a plan on this machine: train rows one after another, measure rows, compute Fig. 5's maps,
-and tag the runs in MLflow with the tables they belong to."""
+"""Run a plan on this machine: train rows (one after another, or several at once: pool.py),
+measure rows, compute Fig. 5's maps, and tag the runs in MLflow with the tables they belong to."""
 
 from __future__ import annotations
 
@@ -37,27 +37,64 @@ def _one_line(error: BaseException) -> str:
 
 
 def train_rows(
-    spec: Spec, preset: str, runs: list[Planned], runs_dir: Path, overrides: Sequence[str] = (), wait: bool = False
+    spec: Spec,
+    preset: str,
+    runs: list[Planned],
+    runs_dir: Path,
+    overrides: Sequence[str] = (),
+    wait: bool = False,
+    jobs: int = 1,
+    gpus: str | None = None,
 ) -> list[Outcome]:
     """Train each pending run once (shared rows reuse it), finished ones are read back. A row that
-    fails is reported and the others still run; a stop request (signal) ends the loop."""
+    fails is reported and the others still run; a stop request (signal) ends the loop. With several
+    jobs, or a row that trains on several GPUs, each row is a process of its own (experiments/pool.py)."""
+    from experiments import pool
+
+    devices = pool.visible_gpus() if gpus is None else pool.parse_gpus(gpus, pool.visible_gpus())
+    if gpus is not None and not devices:
+        raise ValueError(f"--gpus {gpus}: no GPU given")
+    pending = {p.run_id: p for p in runs if p.status != "finished" and not p.shared_with}
+    if not pending:
+        return _in_process(spec, preset, runs, runs_dir, overrides, wait)
+    need = max(p.gpus for p in pending.values())
+    slots = pool.layout(jobs, len(pending), devices, need, pool.cores(), lambda k: _fits(pending.values(), k))
+    if jobs == 1 and gpus is None and len(slots) == 1 and slots[0].processes == 1:
+        return _in_process(spec, preset, runs, runs_dir, overrides, wait)
+    return _parallel(spec, preset, runs, runs_dir, overrides, wait, slots)
+
+
+def _fits(runs, processes: int) -> bool:
+    return all(p.cfg.train.batch_size % (p.cfg.train.micro_batch * processes) == 0 for p in runs)
+
+
+def _read_back(spec: Spec, preset: str, planned: Planned, runs_dir: Path, overrides: Sequence[str]) -> Outcome:
+    """A finished run: this table's row is added to its record's tags, its result read."""
+    from tdsclip.track import add_tags
+
+    add_tags(runs_dir / planned.run_id, record_tags(spec, planned, preset, overrides))  # this table's row too
+    path = runs_dir / planned.run_id / "result.json"
+    return Outcome(planned, planned.run_id, json.loads(path.read_text()), path)
+
+
+def _copy(planned: Planned, earlier: Outcome) -> Outcome:
+    return Outcome(planned, earlier.run_id, earlier.result, earlier.path, earlier.error, earlier.stopped)
+
+
+def _in_process(
+    spec: Spec, preset: str, runs: list[Planned], runs_dir: Path, overrides: Sequence[str], wait: bool
+) -> list[Outcome]:
+    """One row after another, in this process."""
     from tdsclip.train.run import run_config
 
     done: dict[str, Outcome] = {}
     outcomes: list[Outcome] = []
     for number, planned in enumerate(runs, 1):
         if planned.run_id in done:
-            earlier = done[planned.run_id]
-            outcomes.append(
-                Outcome(planned, earlier.run_id, earlier.result, earlier.path, earlier.error, earlier.stopped)
-            )
+            outcomes.append(_copy(planned, done[planned.run_id]))
             continue
         if planned.status == "finished":
-            from tdsclip.track import add_tags
-
-            add_tags(runs_dir / planned.run_id, record_tags(spec, planned, preset, overrides))  # this table's row too
-            path = runs_dir / planned.run_id / "result.json"
-            done[planned.run_id] = Outcome(planned, planned.run_id, json.loads(path.read_text()), path)
+            done[planned.run_id] = _read_back(spec, preset, planned, runs_dir, overrides)
             outcomes.append(done[planned.run_id])
             continue
         log.info("%s [%d/%d] %s (seed %d): training", spec.name, number, len(runs), planned.row.name, planned.seed)
@@ -82,6 +119,68 @@ def train_rows(
                 "stop requested: %s saved its checkpoint; run the same command again to resume", planned.row.name
             )
             break
+    return outcomes
+
+
+def _parallel(
+    spec: Spec,
+    preset: str,
+    runs: list[Planned],
+    runs_dir: Path,
+    overrides: Sequence[str],
+    wait: bool,
+    slots: list,
+) -> list[Outcome]:
+    """The pending rows as processes, len(slots) at a time. Their data is read here first (the
+    synthetic set made once, not by every process at once), which also makes their run ids final."""
+    from experiments import plan as planning
+    from experiments import pool
+
+    unreadable: dict[str, str] = {}
+    for planned in runs:
+        if planned.status != "finished" and planned.provisional.startswith("data of"):
+            try:
+                planning.read_data([planned])
+            except Exception as error:  # noqa: BLE001 - that row fails, the others run
+                unreadable[planned.run_id] = _one_line(error)
+    final = planning.with_final_ids(runs, runs_dir)
+    pending = {}
+    for before, planned in zip(runs, final):
+        if planned.status != "finished" and planned.run_id not in pending and before.run_id not in unreadable:
+            pending[planned.run_id] = (planned, record_tags(spec, planned, preset, overrides))
+    threads = {slot.threads for slot in slots}
+    log.info(
+        "%s: %d row(s) to train, %d at a time, %s thread(s) each; each row's output in runs/<run id>/train.log",
+        spec.name,
+        len(pending),
+        len(slots),
+        ",".join(map(str, sorted(threads))),
+    )
+    ended = pool.run_rows(spec.name, preset, list(pending.values()), runs_dir, slots, wait)
+    done: dict[str, Outcome] = {}
+    outcomes: list[Outcome] = []
+    for before, planned in zip(runs, final):
+        if planned.run_id in done:
+            outcomes.append(_copy(planned, done[planned.run_id]))
+        elif before.run_id in unreadable:
+            log.error("%s row %r failed: %s", spec.name, planned.row.name, unreadable[before.run_id])
+            done[planned.run_id] = Outcome(planned, planned.run_id, error=unreadable[before.run_id])
+            outcomes.append(done[planned.run_id])
+        elif planned.status == "finished" and planned.run_id not in pending:
+            done[planned.run_id] = _read_back(spec, preset, planned, runs_dir, overrides)
+            outcomes.append(done[planned.run_id])
+        elif planned.run_id in ended:
+            row = ended[planned.run_id]
+            if row.status == "finished":
+                result = json.loads(row.path.read_text())
+                done[planned.run_id] = Outcome(planned, row.run_id, result, row.path)
+            else:
+                done[planned.run_id] = Outcome(
+                    planned, row.run_id, path=row.path, error=row.error, stopped=row.status == "stopped"
+                )
+            outcomes.append(done[planned.run_id])
+    if any(o.stopped for o in outcomes):
+        log.warning("stop requested: the rows saved their checkpoints; run the same command again to resume")
     return outcomes
 
 

@@ -173,3 +173,16 @@ def read_data(runs: Sequence[Planned]) -> int:
 def with_status(runs: Sequence[Planned], runs_dir: Path) -> list[Planned]:
     """The same plan with each run's status read again (after some of them ran)."""
     return [replace(p, status=run_status(runs_dir / p.run_id)) for p in runs]
+
+
+def with_final_ids(runs: Sequence[Planned], runs_dir: Path) -> list[Planned]:
+    """The same plan after read_data: a run whose id waited only for its data read gets its final
+    id and that run's status (equal configs still share one id)."""
+    final = []
+    for p in runs:
+        manifest = planned_manifest(p.cfg.data) if p.provisional.startswith("data of") else None
+        if manifest:
+            rid = run_id(p.cfg, manifest)
+            p = replace(p, run_id=rid, provisional="", status=run_status(runs_dir / rid))
+        final.append(p)
+    return final

@@ -3,6 +3,7 @@
     python -m experiments.run --list
     python -m experiments.run table3 --dry-run                 # the plan: run ids, status, GPU-hours
     python -m experiments.run table3 --preset smoke            # run the pending rows here, one by one
+    python -m experiments.run table3 --preset smoke --jobs 3   # three rows at once, cores shared out
     python -m experiments.run table3 --rows "Baseline,+ TD-Adapter" --seeds 3 train.epochs=20
     python -m experiments.run table1 --released [--dry-run]   # rows evaluated from the authors' checkpoints
 
@@ -60,8 +61,15 @@ def parser() -> argparse.ArgumentParser:
         "--executor",
         choices=("local", "slurm"),
         default="local",
-        help="local: run the rows here, one after another; slurm: submit them as job arrays and return",
+        help="local: run the rows here (one after another, or --jobs N at once); slurm: submit them as job arrays and return",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="local: rows trained at once, each a process of its own (CPU: cores shared out; CUDA: GPUs shared out)",
+    )
+    p.add_argument("--gpus", help="local: indexes of the GPUs the jobs share, e.g. 0,1,2,3 (default: all visible)")
     add_profile_arguments(p)
     p.add_argument("--nodes", type=int, default=1, help="nodes per Slurm job (DDP over nodes x tasks per node)")
     p.add_argument("--status", action="store_true", help="the table's Slurm jobs: state, progress, GPU-hours, results")
@@ -92,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.list:
             print("\npython -m experiments.run NAME --dry-run   # its plan: rows, run ids, status, cost")
         return 0
+    if args.jobs < 1:
+        print(f"experiments.run: --jobs {args.jobs}: expected a number of rows at once >= 1", file=sys.stderr)
+        return 2
     runs_dir = args.runs_dir or default_runs_dir()
     try:
         spec = load(args.name)
@@ -157,7 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.executor == "slurm":
             raise SpecError(f"{spec.name} is a {spec.kind} table: it runs here (--executor local), not on Slurm")
-        code = execute(spec, args.preset, runs, runs_dir, force=args.force, overrides=args.overrides, wait=args.wait)
+        code = execute(
+            spec,
+            args.preset,
+            runs,
+            runs_dir,
+            force=args.force,
+            overrides=args.overrides,
+            wait=args.wait,
+            jobs=args.jobs,
+            gpus=args.gpus,
+        )
     except (SpecError, ConfigError, ValueError, RuntimeError) as error:  # RuntimeError: a Slurm command failed
         print(f"experiments.run: {error}", file=sys.stderr)
         return 2
@@ -200,8 +221,11 @@ def execute(
     force: bool,
     overrides: Sequence[str] = (),
     wait: bool = False,
+    jobs: int = 1,
+    gpus: str | None = None,
 ) -> int:
-    """Run what the plan still needs on this machine, then print the table and where it is."""
+    """Run what the plan still needs on this machine (up to `jobs` rows at once), then print the
+    table and where it is."""
     from experiments import local
 
     if spec.kind in ("static", "presets"):
@@ -215,7 +239,7 @@ def execute(
     if spec.kind == "measure":
         outcomes = local.measure_rows(spec, runs, runs_dir)
     else:
-        outcomes = local.train_rows(spec, preset, runs, runs_dir, overrides, wait)
+        outcomes = local.train_rows(spec, preset, runs, runs_dir, overrides, wait, jobs, gpus)
         if spec.kind == "maps":
             outcomes = local.activation_maps(spec, preset, runs, outcomes, runs_dir)
     for outcome, values in zip(outcomes, planning.measured([o.planned for o in outcomes])):

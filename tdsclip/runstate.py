@@ -9,10 +9,12 @@ every reader and writer uses (tdsclip.train, experiments, Slurm status, sweeps, 
       <run_id>/failure.txt             the traceback of a failed run
       <run_id>/lock.json               the lock of the process training it (tdsclip/runlock.py)
       <run_id>/latest.pt, best.pt      checkpoints (tdsclip/train/checkpoint.py)
+      <run_id>/train.log               its process's output when a table runs rows in parallel (--jobs)
       measurements/<key>.json          Table XII's measured rows
       figures/<table>-<preset>-<key>/  Fig. 5's maps
       sweeps/<study>-<preset>.json     a sweep's record; sweeps/<study>-<preset>/ its workers' files
       slurm/<table>-<preset>/          a table's Slurm submissions (jobs.json, code snapshot, logs)
+      local/<table>-<preset>/          a table's parallel local jobs (--jobs): each row's job and outcome
 
 States (`RunState.state`):
 
@@ -78,6 +80,14 @@ class RunsFolder:
     def slurm(self, table: str, preset: str) -> Path:
         """A table's Slurm submissions: jobs.json, the code snapshot, submitit's files."""
         return self.root / "slurm" / f"{table}-{preset}"
+
+    def log(self, run_id: str) -> Path:
+        """The output of the process training the run, when a table runs its rows in parallel."""
+        return self.root / run_id / "train.log"
+
+    def local(self, table: str, preset: str) -> Path:
+        """A table's parallel local jobs: the job each row's process reads and the outcome it writes."""
+        return self.root / "local" / f"{table}-{preset}"
 
     @property
     def sweeps(self) -> Path:
