@@ -442,8 +442,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     1 failed (the traceback in the log)."""
     import traceback
 
-    argv = sys.argv[1:] if argv is None else argv
-    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.pool",
+        description="One row of `experiments.run NAME --jobs N`, started by it: train the job file's run.",
+    )
+    parser.add_argument("job", type=Path, help="the job file experiments.run wrote (JSON)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    job = json.loads(args.job.read_text(encoding="utf-8"))
     # Before torch is imported: a stop during start-up ends the process through its finally blocks.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
