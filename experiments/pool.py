@@ -440,9 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """python -m experiments.pool JOB.json: train the job's run as run_config does in-process, and
     write how it ended to the job's outcome file (rank 0). Exit 0 finished, 3 stopped, 130 aborted,
     1 failed (the traceback in the log)."""
-    import traceback
-
     import argparse
+    import traceback
 
     parser = argparse.ArgumentParser(
         prog="python -m experiments.pool",
