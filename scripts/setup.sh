@@ -40,9 +40,9 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     --constraint requirements/constraints.txt --editable ".$extras" 2> >(grep -v "^WARNING: Location" >&2)
 
-# Fails loudly if open_clip cannot be imported (the torchvision/CPU-torch trap, see README).
+# Fails loudly if open_clip cannot be imported (the torchvision/CPU-torch trap, see docs/install.md).
 "$venv/bin/python" -c "import open_clip" || {
-    echo "setup: 'import open_clip' fails in $venv; see README 'Install notes'" >&2
+    echo "setup: 'import open_clip' fails in $venv; see docs/install.md" >&2
     exit 1
 }
 echo "$wanted $mode" > "$stamp"

@@ -1,1 +1,1 @@
-"""Optuna studies over the paper's knobs (one module each) and python -m sweeps.run; see README, Sweeps."""
+"""Optuna studies over the paper's knobs (one module each) and python -m sweeps.run; see docs/sweeps.md."""

@@ -463,7 +463,7 @@ def train(
         "steps": step,
         "epochs": cfg.train.epochs,
         "world_size": world,
-        "torch_threads": torch.get_num_threads(),  # results round differently at another count (README: Reproducibility)
+        "torch_threads": torch.get_num_threads(),  # results round differently at another count (docs/training.md: Reproducibility)
         "train_seconds_this_process": round(time.monotonic() - started, 1),
         "config": to_dict(cfg),
     }
