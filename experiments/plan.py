@@ -48,6 +48,15 @@ class Planned:
     """Data and weight locations the run needs and nothing gives yet (its id is provisional)."""
 
 
+def cost_note(entry: object, cost: object) -> str:
+    """Why a plan row has no cost estimate ('' when it has one)."""
+    if cost:
+        return ""
+    if not entry:
+        return "no FLOPs measured for this model config: run python -m experiments.flops"
+    return "video count unknown before the data is read"
+
+
 def run_status(run_dir: Path) -> str:
     """The run's state, in tdsclip.runstate's words (what --status, reports and sweeps say too)."""
     return read_state(run_dir).state
@@ -131,13 +140,7 @@ def plan(
             rid = run_id(cfg, manifest or "unknown")
             entry = flops.get(measure_cache.key(cfg))
             cost = estimate(cfg, entry, gpus, throughput) if entry else None
-            note = (
-                ""
-                if cost
-                else "no FLOPs measured for this model config: run python -m experiments.flops"
-                if not entry
-                else "video count unknown before the data is read"
-            )
+            note = cost_note(entry, cost)
             status = "not started" if provisional else run_status(runs_dir / rid)
             shared = seen.get(rid, "")
             seen.setdefault(rid, row.name if seeds == 1 else f"{row.name} (seed {cfg.train.seed})")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS, estimate, estimate_evaluation
-from experiments.plan import Planned, record_tags, run_status
+from experiments.plan import Planned, cost_note, record_tags, run_status
 from experiments.render import _hours, format_summary, grid
 from experiments.spec import FLOPS_CACHE, NAMES, Spec, SpecError, load, row_config, select_rows
 from tdsclip import locations, measure_cache
@@ -127,13 +127,7 @@ def plan(
         cost = estimate_evaluation(cfg, entry, gpus, throughput) if entry else None
         own = flops.get(measure_cache.key(cfg))
         trained = estimate(cfg, own, gpus, throughput) if own else None
-        note = (
-            ""
-            if cost
-            else "no FLOPs measured for this model config: run python -m experiments.flops"
-            if not entry
-            else "video count unknown before the data is read"
-        )
+        note = cost_note(entry, cost)
         where = locations.released_checkpoint(row.name)
         if not where.path:
             planned = Planned(row, cfg.train.seed, cfg, "", "", NOT_CONFIGURED, gpus, cost, note, "", dropped)

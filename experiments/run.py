@@ -111,15 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             code = released.command(args, spec, runs_dir)
             return code if args.dry_run else report(spec, args.preset, runs_dir, args.overrides, 1) or code
-        runs = planning.plan(
-            spec,
-            args.preset,
-            rows=args.rows,
-            seeds=args.seeds,
-            overrides=args.overrides,
-            runs_dir=runs_dir,
-            tflops=args.a100_tflops,
-        )
+
+        def plan_rows() -> list:
+            return planning.plan(
+                spec,
+                args.preset,
+                rows=args.rows,
+                seeds=args.seeds,
+                overrides=args.overrides,
+                runs_dir=runs_dir,
+                tflops=args.a100_tflops,
+            )
+
+        runs = plan_rows()
         if args.status or args.cancel:
             from experiments import cluster
 
@@ -149,15 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_controller()  # before reading data or writing a snapshot
 
             if planning.read_data(runs):  # jobs compute the same ids; record final ones
-                runs = planning.plan(
-                    spec,
-                    args.preset,
-                    rows=args.rows,
-                    seeds=args.seeds,
-                    overrides=args.overrides,
-                    runs_dir=runs_dir,
-                    tflops=args.a100_tflops,
-                )
+                runs = plan_rows()
 
             submission = cluster.submit(
                 spec, args.preset, runs, args.overrides, args.profile, args.profile_set, args.nodes, runs_dir

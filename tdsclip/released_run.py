@@ -24,8 +24,7 @@ import open_clip
 from tdsclip import runstate
 from tdsclip.config import ModelConfig, RunConfig, flatten, to_dict
 from tdsclip.identity import RELEASED, cached_sha256, file_sha256, released_identity, released_run_id
-from tdsclip.records import RESULT_FILE, RecordError, writable_folder
-from tdsclip.track import add_tags
+from tdsclip.records import RESULT_FILE, writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +88,8 @@ def run_released(
     from tdsclip.track import Tracker
     from tdsclip.train.data import build_run_data
     from tdsclip.train.distributed import env_from, setup, teardown
-    from tdsclip.train.loop import Outcome, evaluate
-    from tdsclip.train.run import _lock as take_lock  # the trainer's lock protocol: rank 0 takes it, all learn
-    from tdsclip.train.run import finished_result
+    from tdsclip.train.loop import Outcome, evaluate, multi_view_record
+    from tdsclip.train.run import claim_run
 
     writable_folder(Path(runs_dir), "runs folder", "--runs-dir or $TDSCLIP_RUNS")
     sha = cached_sha256(checkpoint)
@@ -106,21 +104,9 @@ def run_released(
         data = build_run_data(cfg, env)
         rid = released_run_id(cfg, data.manifest, sha, classes_sha)
         run_dir = Path(runs_dir) / rid
-        done = finished_result(run_dir)
-        if done is not None:
-            if tags and env.is_main:
-                add_tags(run_dir, tags)
-            return Outcome("finished", run_dir / RESULT_FILE, done)
-        try:
-            lock = take_lock(run_dir, env, device, wait)
-        except PermissionError as error:
-            raise RecordError(
-                f"runs folder {str(Path(runs_dir))!r} is not writable ({error.strerror}); "
-                "choose another with --runs-dir or $TDSCLIP_RUNS"
-            ) from None
-        done = finished_result(run_dir)  # evaluated by the process we waited for
-        if done is not None:
-            return Outcome("finished", run_dir / RESULT_FILE, done)
+        finished, lock = claim_run(run_dir, Path(runs_dir), env, device, wait, tags)
+        if finished is not None:
+            return finished
         about = {"file": str(checkpoint), "sha256": sha, "epoch": released.epoch}
         tracker = Tracker(
             run_dir,
@@ -173,15 +159,7 @@ def run_released(
                 "released": about,
                 "classes": {"source": classes or ALPHABETICAL, "order": list(order)},
                 "metrics": test.metrics("test_"),
-                "per_class_top1": {str(k): v for k, v in test.per_class.items()},
-                "protocol": {"test": f"{data.views} views per video, softmax averaged", **data.protocol},
-                "data": {
-                    "manifest": data.manifest,
-                    **data.info,
-                    "videos_evaluated": test.videos,
-                    "videos_skipped": len(evaluation.skipped),
-                    "skipped_ids": evaluation.skipped[:20],
-                },
+                **multi_view_record(data, evaluation),
                 "world_size": env.world_size,
                 "config": to_dict(cfg),
             }

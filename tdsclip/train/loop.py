@@ -148,6 +148,24 @@ class Evaluation:
     """Ids of unreadable videos, skipped (never replaced) and recorded with the result."""
 
 
+def multi_view_record(data: RunData, evaluation: Evaluation, extra_data: dict | None = None) -> dict:
+    """The multi-view test's part of a result record (per-class top-1, protocol, data), the same for
+    a trained run and a released checkpoint evaluated here."""
+    test = evaluation.scores.result()
+    return {
+        "per_class_top1": {str(k): v for k, v in test.per_class.items()},
+        "protocol": {"test": f"{data.views} views per video, softmax averaged", **data.protocol},
+        "data": {
+            "manifest": data.manifest,
+            **data.info,
+            "videos_evaluated": test.videos,
+            "videos_skipped": len(evaluation.skipped),
+            "skipped_ids": evaluation.skipped[:20],
+            **(extra_data or {}),
+        },
+    }
+
+
 def evaluate(
     model: nn.Module,
     dataset: Dataset,
@@ -450,16 +468,7 @@ def train(
         "run_id": run_id,
         "preset": preset,
         "metrics": {**test.metrics("test_"), **({"val_top1_best": best} if best is not None else {})},
-        "per_class_top1": {str(k): v for k, v in test.per_class.items()},
-        "protocol": {"test": f"{data.views} views per video, softmax averaged", **data.protocol},
-        "data": {
-            "manifest": data.manifest,
-            **data.info,
-            "videos_evaluated": test.videos,
-            "videos_skipped": len(evaluation.skipped),
-            "skipped_ids": evaluation.skipped[:20],
-            **{f"train_{k}": v for k, v in failures.summary().items()},
-        },
+        **multi_view_record(data, evaluation, {f"train_{k}": v for k, v in failures.summary().items()}),
         "steps": step,
         "epochs": cfg.train.epochs,
         "world_size": world,

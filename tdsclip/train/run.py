@@ -39,6 +39,32 @@ def finished_result(run_dir: Path) -> dict | None:
         return None
 
 
+def claim_run(
+    run_dir: Path, runs_dir: Path, env: DistEnv, device, wait: bool | float, tags: dict[str, str] | None = None
+) -> tuple[Outcome | None, RunLock | None]:
+    """(the finished run's outcome, None) when run_dir holds a result, before or after waiting for
+    its lock (tags added to a finished record); else (None, the lock, held by rank 0). Training and
+    released evaluation share it, so both meet a finished, held or unwritable run the same way."""
+    done = finished_result(run_dir)
+    if done is not None:
+        if tags and env.is_main:  # e.g. a table's row that another table trained: the record says so now
+            add_tags(run_dir, tags)
+        return Outcome("finished", run_dir / RESULT_FILE, done), None
+    try:
+        lock = _lock(run_dir, env, device, wait)
+    except PermissionError as error:
+        raise RecordError(
+            f"runs folder {str(Path(runs_dir))!r} is not writable ({error.strerror}); "
+            "choose another with --runs-dir or $TDSCLIP_RUNS"
+        ) from None
+    done = finished_result(run_dir)  # finished by the process we waited for
+    if done is not None:
+        if lock is not None:
+            lock.release()
+        return Outcome("finished", run_dir / RESULT_FILE, done), None
+    return None, lock
+
+
 def _lock(run_dir: Path, env: DistEnv, device, wait: bool | float) -> RunLock | None:
     """Rank 0 takes the run's lock; every rank learns whether it did (a refusal raises everywhere)."""
     lock, refused = (RunLock(run_dir, wait=wait) if env.is_main else None), None
@@ -88,21 +114,9 @@ def run_config(
         run_dir = Path(runs_dir) / rid
         if hooks.started is not None and env.is_main:
             hooks.started(rid, run_dir)
-        done = finished_result(run_dir)
-        if done is not None:
-            if tags and env.is_main:  # e.g. a table's row that another table trained: the record says so now
-                add_tags(run_dir, tags)
-            return Outcome("finished", run_dir / RESULT_FILE, done)
-        try:
-            lock = _lock(run_dir, env, device, wait)
-        except PermissionError as error:
-            raise RecordError(
-                f"runs folder {str(Path(runs_dir))!r} is not writable ({error.strerror}); "
-                "choose another with --runs-dir or $TDSCLIP_RUNS"
-            ) from None
-        done = finished_result(run_dir)  # finished by the process we waited for
-        if done is not None:
-            return Outcome("finished", run_dir / RESULT_FILE, done)
+        finished, lock = claim_run(run_dir, Path(runs_dir), env, device, wait, tags)
+        if finished is not None:
+            return finished
         seed_everything(cfg.train.seed)  # the initial weights (side network, random backbones) follow the seed
         model = build_model(cfg.model, device)
         if cfg.model.init_from:  # a resumed run's latest.pt overrides this in train()
