@@ -21,6 +21,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_id() -> str | None:
+    """'family F model M' from /proc/cpuinfo: tells apart CPUs a VM names alike ('AMD EPYC')."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() in ("cpu family", "model") and key.strip() not in fields:
+                    fields[key.strip()] = value.strip()
+                if not line.strip():
+                    break
+    except OSError:
+        return None
+    return f"family {fields['cpu family']} model {fields['model']}" if len(fields) == 2 else None
+
+
 def load_average() -> list[float] | None:
     """1, 5 and 15 minute load averages: how busy a shared machine was (None where unknown)."""
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
@@ -31,6 +47,7 @@ def describe(gpu: bool = False) -> dict[str, object]:
     cuda = gpu and torch.cuda.is_available()
     return {
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 SECTION_MODULES = (
     "benchmarks.step",
     "benchmarks.activation",
+    "benchmarks.breakdown",
     "benchmarks.data_section",
     "benchmarks.suite",
     "benchmarks.gpu",

@@ -22,6 +22,8 @@ REQUIRED = (
     "resize_speedup",
     "resize_clips_per_s_720p",
     "resize_clips_per_s_320",
+    "breakdown_step_ratio",
+    "breakdown_flop_floor_ratio",
 )
 
 
@@ -54,12 +56,15 @@ def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
     result = json.loads(out.read_text())
     for key in REQUIRED:
         assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
-    assert all(result[key] > 0 for key in REQUIRED if key.startswith(("step", "decode", "resize")))
+    assert all(result[key] > 0 for key in REQUIRED if key.startswith(("step", "decode", "resize", "breakdown")))
+    assert result["breakdown_flop_floor_ratio"] > 1, "a step does the frozen forward's multiply-adds and more"
+    breakdown = result["sections"]["breakdown"]["details"]["ms"]
+    assert breakdown["side_backward"]["matmul"] > 0 and breakdown["frozen_forward"]["matmul"] > 0
     assert result["backbone_saved_bytes"] == 0, "the frozen CLIP keeps nothing for backward"
     assert 1.0 <= result["activation_ratio_vs_conv_baseline"] < 1.5
     assert result["activation_ratio_vs_conv_baseline_plain"] > result["activation_ratio_vs_conv_baseline"]
     assert 0 < result["activation_ratio_vs_full_ft"] < result["activation_ratio_vs_st_adapter"] < 1
-    assert set(result["sections"]) == {"step", "activation", "data", "suite"}
+    assert set(result["sections"]) == {"step", "activation", "breakdown", "data", "suite"}
     assert result["dry_run_max_s"] > 0 and result["report_1000_runs_s"] > 0 and result["report_records"] >= 50
     assert result["help_max_s"] > result["interpreter_start_s"] > 0
     assert result["machine"]["threads"] == 1 and result["machine"]["torch"]
@@ -68,7 +73,9 @@ def test_quick_run_writes_every_required_key(tmp_path, monkeypatch):
     assert json.loads(quick_file.read_text())["step_ratio"] == result["step_ratio"]
     assert main(["--quick", "--sections", "activation", "--results-dir", str(tmp_path / "results")]) == 0
     merged = json.loads(quick_file.read_text())
-    assert set(merged["sections"]) == {"step", "activation", "data", "suite"}, "a rerun of one section keeps the others"
+    assert set(merged["sections"]) == {"step", "activation", "breakdown", "data", "suite"}, (
+        "a rerun of one section keeps the others"
+    )
     assert merged["step_ratio"] == result["step_ratio"] and merged["quick"]
     assert main(["--sections", "activation", "--results-dir", str(tmp_path / "results")]) == 0
     assert json.loads(quick_file.read_text()) == merged, "a full run leaves the quick run's file alone"
@@ -83,5 +90,28 @@ def test_gpu_without_cuda_and_bad_arguments_are_one_line_errors():
     bad = run_python("import sys; from benchmarks.run import main; sys.exit(main(['--sections', 'stpe']))")
     assert (
         bad.returncode == 2
-        and bad.stderr.strip() == "error: unknown section 'stpe'; expected one of step, activation, data, suite, gpu"
+        and bad.stderr.strip()
+        == "error: unknown section 'stpe'; expected one of step, activation, breakdown, data, suite, gpu"
     )
+
+
+def test_breakdown_puts_each_op_in_its_class():
+    from benchmarks.breakdown import op_class
+
+    classes = {
+        "aten::addmm": "matmul",
+        "aten::mm": "matmul",
+        "aten::_scaled_dot_product_flash_attention_for_cpu_backward": "attention",
+        "aten::_native_multi_head_attention": "attention",
+        "aten::convolution_backward": "convolution",
+        "aten::mkldnn_convolution": "convolution",
+        "aten::native_batch_norm_backward": "normalisation",
+        "aten::native_layer_norm": "normalisation",
+        "aten::copy_": "copies/layout",
+        "aten::cat": "copies/layout",
+        "aten::gelu_backward": "elementwise",
+        "aten::max_pool3d_with_indices": "elementwise",
+        "aten::_foreach_mul_": "elementwise",
+        "aten::empty": "other",
+    }
+    assert {name: op_class(name) for name in classes} == classes
