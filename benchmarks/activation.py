@@ -2,7 +2,7 @@
 
 Counted on the meta device (nothing computed, attention as the fused kernel real devices run,
 equal to a real CPU step's count), ViT-B/16, 8 frames, fp32, with recomputation on (the default)
-and on the plain path (model.td_recompute and model.proj_recompute off) beside it. Table XII
+and on the plain path (every model.*_recompute knob off) beside it. Table XII
 measured inference memory in GiB, which also holds weights and transient tensors; the paper's
 ratios are printed beside ours for orientation, not as the same quantity. ST-Adapter and full
 fine-tuning are compared two ways: as Table XII's rows (the side network with CLIP's blocks
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from benchmarks.sections import Options, Result, Target, register
 from benchmarks.variants import PAPER_SME_VS_ST, TABLE_XII, VARIANTS, config
+from tdsclip.config import RECOMPUTE_KNOBS
 from tdsclip.measure import model_saved_activations
 
 SIDE_NETWORK = ("baseline", "conv3d", "td", "td_replace", "tds_clip")
@@ -28,7 +29,7 @@ def saved_bytes(frames: int, batch: int) -> dict[str, dict[str, dict[str, int]]]
         for mode, plain in (("recompute", False), ("plain", True)):
             saved = model_saved_activations(config(name, frames, plain=plain), batch)
             out[name][mode] = {"total": saved.total, "frozen": saved.frozen}
-    for knob in ("td_recompute", "proj_recompute"):
+    for knob in RECOMPUTE_KNOBS:
         saved = model_saved_activations(config("tds_clip", frames, extra=(f"model.{knob}=false",)), batch)
         out["tds_clip"][f"without_{knob}"] = {"total": saved.total, "frozen": saved.frozen}
     saved = model_saved_activations(config("st_adapter", frames), batch, fused_attention=False)
@@ -70,7 +71,7 @@ def report(saved: dict[str, dict[str, dict[str, int]]], keys: dict[str, float], 
             f"  {variant.label:<44}{on / MIB:>14.1f}{plain / MIB:>11.1f}{on / base['recompute']:>10.3f}x{paper:>18}"
         )
     tds = saved["tds_clip"]
-    for knob in ("td_recompute", "proj_recompute"):
+    for knob in RECOMPUTE_KNOBS:
         lines.append(
             f"  model.{knob} saves TDS-CLIP {(tds[f'without_{knob}']['total'] - tds['recompute']['total']) / MIB:.1f} MiB"
         )

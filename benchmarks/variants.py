@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tdsclip.config import RunConfig, apply_overrides
+from tdsclip.config import RECOMPUTE_KNOBS, RunConfig, apply_overrides
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ VARIANTS: dict[str, Variant] = {
 PAPER_SME_VS_ST = VARIANTS["tds_clip"].paper_gib / VARIANTS["st_adapter"].paper_gib
 """Table XII: TDS-CLIP's memory over ST-Adapter's, 8.799 / 23.671."""
 
-PLAIN = ("model.td_recompute=false", "model.proj_recompute=false")
+PLAIN = tuple(f"model.{knob}=false" for knob in RECOMPUTE_KNOBS)
 """The plain path: nothing recomputed in backward."""
 
 TABLE_XII = ("baseline", "st_adapter", "conv3d", "td", "tds_clip")

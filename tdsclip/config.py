@@ -119,6 +119,16 @@ class ModelConfig:
     proj_recompute: bool = True
     """Recompute the LayerNorm output of each frozen block's projection to the side width in
     backward instead of keeping it (a CLIP-wide tensor per block); off: the plain path."""
+    norm_recompute: bool = True
+    """Recompute the outputs of the side block's norms that feed a Linear or 1x1x1 conv (the MLP's
+    BatchNorm, the attention's LayerNorm, the 3D conv branch's BatchNorm) in backward instead of
+    keeping them beside the norms' inputs; off: the plain path."""
+    gelu_recompute: bool = True
+    """Recompute the MLP's GELU output (4d wide) in backward instead of keeping it beside its input;
+    off: the plain path."""
+    dwconv_recompute: bool = True
+    """Recompute the temporal branch's depthwise conv output in backward instead of keeping it
+    beside its input; off: the plain path."""
 
     # --- how the CLIP backbone is tuned (memory comparison, Table XII) ---
     backbone_tuning: Literal["frozen", "st_adapter", "full"] = "frozen"
@@ -172,6 +182,10 @@ class ModelConfig:
         ST-Adapter, full fine-tuning, and SME placements that feed the CLIP patch embedding."""
         spatial = self.uses_sme and self.sme_placement in ("spatial", "spatial_temporal")
         return self.backbone_tuning != "frozen" or spatial
+
+
+RECOMPUTE_KNOBS = ("td_recompute", "proj_recompute", "norm_recompute", "gelu_recompute", "dwconv_recompute")
+"""ModelConfig's recomputation knobs: exact, so not part of a run's identity, a model's FLOPs or its result."""
 
 
 def parse_layer_spec(spec: str, num_layers: int | None = None) -> frozenset[int] | None:

@@ -26,7 +26,7 @@ import json
 import os
 from pathlib import Path
 
-from tdsclip.config import ConfigError, RunConfig, flatten
+from tdsclip.config import RECOMPUTE_KNOBS, ConfigError, RunConfig, flatten
 
 RECIPE_VERSION = 2
 NOT_IDENTITY = (
@@ -45,8 +45,7 @@ NOT_IDENTITY = (
     "train.checkpoint_every",
     "train.stop_signal",
     "train.checkpoint_blocks",
-    "model.td_recompute",
-    "model.proj_recompute",
+    *(f"model.{knob}" for knob in RECOMPUTE_KNOBS),
 )
 
 

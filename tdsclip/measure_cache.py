@@ -14,9 +14,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from tdsclip.config import RunConfig
+from tdsclip.config import RECOMPUTE_KNOBS, RunConfig
 
-NOT_FLOPS = ("weights", "quick_gelu", "td_recompute", "proj_recompute", "init", "init_from")
+NOT_FLOPS = ("weights", "quick_gelu", *RECOMPUTE_KNOBS, "init", "init_from")
 """Model fields that change no forward FLOPs or parameter count (recomputation repeats work in
 backward only; initialisation changes values, not shapes)."""
 

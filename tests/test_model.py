@@ -112,18 +112,18 @@ def test_clip_sees_only_the_centre_frame_of_each_window():
 @pytest.mark.parametrize("kernel", [3, 5, 7])
 def test_td_max_pool_difference_is_never_positive(kernel):
     adapter = TDAdapter(64, mode="pool", kernel=kernel, reduction=4)
-    f = torch.randn(3, 16, 8, 5, 5)
-    d = adapter.difference(f)
+    f = torch.randn(3, 8, 25, 16)  # tokens (B, T, n, C) on a 5 x 5 grid
+    d = adapter.difference(f, (5, 5))
     assert d.shape == f.shape and (d <= 0).all() and (d < 0).any()
-    direct = TDAdapter(64, mode="direct", reduction=4).difference(f)
-    assert torch.equal(direct[:, :, 0], torch.zeros_like(f[:, :, 0]))
-    assert torch.equal(direct[:, :, 1:], f[:, :, 1:] - f[:, :, :-1])
+    direct = TDAdapter(64, mode="direct", reduction=4).difference(f, (5, 5))
+    assert torch.equal(direct[:, 0], torch.zeros_like(f[:, 0]))
+    assert torch.equal(direct[:, 1:], f[:, 1:] - f[:, :-1])
 
 
 def test_td_gate_scales_the_input_between_half_and_one_and_a_half():
     adapter = TDAdapter(64, reduction=4).eval()
-    x = torch.rand(2, 64, 8, 3, 3) + 0.1
-    ratio = adapter(x) / x
+    x = torch.rand(2, 8, 9, 64) + 0.1  # tokens (B, T, n, C) on a 3 x 3 grid
+    ratio = adapter(x, (3, 3)) / x
     assert (ratio > 0.5).all() and (ratio < 1.5).all()
 
 

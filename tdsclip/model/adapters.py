@@ -1,15 +1,16 @@
 """TDS-CLIP's adapters: the patch stems, SME differences, the TD-Adapter, and ST-Adapter.
 
 Shapes: B clips, T sparse frames, m local frames per sparse frame, d side width, W CLIP width,
-p patch size, (h, w) the patch grid. Video features are laid out (B, C, T, h, w) for the 3D
-convolutions and (B*T, h*w, C) as tokens.
+p patch size, (h, w) the patch grid, n = h*w. The stems take videos (B, C, T, H, W); the side
+network's features are tokens (B, T, n, C), on which the 3D ops run (tdsclip/model/tokens.py).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from tdsclip.model import tokens
 
 
 class PatchStem(nn.Module):
@@ -40,7 +41,7 @@ def sme_differences(clips: torch.Tensor) -> torch.Tensor:
 
 
 class TDAdapter(nn.Module):
-    """Temporal Difference Adapter, on the temporal branch's output x (B, d, T, h, w).
+    """Temporal Difference Adapter, on the temporal branch's output x, tokens (B, T, n, d).
 
         f   = BN(Conv1x1x1_{d -> d/r}(x))
         D   = f - MaxPool_t^k(f)            mode 'pool'   (stride 1, same padding; D <= 0)
@@ -51,6 +52,7 @@ class TDAdapter(nn.Module):
         out = x * (0.5 + sigmoid(g))        gate on (released code); out = x + g when off
 
     The two 1x1x1 convolutions have no bias, as in the released code (model.td_bias adds them).
+    The ops run on the token layout (tdsclip/model/tokens.py); the modules are the 5D ones.
     """
 
     def __init__(
@@ -72,25 +74,25 @@ class TDAdapter(nn.Module):
         )
         self.restore = nn.Sequential(nn.Conv3d(reduced, width, 1, bias=bias), nn.BatchNorm3d(width))
 
-    def difference(self, f: torch.Tensor) -> torch.Tensor:
+    def difference(self, f: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         if self.mode == "pool":
-            pooled = F.max_pool3d(f, (self.kernel, 1, 1), stride=1, padding=(self.kernel // 2, 0, 0))
-            return f - pooled
+            return f - tokens.temporal_max_pool(f, self.kernel, grid)
         if self.mode == "conv":
-            return f - self.temporal_conv(f)
-        return torch.cat([torch.zeros_like(f[:, :, :1]), f[:, :, 1:] - f[:, :, :-1]], dim=2)
+            return f - tokens.as_tokens(self.temporal_conv(tokens.as_video(f, grid)))
+        return torch.cat([torch.zeros_like(f[:, :1]), f[:, 1:] - f[:, :-1]], dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.difference(self.reduce(x))
-        y = 0.5 * d + 0.5 * d.mean(dim=1, keepdim=True) if self.channel_mean else d
-        g = self.restore(y)
+    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        d = self.difference(tokens.batch_norm(self.reduce[1], tokens.pointwise(self.reduce[0], x), grid), grid)
+        y = 0.5 * d + 0.5 * d.mean(dim=-1, keepdim=True) if self.channel_mean else d
+        g = tokens.batch_norm(self.restore[1], tokens.pointwise(self.restore[0], y), grid)
         return x * (0.5 + torch.sigmoid(g)) if self.gate else x + g
 
 
 class TemporalConv(nn.Module):
     """The '3D conv' temporal branch: BN3d -> Conv1x1x1 -> depthwise Conv(3,1,1) -> Conv1x1x1.
 
-    On (B, d, T, h, w); the side block adds its output to x (a residual).
+    On tokens (B, T, n, d) (tdsclip/model/tokens.py); the side block adds its output to x (a
+    residual). Its three parts are separate so that the caller can recompute them apart.
     """
 
     def __init__(self, width: int) -> None:
@@ -102,16 +104,19 @@ class TemporalConv(nn.Module):
             nn.Conv3d(width, width, 1),
         )
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The branch up to its last 1x1x1 conv (whose input backward keeps anyway)."""
-        return self.convs[1](self.convs[0](self.norm(x)))
+    def first(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """BN, then the first 1x1x1 conv."""
+        return tokens.pointwise(self.convs[0], tokens.batch_norm(self.norm, x, grid))
 
-    def last(self, features: torch.Tensor) -> torch.Tensor:
-        """The last 1x1x1 conv: forward(x) = last(features(x))."""
-        return self.convs[2](features)
+    def depthwise(self, z: torch.Tensor) -> torch.Tensor:
+        return tokens.temporal_depthwise(self.convs[1], z)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(self.features(x))
+    def last(self, y: torch.Tensor) -> torch.Tensor:
+        """The last 1x1x1 conv."""
+        return tokens.pointwise(self.convs[2], y)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        return self.last(self.depthwise(self.first(x, grid)))
 
 
 class STAdapter(nn.Module):

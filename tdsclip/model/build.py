@@ -21,8 +21,9 @@ make gradients flow through the frozen CLIP blocks (their parameters stay frozen
 
 Side network: for each frozen block i, with z_i its output (B*T, 1 + h*w, W):
     c, p = split(Linear_i(LN_i(z_i)));  x = 0.5 * x + 0.5 * p;  x = TDSBlock_i(x, c)
-model.td_recompute and model.proj_recompute (both on by default) recompute the TD-Adapter's and
-the projection LayerNorm's outputs in backward instead of keeping them: same maths, less memory.
+The model.*_recompute knobs (all on by default) recompute cheap outputs in backward instead of
+keeping them (the TD-Adapter, the projection LayerNorm, the side block's norms, GELU and
+depthwise conv; tdsclip/model/recompute.py): same maths, less memory.
 Head: logits = Linear_{d -> K}(mean over T, h, w of BN3d(x_L)).
 Initialisation: model.init (paper | released), see tdsclip/config.py.
 """
@@ -35,9 +36,10 @@ import torch
 from torch import nn
 
 from tdsclip.config import ModelConfig, parse_layer_spec
+from tdsclip.model import tokens
 from tdsclip.model.adapters import PatchStem, TemporalConv, sme_differences
 from tdsclip.model.backbone import CLIPBackbone, build_backbone
-from tdsclip.model.recompute import recompute
+from tdsclip.model.recompute import Knobs, recompute
 from tdsclip.model.side import TDSBlock, TemporalBranch, tokens_to_video, video_to_tokens
 
 RELEASED_INIT_DEPTH = 12
@@ -71,8 +73,9 @@ class AdditionalSMEPath(nn.Module):
         self.norm = nn.BatchNorm3d(width)
 
     def forward(self, diffs: torch.Tensor) -> torch.Tensor:
-        s = self.stem(diffs)
-        return self.norm(s + self.temporal(s)).mean(dim=(2, 3, 4))
+        video = self.stem(diffs)
+        grid, s = tuple(video.shape[-2:]), tokens.as_tokens(video)
+        return tokens.batch_norm(self.norm, s + self.temporal(s, grid), grid).mean(dim=(1, 2))
 
 
 class TDSCLIP(nn.Module):
@@ -116,14 +119,18 @@ class TDSCLIP(nn.Module):
             bias=cfg.td_bias,
         )
 
+        knobs = Knobs(
+            td=cfg.td_recompute, norm=cfg.norm_recompute, gelu=cfg.gelu_recompute, dwconv=cfg.dwconv_recompute
+        )
+
         def temporal(i: int) -> TemporalBranch | None:
             if cfg.temporal == "none":
                 return None
             kind = "td" if cfg.temporal == "td" and (td_layers is None or i in td_layers) else "conv3d"
-            return TemporalBranch(d, kind, td, cfg.td_placement, cfg.td_recompute)
+            return TemporalBranch(d, kind, td, cfg.td_placement, knobs)
 
         init_depth = layers if cfg.init == "paper" else RELEASED_INIT_DEPTH
-        self.blocks = nn.ModuleList(TDSBlock(d, init_depth, temporal(i), cfg.cls_shift) for i in range(layers))
+        self.blocks = nn.ModuleList(TDSBlock(d, init_depth, temporal(i), cfg.cls_shift, knobs) for i in range(layers))
         self.checkpoint_blocks = False
         """Recompute each side block in backward instead of keeping its activations (train.checkpoint_blocks)."""
         self.head_norm = nn.BatchNorm3d(d)
@@ -153,7 +160,8 @@ class TDSCLIP(nn.Module):
         clips = self._windows(clips)
         b, _, t, m, h, w = clips.shape
         cfg = self.cfg
-        centre = clips[:, :, :, m // 2]
+        # A copy, not a view into all m frames: the RGB stem keeps its input for backward.
+        centre = clips[:, :, :, m // 2].contiguous()
         diffs = sme_differences(clips) if cfg.uses_sme else None
         x = self.rgb_stem(centre) * cfg.sme_alpha if self.rgb_stem is not None else 0
         sme_tokens = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -63,3 +64,27 @@ def recompute(region: Callable[..., torch.Tensor], *args: object, norms: nn.Modu
     return checkpoint(
         region, *args, use_reentrant=False, preserve_rng_state=False, context_fn=partial(_contexts, norms)
     )
+
+
+def recompute_if(on: bool, region: Callable[..., torch.Tensor], *args: object, norms: nn.Module | None = None):
+    """recompute(region, *args) when `on`, else region(*args) (the plain path)."""
+    return recompute(region, *args, norms=norms) if on else region(*args)
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """What the side network recomputes in backward (the model.*_recompute keys; all exact).
+
+    A region recomputed in backward costs only the ops before its last saved input: checkpoint
+    stops the rerun there (early stop), so a norm or GELU recomputed for the Linear after it
+    reruns the norm or GELU, not the Linear's matmul."""
+
+    td: bool = False
+    """The TD-Adapter and the layer feeding it, from that layer's input (model.td_recompute)."""
+    norm: bool = False
+    """Norm outputs feeding a Linear or 1x1x1 conv: the MLP's BN, the attention's LN, the 3D conv
+    branch's BN (model.norm_recompute)."""
+    gelu: bool = False
+    """The MLP's GELU output, for its second Linear (model.gelu_recompute)."""
+    dwconv: bool = False
+    """The depthwise temporal conv's output, for the 1x1x1 conv after it (model.dwconv_recompute)."""

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdsclip.model import tokens
 from tdsclip.model.adapters import TDAdapter, TemporalConv
-from tdsclip.model.recompute import recompute
+from tdsclip.model.recompute import Knobs, recompute, recompute_if
 
 
 def shift_cls(cls: torch.Tensor, frames: int) -> torch.Tensor:
@@ -66,8 +67,8 @@ class SideAttention(nn.Module):
         nn.init.zeros_(self.in_proj.bias)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (N, 1 + n, d), already normalised -> (N, n, d) for the n patch queries.
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """qkv = in_proj(normalised tokens), (N, 1 + n, 3d) -> (N, n, d) for the n patch queries.
 
         One projection of all 1 + n tokens, the extra token's query dropped: projecting the
         patch tokens' queries apart would make backward keep a copy of the sliced tokens beside
@@ -75,15 +76,15 @@ class SideAttention(nn.Module):
         of one projection. q, k and v stay views of that one tensor, which fused attention keeps
         with its output and log-sum-exp, never an (n x 1+n) attention matrix.
         """
-        n_batch, n_tokens, d = tokens.shape
-        q, k, v = self.in_proj(tokens).chunk(3, dim=-1)
+        n_batch, n_tokens, d = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        q, k, v = qkv.chunk(3, dim=-1)
         split = lambda t: t.reshape(n_batch, t.shape[1], self.heads, d // self.heads).transpose(1, 2)
         out = F.scaled_dot_product_attention(split(q[:, 1:]), split(k), split(v))
         return self.out_proj(out.transpose(1, 2).reshape(n_batch, n_tokens - 1, d))
 
 
 class SideMLP(nn.Module):
-    """BN3d pre-norm -> Linear(d, 4d) -> GELU -> Linear(4d, d)."""
+    """BN3d pre-norm -> Linear(d, 4d) -> GELU -> Linear(4d, d), on tokens (B, T, n, d)."""
 
     def __init__(self, width: int, num_layers: int) -> None:
         super().__init__()
@@ -93,53 +94,61 @@ class SideMLP(nn.Module):
         nn.init.normal_(self.fc1.weight, std=(2 * width) ** -0.5)
         nn.init.normal_(self.fc2.weight, std=width**-0.5 * (2 * num_layers) ** -0.5)
 
-    def forward(self, x: torch.Tensor, frames: int, grid: tuple[int, int]) -> torch.Tensor:
-        normed = video_to_tokens(self.norm(tokens_to_video(x, frames, grid)))
-        return self.fc2(F.gelu(self.fc1(normed)))
+    def forward(self, x: torch.Tensor, grid: tuple[int, int], knobs: Knobs = Knobs()) -> torch.Tensor:
+        hidden = recompute_if(knobs.norm, lambda x: self.fc1(tokens.batch_norm(self.norm, x, grid)), x, norms=self.norm)
+        return recompute_if(knobs.gelu, lambda h: self.fc2(F.gelu(h)), hidden)
 
 
 class TemporalBranch(nn.Module):
-    """Step a of the TDS block, on (B, d, T, h, w); its output is added to x.
+    """Step a of the TDS block, on tokens (B, T, n, d); its output is added to x.
 
     kind 'conv3d':       TemporalConv(x)                        (Side4Video's branch)
     kind 'td' stacked:   TDAdapter(TemporalConv(x))             (released TDS-CLIP code)
     kind 'td' replace:   TDAdapter(BN(x))                       (the adapter in the conv's place)
 
-    With `recompute` (model.td_recompute) the TD-Adapter and the layer that feeds it (the
-    branch's last 1x1x1 conv, or the BN) run again in backward instead of keeping their outputs:
-    that layer's input is all backward keeps, and the plain path keeps it too. The adapter's
-    full-width tensors (its input, the restored BN's input, the sigmoid and the gate) are not
-    kept; recomputing costs one d x d 1x1x1 conv and the adapter's d/r-wide layers. Same maths,
-    same running statistics (tested).
+    What backward keeps, by knob (tdsclip/model/recompute.py): knobs.norm keeps the branch's input
+    x, not also its BN's output; knobs.dwconv keeps the depthwise conv's input, not also its
+    output; knobs.td runs the TD-Adapter and the layer that feeds it (the last 1x1x1 conv, or the
+    BN) again in backward, so none of the adapter's full-width tensors (its input, the restored
+    BN's input, the sigmoid and the gate) is kept, for one d x d 1x1x1 conv and the adapter's
+    d/r-wide layers more. All on: backward keeps x and the first 1x1x1 conv's output, two (B, T,
+    n, d) tensors where the plain path keeps seven. Same maths, same running statistics (tested).
     """
 
     def __init__(
-        self, width: int, kind: str, td: dict | None = None, placement: str = "stacked", recompute: bool = False
+        self, width: int, kind: str, td: dict | None = None, placement: str = "stacked", knobs: Knobs = Knobs()
     ) -> None:
         super().__init__()
         self.conv = TemporalConv(width) if kind == "conv3d" or placement == "stacked" else None
         self.norm = nn.BatchNorm3d(width) if self.conv is None else None
         self.td = TDAdapter(width, **td) if kind == "td" else None
-        self.recompute = recompute
+        self.knobs = knobs
 
-    def _adapted(self, y: torch.Tensor) -> torch.Tensor:
-        """The TD-Adapter with the layer before it, from that layer's input."""
-        return self.td(self.conv.last(y) if self.conv is not None else self.norm(y))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.td is None:
-            return self.conv(x)
-        y = self.conv.features(x) if self.conv is not None else x
-        return recompute(self._adapted, y, norms=self) if self.recompute else self._adapted(y)
+    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        knobs, conv, td = self.knobs, self.conv, self.td
+        if conv is None:  # the TD-Adapter in the conv's place
+            region = lambda x: td(tokens.batch_norm(self.norm, x, grid), grid)
+            return recompute_if(knobs.td, region, x, norms=self)
+        z = recompute_if(knobs.norm, lambda x: conv.first(x, grid), x, norms=conv.norm)
+        if td is None:
+            return recompute_if(knobs.dwconv, lambda z: conv.last(conv.depthwise(z)), z)
+        if knobs.td and knobs.dwconv:
+            return recompute(lambda z: td(conv.last(conv.depthwise(z)), grid), z, norms=td)
+        if knobs.td:
+            return recompute(lambda y: td(conv.last(y), grid), conv.depthwise(z), norms=td)
+        return td(recompute_if(knobs.dwconv, lambda z: conv.last(conv.depthwise(z)), z), grid)
 
 
 class TDSBlock(nn.Module):
     """One side block: temporal branch, attention with the shifted frozen CLS, BN-MLP."""
 
-    def __init__(self, width: int, num_layers: int, temporal: TemporalBranch | None, cls_shift: bool) -> None:
+    def __init__(
+        self, width: int, num_layers: int, temporal: TemporalBranch | None, cls_shift: bool, knobs: Knobs = Knobs()
+    ) -> None:
         super().__init__()
         self.temporal = temporal
         self.cls_shift = cls_shift
+        self.knobs = knobs
         self.norm = nn.LayerNorm(width)
         self.attn = SideAttention(width, num_layers)
         self.mlp = SideMLP(width, num_layers)
@@ -148,8 +157,13 @@ class TDSBlock(nn.Module):
         self, x: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor, frames: int, grid: tuple[int, int]
     ) -> torch.Tensor:
         """x (B*T, h*w, d) side tokens; cls (B*T, 1, d) projected frozen CLS; pos (h*w, d)."""
+        bt, n, d = x.shape
+        clip_tokens = lambda x: x.reshape(bt // frames, frames, n, d)  # (B, T, n, d), a view
         if self.temporal is not None:
-            x = x + video_to_tokens(self.temporal(tokens_to_video(x, frames, grid)))
+            x = x + self.temporal(clip_tokens(x), grid).reshape(bt, n, d)
         extra = shift_cls(cls, frames) if self.cls_shift else cls
-        x = x + self.attn(self.norm(torch.cat([extra, x + pos], dim=1)))
-        return x + self.mlp(x, frames, grid)
+        qkv = recompute_if(
+            self.knobs.norm, lambda t: self.attn.in_proj(self.norm(t)), torch.cat([extra, x + pos], dim=1)
+        )
+        x = x + self.attn.attend(qkv)
+        return x + self.mlp(clip_tokens(x), grid, self.knobs).reshape(bt, n, d)

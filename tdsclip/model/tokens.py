@@ -1,0 +1,56 @@
+"""The side network's video ops on its own token layout, so no op copies between layouts.
+
+Side features live as tokens (B, T, n, C), n = h*w patches, channels last in memory. The ops the
+paper writes on (B, C, T, h, w) videos run on that layout without a permuted copy:
+
+    BatchNorm3d           on the channels-last (B, C, T, h, w) view of the tokens (a view, no copy)
+    Conv3d 1x1x1          a Linear with the conv's weight viewed (C_out, C_in)
+    depthwise Conv (3,1,1) three shifted multiply-adds along T (zero padding, as the conv pads)
+    MaxPool (k,1,1)       on the channels-last view
+
+Each equals the 5D op up to summation order (tests/test_side_tokens.py); parameters and state
+dicts are the modules' own, so checkpoints and released weights load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def as_video(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Tokens (B, T, n, C) -> the (B, C, T, h, w) view of the same memory (channels-last 3D)."""
+    b, t, _, c = x.shape
+    return x.reshape(b, t, grid[0], grid[1], c).permute(0, 4, 1, 2, 3)
+
+
+def as_tokens(video: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, h, w) -> tokens (B, T, n, C): a view when the video is channels-last, else a copy."""
+    b, c, t, h, w = video.shape
+    return video.permute(0, 2, 3, 4, 1).reshape(b, t, h * w, c)
+
+
+def batch_norm(norm: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """A BatchNorm3d (its statistics over B, T, h, w per channel) applied to tokens (B, T, n, C)."""
+    return as_tokens(norm(as_video(x, grid)))
+
+
+def pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1x1 Conv3d applied to tokens (..., C_in) -> (..., C_out)."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+
+def temporal_depthwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """A depthwise Conv3d with kernel (3, 1, 1) and padding (1, 0, 0) applied to tokens (B, T, n, C):
+    y_t = w_0 x_(t-1) + w_1 x_t + w_2 x_(t+1) + b, with x zero outside the clip."""
+    w = conv.weight.reshape(-1, 3)
+    y = x * w[:, 1] if conv.bias is None else torch.addcmul(conv.bias, x, w[:, 1])
+    y[:, 1:] += x[:, :-1] * w[:, 0]
+    y[:, :-1] += x[:, 1:] * w[:, 2]
+    return y
+
+
+def temporal_max_pool(x: torch.Tensor, kernel: int, grid: tuple[int, int]) -> torch.Tensor:
+    """MaxPool3d with kernel (k, 1, 1), stride 1 and padding (k // 2, 0, 0) on tokens (B, T, n, C)."""
+    return as_tokens(F.max_pool3d(as_video(x, grid), (kernel, 1, 1), stride=1, padding=(kernel // 2, 0, 0)))
