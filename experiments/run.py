@@ -103,6 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jobs < 1:
         print(f"experiments.run: --jobs {args.jobs}: expected a number of rows at once >= 1", file=sys.stderr)
         return 2
+    if args.executor == "slurm" and (args.jobs > 1 or args.gpus):
+        print(
+            "experiments.run: --jobs and --gpus share this machine between rows (the local executor); "
+            "under --executor slurm every row is a Slurm job of its own already: drop them",
+            file=sys.stderr,
+        )
+        return 2
     runs_dir = args.runs_dir or default_runs_dir()
     try:
         spec = load(args.name)
@@ -224,6 +231,8 @@ def execute(
     table and where it is."""
     from experiments import local
 
+    if jobs > 1 and spec.kind in ("static", "presets", "measure"):
+        print(f"note: {spec.name} trains nothing (its rows are {spec.kind}); --jobs {jobs} does not apply")
     if spec.kind in ("static", "presets"):
         print(format_static(spec))
         return 0

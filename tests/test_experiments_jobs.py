@@ -114,6 +114,18 @@ def test_gpus_on_a_machine_without_them_is_a_one_line_error(isolated, capsys, mo
     )
 
 
+def test_jobs_under_slurm_is_a_one_line_error_and_tables_that_train_nothing_say_so(isolated, capsys):
+    """--jobs was silently ignored under Slurm and for tables that train nothing."""
+    runs = str(isolated / "runs")
+    assert main(["table3", "--preset", "smoke", "--runs-dir", runs, "--executor", "slurm", "--jobs", "2"]) == 2
+    assert capsys.readouterr().err == (
+        "experiments.run: --jobs and --gpus share this machine between rows (the local executor); "
+        "under --executor slurm every row is a Slurm job of its own already: drop them\n"
+    )
+    assert main(["table13", "--runs-dir", runs, "--jobs", "3"]) == 0
+    assert "note: table13 trains nothing (its rows are presets); --jobs 3 does not apply" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- real processes
 
 
