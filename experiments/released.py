@@ -27,7 +27,7 @@ from pathlib import Path
 
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS, estimate, estimate_evaluation
 from experiments.plan import Planned, cost_note, record_tags, run_status
-from experiments.render import _hours, format_summary, grid
+from experiments.render import format_hours, format_summary, grid
 from experiments.spec import FLOPS_CACHE, NAMES, Spec, SpecError, load, row_config, select_rows
 from tdsclip import locations, measure_cache
 from tdsclip.config import ConfigError, parse_override
@@ -163,9 +163,9 @@ def format_plan(spec: Spec, preset: str, rows: Sequence[ReleasedRow], tflops: fl
         if p.shared_with:
             cost = f"shared with {p.shared_with!r}"
         elif p.cost and r.configured:
-            cost, total = _hours(p.cost.hours), total + p.cost.hours
+            cost, total = format_hours(p.cost.hours), total + p.cost.hours
         else:
-            cost = _hours(p.cost.hours) if p.cost else "?"
+            cost = format_hours(p.cost.hours) if p.cost else "?"
             unknown += not p.cost
         rid = p.run_id + (" (provisional)" if p.provisional else "") if r.configured else "-"
         file = f"{r.location.path} (sha256 {r.sha256[:12]})" if r.configured else f"none: set {r.location.variable}"
@@ -182,9 +182,9 @@ def format_plan(spec: Spec, preset: str, rows: Sequence[ReleasedRow], tflops: fl
         "",
         grid(("row", "run id", "status", f"{unit} (eval only)", "released checkpoint"), table),
         "",
-        f"total {_hours(total)} {unit} eval only, for the rows with a file ({_hours(pending)} still to run)"
+        f"total {format_hours(total)} {unit} eval only, for the rows with a file ({format_hours(pending)} still to run)"
         + (f"; {unknown} rows without an estimate" if unknown else "")
-        + (f"; training those rows instead: {_hours(training)} {unit}" if training else ""),
+        + (f"; training those rows instead: {format_hours(training)} {unit}" if training else ""),
         f"assumptions: evaluation only = validation videos x {views} views x one forward of the released model "
         f"(the {COST_PRESET[preset]} preset's at this size), no training and no per-epoch validation; "
         f"2 FLOPs per multiply-add; {throughput:g} TFLOP/s sustained per "

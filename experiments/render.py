@@ -107,7 +107,7 @@ def wrap(lines: Sequence[str], width: int | None = -1) -> list[str]:
     return out
 
 
-def _hours(hours: float) -> str:
+def format_hours(hours: float) -> str:
     return f"{hours:,.1f}" if hours >= 10 else f"{hours:.3g}"
 
 
@@ -146,7 +146,7 @@ def format_plan(spec: Spec, preset: str, runs: Sequence[Planned], tflops: float 
         if p.shared_with:
             cost = f"shared with {p.shared_with!r}"
         elif p.cost:
-            cost, total = _hours(p.cost.hours), total + p.cost.hours
+            cost, total = format_hours(p.cost.hours), total + p.cost.hours
         else:
             cost, unknown = "?", unknown + 1
         rid = p.run_id + (" (provisional)" if p.provisional else "")
@@ -160,7 +160,7 @@ def format_plan(spec: Spec, preset: str, runs: Sequence[Planned], tflops: float 
         "",
     ]
     prose = [
-        f"total {_hours(total)} {unit} ({_hours(pending)} still to run)"
+        f"total {format_hours(total)} {unit} ({format_hours(pending)} still to run)"
         + (f"; {unknown} rows without an estimate" if unknown else ""),
         f"assumptions: training = frozen forward + 3 x trainable forward per clip x clips x epochs, plus single-view "
         f"validation each epoch and the {runs[0].cfg.data.test_crops}x{runs[0].cfg.data.test_clips} views at the end; "

@@ -164,7 +164,7 @@ def test_the_dry_run_shows_eval_only_gpu_hours_and_the_file_per_row(released, tm
     """Paper preset, no data here: the cost of the multi-view test alone, without torch."""
     from experiments.cost import A100_SUSTAINED_TFLOPS, estimate_evaluation
     from experiments.plan import plan
-    from experiments.render import _hours
+    from experiments.render import format_hours
     from experiments.spec import FLOPS_CACHE, load, row_config
     from tdsclip import measure_cache
 
@@ -188,12 +188,13 @@ def test_the_dry_run_shows_eval_only_gpu_hours_and_the_file_per_row(released, tm
     lines = done.stdout.splitlines()
     assert "GPU-h (eval only)" in lines[2]
     row = next(line for line in lines if line.startswith(B16_8F + " "))
-    assert f"  {_hours(hours)}  " in row and f"{checkpoint} (sha256 {file_sha256(str(checkpoint))[:12]})" in row
+    assert f"  {format_hours(hours)}  " in row and f"{checkpoint} (sha256 {file_sha256(str(checkpoint))[:12]})" in row
     assert "(provisional)" in row  # no SSv1 data on this machine: the id waits for its manifest
     l14 = next(line for line in lines if line.startswith("TDS-CLIP-L/14 8f SSv1 "))
     assert "no file configured" in l14 and "none: set TDSCLIP_RELEASED_TDS_CLIP_L_14_8F_SSV1" in l14
     assert (
-        f"total {_hours(hours)} GPU-h eval only" in done.stdout and f"instead: {_hours(trained)} GPU-h" in done.stdout
+        f"total {format_hours(hours)} GPU-h eval only" in done.stdout
+        and f"instead: {format_hours(trained)} GPU-h" in done.stdout
     )
 
 
