@@ -25,6 +25,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.sections import Options, Result, register
+from benchmarks.step import step_inputs
 from benchmarks.variants import config
 from tdsclip.model.backbone import CLIPBackbone, build_backbone
 from tdsclip.model.build import build_model
@@ -118,15 +119,11 @@ def _meta_macs(cfg, frames: int, batch: int) -> tuple[dict[str, float], dict[str
     return frozen, step
 
 
-def breakdown(frames: int, batch: int, variant: str = "tds_clip") -> dict[str, object]:
-    """Milliseconds per op class and phase of one training step of `variant` and of the frozen
+def breakdown(frames: int, batch: int) -> dict[str, object]:
+    """Milliseconds per op class and phase of one TD + SME training step and of the frozen
     forward, and the multiply-adds of both."""
-    generator = torch.Generator().manual_seed(0)
-    cfg = config(variant, frames)
-    m = cfg.model.sme_window
-    clips = torch.randn(batch, 3, frames, m, 224, 224, generator=generator)
-    centre = clips[:, :, :, m // 2].transpose(1, 2).reshape(batch * frames, 3, 224, 224).contiguous()
-    labels = torch.randint(0, cfg.model.num_classes, (batch,), generator=generator)
+    cfg = config("tds_clip", frames)
+    clips, centre, labels = step_inputs(frames, batch, torch.device("cpu"))
     backbone = build_backbone("ViT-B-16")
     torch.manual_seed(0)
     model = build_model(cfg.model).train()

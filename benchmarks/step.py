@@ -39,17 +39,24 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
+def step_inputs(frames: int, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The benchmarks' clips: SME windows (B, 3, T, 5, 224, 224), their centre frames as CLIP's
+    input (B*T, 3, 224, 224), and labels of 174 classes; the same for every call."""
+    generator = torch.Generator().manual_seed(0)
+    windows = torch.randn(batch, 3, frames, 5, 224, 224, generator=generator).to(device)
+    centre = windows[:, :, :, 2].transpose(1, 2).reshape(batch * frames, 3, 224, 224).contiguous()
+    labels = torch.randint(0, 174, (batch,), generator=generator).to(device)
+    return windows, centre, labels
+
+
 def step_tasks(
     names: tuple[str, ...], frames: int, batch: int, device: torch.device, precision: str = "fp32", plain: bool = False
 ) -> dict[str, Callable[[], None]]:
     """The frozen forward and one training step per variant, as callables on the same clips.
 
     plain adds TDS-CLIP with nothing recomputed (key tds_clip_plain)."""
-    generator = torch.Generator().manual_seed(0)
-    windows = torch.randn(batch, 3, frames, 5, 224, 224, generator=generator).to(device)
+    windows, centre, labels = step_inputs(frames, batch, device)
     single = windows[:, :, :, 2:3].contiguous()  # m = 1: the centre frames only
-    centre = windows[:, :, :, 2].transpose(1, 2).reshape(batch * frames, 3, 224, 224).contiguous()
-    labels = torch.randint(0, 174, (batch,), generator=generator).to(device)
 
     backbone = build_backbone("ViT-B-16", device=device)
 

@@ -39,8 +39,8 @@ from tdsclip.config import ModelConfig, parse_layer_spec
 from tdsclip.model import tokens
 from tdsclip.model.adapters import PatchStem, TemporalConv, sme_differences
 from tdsclip.model.backbone import CLIPBackbone, build_backbone
-from tdsclip.model.recompute import Knobs, recompute
-from tdsclip.model.side import TDSBlock, TemporalBranch, tokens_to_video, video_to_tokens
+from tdsclip.model.recompute import Knobs, recompute, recompute_if
+from tdsclip.model.side import TDSBlock, TemporalBranch
 
 RELEASED_INIT_DEPTH = 12
 """The released code's side blocks scale their output layers' init for 2 x 12 blocks at any depth."""
@@ -143,7 +143,7 @@ class TDSCLIP(nn.Module):
         """Linear_i(LN_i(z_i)). With model.proj_recompute, backward keeps z_i only and recomputes
         the LayerNorm's output (as wide as CLIP, W) instead of keeping it beside z_i."""
         region = lambda z: self.projs[i](self.proj_norms[i](z))
-        return recompute(region, frozen) if self.cfg.proj_recompute else region(frozen)
+        return recompute_if(self.cfg.proj_recompute, region, frozen)
 
     def _windows(self, clips: torch.Tensor) -> torch.Tensor:
         m = self.cfg.sme_window
@@ -168,7 +168,7 @@ class TDSCLIP(nn.Module):
         if self.sme_stem is not None:
             sme = self.sme_stem(diffs)
             if self.cross is not None:
-                sme_tokens = video_to_tokens(sme)
+                sme_tokens = tokens.video_to_tokens(sme)
             else:
                 x = x + cfg.sme_beta * sme
         grid = tuple(x.shape[-2:])
@@ -178,9 +178,9 @@ class TDSCLIP(nn.Module):
             )
         patch_bias = None
         if self.sme_spatial_stem is not None:
-            patch_bias = cfg.sme_beta * video_to_tokens(self.sme_spatial_stem(diffs))
+            patch_bias = cfg.sme_beta * tokens.video_to_tokens(self.sme_spatial_stem(diffs))
         frames = centre.transpose(1, 2).reshape(b * t, 3, h, w)
-        return SideInputs(frames, video_to_tokens(x), sme_tokens, patch_bias, diffs, t, grid)
+        return SideInputs(frames, tokens.video_to_tokens(x), sme_tokens, patch_bias, diffs, t, grid)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         inputs = self.side_inputs(clips)
@@ -203,7 +203,7 @@ class TDSCLIP(nn.Module):
             if sme_tokens is not None and i < len(self.cross):
                 sme_tokens = sme_tokens + self.cross[i](x)
 
-        features = self.head_norm(tokens_to_video(x, t, grid)).mean(dim=(2, 3, 4))
+        features = self.head_norm(tokens.tokens_to_video(x, t, grid)).mean(dim=(2, 3, 4))
         if self.additional is not None:
             features = features + beta * self.additional(inputs.diffs)
         return self.fc(features)

@@ -41,18 +41,6 @@ def shift_cls(cls: torch.Tensor, frames: int) -> torch.Tensor:
     return out.reshape(bt, 1, d)
 
 
-def tokens_to_video(x: torch.Tensor, frames: int, grid: tuple[int, int]) -> torch.Tensor:
-    """(B*T, h*w, d) -> (B, d, T, h, w)."""
-    bt, _, d = x.shape
-    return x.reshape(bt // frames, frames, grid[0], grid[1], d).permute(0, 4, 1, 2, 3)
-
-
-def video_to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, d, T, h, w) -> (B*T, h*w, d)."""
-    b, d, t, h, w = x.shape
-    return x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, d)
-
-
 class SideAttention(nn.Module):
     """Multi-head attention whose queries are the patch tokens and whose keys and values are
     [extra token; patch tokens] (the extra token is the shifted frozen CLS)."""
@@ -130,13 +118,14 @@ class TemporalBranch(nn.Module):
             region = lambda x: td(tokens.batch_norm(self.norm, x, grid), grid)
             return recompute_if(knobs.td, region, x, norms=self)
         z = recompute_if(knobs.norm, lambda x: conv.first(x, grid), x, norms=conv.norm)
+        conv_tail = lambda z: conv.last(conv.depthwise(z))
         if td is None:
-            return recompute_if(knobs.dwconv, lambda z: conv.last(conv.depthwise(z)), z)
+            return recompute_if(knobs.dwconv, conv_tail, z)
         if knobs.td and knobs.dwconv:
-            return recompute(lambda z: td(conv.last(conv.depthwise(z)), grid), z, norms=td)
+            return recompute(lambda z: td(conv_tail(z), grid), z, norms=td)
         if knobs.td:
             return recompute(lambda y: td(conv.last(y), grid), conv.depthwise(z), norms=td)
-        return td(recompute_if(knobs.dwconv, lambda z: conv.last(conv.depthwise(z)), z), grid)
+        return td(recompute_if(knobs.dwconv, conv_tail, z), grid)
 
 
 class TDSBlock(nn.Module):
