@@ -12,7 +12,7 @@ the ranks agree at the next step boundary, save latest.pt and return "stopped", 
 puts submitit's handler back. The job then calls that handler itself, so submitit decides as it
 would have on the signal: a timeout (counted against max_num_timeout) or a preemption, dump
 `checkpoint()`'s resubmission and requeue. A signal outside training (start-up, the final test)
-reaches submitit's handler directly. `checkpoint()` (Checkpointable's) resubmits the same
+reaches submitit's handler directly; one after the run completed is ignored (`ignore_stop_signal`). `checkpoint()` (Checkpointable's) resubmits the same
 callable: the same config, so the same run id, run folder, latest.pt and MLflow run.
 """
 
@@ -88,13 +88,27 @@ def _check_code_origin(code_dir: Path) -> None:
             )
 
 
+def _preempt_signal() -> signal.Signals:
+    """The signal submitit handles in this job (the profile's, exported by the batch script)."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+
+
 def hand_over_to_submitit() -> None:
     """Requeue through submitit's own signal handler, as if its signal had just come (see the
     module docstring). On rank 0 it does not return; on other ranks it returns at once."""
-    sig = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+    sig = _preempt_signal()
     handler = signal.getsignal(sig)
     if callable(handler):
         handler(sig, None)
+
+
+def ignore_stop_signal() -> None:
+    """The run is complete: a stop signal from now on (the time limit's warning, a preemption
+    notice while submitit pickles the result) has nothing left to save. Ignored, it neither requeues
+    the finished run nor kills the task: Python puts its handlers back to the default when it shuts
+    down, and USR2's default ends the process, so a late signal made a completed job FAILED (exit
+    code 12). SIG_IGN stays through the shutdown."""
+    signal.signal(_preempt_signal(), signal.SIG_IGN)
 
 
 def _log_to_stderr(name: str) -> None:
@@ -164,6 +178,7 @@ class TrainJob(Checkpointable):
         if outcome.status == "stopped":
             hand_over_to_submitit()
             return {"status": "stopped", "checkpoint": str(outcome.path)}
+        ignore_stop_signal()
         return outcome.result
 
     # checkpoint() is Checkpointable's: the same callable again, which resumes from latest.pt.

@@ -27,7 +27,7 @@ class SweepJob(Checkpointable):
     code_dir: str | None = None
 
     def __call__(self) -> str:
-        from slurm.job import enter_job, hand_over_to_submitit
+        from slurm.job import enter_job, hand_over_to_submitit, ignore_stop_signal
         from sweeps.worker import WorkerJob, work
         from tdsclip.train.distributed import setup, teardown
 
@@ -40,6 +40,8 @@ class SweepJob(Checkpointable):
             teardown()
         if outcome == "stopped":
             hand_over_to_submitit()
+        else:
+            ignore_stop_signal()  # no trial left: a late signal must not fail the finished worker
         return outcome
 
 

@@ -172,3 +172,51 @@ def test_the_snapshot_holds_the_tree_and_jobs_import_it_not_the_working_director
     done = run_python(code, **env)
     assert done.returncode == 0, done.stderr
     assert all(line.startswith(str(snapshot.path)) for line in done.stdout.split()), done.stdout
+
+
+LATE_SIGNAL = """
+import os, signal, sys, time
+sys.path.insert(0, "tests")
+import tdsclip.train.data, train_fixture
+tdsclip.train.data.build_run_data = train_fixture.build  # in-memory clips; job, trainer and signals are real
+from slurm.job import TrainJob
+from tdsclip.config import to_dict
+
+def submitits_handler(signum, frame):  # what submitit's checkpoint_and_try_requeue does, in short
+    print("requeued", flush=True)
+    os._exit(255)
+
+signal.signal(signal.SIGUSR2, submitits_handler)
+config = to_dict(train_fixture.tiny_config("train.epochs=1"))
+result = TrainJob(config, "test", sys.argv[1] if len(sys.argv) > 1 else os.environ["RUNS"])()
+print("top-1", result["metrics"]["test_top1"], flush=True)
+os.kill(os.getpid(), signal.SIGUSR2)  # the time limit's warning, just after the run completed
+
+class Late:
+    def __del__(self):  # ... or while Python shuts down (it resets its handlers to the default)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        time.sleep(0.2)
+
+late = Late()
+"""
+
+
+def test_a_stop_signal_after_the_run_completed_neither_requeues_it_nor_kills_the_task(tmp_path):
+    """Slurm's warning signal can come after the run has finished: while submitit pickles the
+    result or Python shuts down. It must not requeue a finished run, nor kill the task (Python
+    resets its handlers to the default at exit, and USR2's default ends the process: the job is
+    then FAILED with exit code 12 although its run completed)."""
+    slurm = {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "7",
+        "SLURM_PROCID": "0",
+        "SLURM_NTASKS": "1",
+        "SLURM_LOCALID": "0",
+    }
+    slurm |= {"SLURM_JOB_NODELIST": "localhost", "SLURM_JOB_NUM_NODES": "1", "SLURM_RESTART_COUNT": "0"}
+    done = run_python(
+        LATE_SIGNAL, RUNS=str(tmp_path / "runs"), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db", **slurm
+    )
+    assert "top-1" in done.stdout, done.stderr[-2000:]
+    assert "requeued" not in done.stdout, "a finished run was requeued"
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
