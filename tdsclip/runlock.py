@@ -73,13 +73,8 @@ class Holder:
         silent = time.time() - self.heartbeat
         if silent > stale_after_s():
             return f"no heartbeat for {silent:.0f} s (limit {stale_after_s():.0f} s)"
-        if self.host == socket.gethostname():
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                return f"pid {self.pid} is gone"
-            except PermissionError:
-                pass  # another user's live process
+        if self.host == socket.gethostname() and not _pid_running(self.pid):
+            return f"pid {self.pid} is gone"
         return ""
 
     def alive(self) -> bool:
@@ -87,6 +82,22 @@ class Holder:
 
     def describe(self) -> str:
         return f"host {self.host}, pid {self.pid}, since {self.since}"
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether `pid` is a process of this host that still runs. A zombie (killed or exited, not yet
+    reaped by its parent: a launcher waiting for its children in order) does not: it holds nothing
+    and never touches its heartbeat again."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's live process
+    try:  # Linux: the state letter follows the parenthesised command name in /proc/<pid>/stat
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): os.kill's answer stands
 
 
 def read_holder(run_dir: Path) -> Holder | None:

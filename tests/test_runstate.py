@@ -130,6 +130,25 @@ def test_a_second_process_refuses_naming_the_holder_then_takes_over_a_sigkilled_
         holder.kill()
 
 
+def test_a_killed_holder_not_yet_reaped_by_its_parent_is_dead(tmp_path):
+    """Why: a sweep worker killed mid-trial stayed a zombie until the launcher, waiting for its
+    workers in order, reaped it; its pid still answered, so the trial's retry waited out the
+    5-minute heartbeat limit."""
+    run = tmp_path / "run"
+    holder = hold(run)
+    try:
+        holder.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{holder.pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the killed holder never became a zombie"
+            time.sleep(0.05)
+        with RunLock(run) as lock:  # at once: no wait, no stale heartbeat needed
+            assert lock.took_over.pid == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_holder_on_another_host_is_dead_only_once_its_heartbeat_is_stale(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
