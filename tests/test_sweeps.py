@@ -78,7 +78,7 @@ def test_a_local_sweep_records_every_trial_in_optuna_mlflow_and_the_report(local
     trials = study.get_trials()
     assert len(trials) == 6 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), trials
     assert {t.user_attrs["worker"] for t in trials} == {0, 1}, "both workers took trials"
-    assert trials[0].params == {"optim.lr": 0.001, "optim.weight_decay": 0.05, "optim.warmup_epochs": 1.0}, (
+    assert trials[0].params == {"optim.lr": 0.002, "optim.weight_decay": 0.05, "optim.warmup_epochs": 1.0}, (
         "the first trial is the base row's (smoke preset's) recipe"
     )
     assert len({t.user_attrs["run_id"] for t in trials}) == 6
