@@ -280,11 +280,14 @@ def track_table(
 ) -> None:
     """The table's parent run in MLflow (per preset and override set), through tdsclip.track, the
     one writer of MLflow. A tracking outage is logged, never fatal."""
-    from tdsclip.mirror import MirrorError
+    from tdsclip.mirror import MirrorError, mlflow_installed, not_installed
     from tdsclip.track import track_table as track
 
     rows = [(o.planned.row.name, o.run_id) for o in outcomes if o.result.get("kind") != "measurement" and o.run_id]
     if not rows or spec.kind == "measure":
+        return
+    if not mlflow_installed():  # said here too: under --jobs the runs' own warnings are in their logs
+        log.warning("%s", not_installed(runs_dir))
         return
     try:
         track(spec.name, preset, list(overrides), rows, runs_dir)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up: .venv with the pinned dependencies and tdsclip installed editable.
-#   bash scripts/setup.sh          everything the tests need: all system packages, tdsclip[test]
-#   bash scripts/setup.sh --demo   what the demo needs: python3-venv, tdsclip (no Slurm, MariaDB, ffmpeg, pytest)
+#   bash scripts/setup.sh          everything the tests need: all system packages, tdsclip[mlflow,test]
+#   bash scripts/setup.sh --demo   what the demo needs: python3-venv, tdsclip (no Slurm, MariaDB, ffmpeg,
+#                                  MLflow, pytest: the runs keep their records on disk only)
 # Re-running is a no-op unless pyproject.toml or requirements/constraints.txt changed (a full
 # set-up also serves the demo).
 #   PYTHON=python3.11   interpreter to build the venv from (default: python3)
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
-    "") mode=test; extras="[test]" ;;
+    "") mode=test; extras="[mlflow,test]" ;;
     --demo) mode=demo; extras="" ;;
     *) echo "setup.sh: unknown argument '$1'; expected nothing (everything) or --demo" >&2; exit 2 ;;
 esac

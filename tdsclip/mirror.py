@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import json
 import logging
 import math
@@ -58,6 +59,24 @@ _PERMANENT = {
 
 class MirrorError(RuntimeError):
     """An MLflow call that failed for good (after retries, or at once if retrying cannot help)."""
+
+
+def not_installed(runs_dir: str | Path = "RUNS_DIR") -> str:
+    """What to say when MLflow is not installed (one line)."""
+    return (
+        "MLflow is not installed in this environment (`bash scripts/demo.sh` leaves it out); the run "
+        f"records on disk are complete: `bash scripts/setup.sh` installs it, then `python -m tdsclip.track "
+        f"sync {runs_dir}` mirrors them"
+    )
+
+
+def mlflow_installed() -> bool:
+    """Whether `import mlflow` can work here: it is an extra (`tdsclip[mlflow]`), and the demo's
+    set-up leaves it out; runs then keep their records on disk only."""
+    try:
+        return importlib.util.find_spec("mlflow") is not None
+    except (ImportError, ValueError):  # a parent import failed, or sys.modules["mlflow"] is None
+        return False
 
 
 @dataclass(frozen=True)
@@ -251,6 +270,8 @@ class Mirror:
     """One tracking URI and experiment; every call retried per `retry` (count in `retries`)."""
 
     def __init__(self, tracking_uri: str | None, experiment: str | None, retry: RetryPolicy) -> None:
+        if not mlflow_installed():
+            raise MirrorError(not_installed())
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment or experiment_name()
         self.retry = retry

@@ -37,7 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tdsclip.mirror import STATUSES, Mirror, MirrorError, PushReport, RetryPolicy, metric_points
+from tdsclip.mirror import (
+    STATUSES,
+    Mirror,
+    MirrorError,
+    PushReport,
+    RetryPolicy,
+    metric_points,
+    mlflow_installed,
+    not_installed,
+)
 from tdsclip.records import (
     METRICS_FILE,
     RESULT_FILE,
@@ -138,8 +147,19 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """A warning logged once per process (every run of a table would repeat it)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        log.warning("%s", message)
+
+
 class Tracker:
-    """Writes a run's local record (source of truth) and mirrors it to MLflow, best effort.
+    """Writes a run's local record (source of truth) and mirrors it to MLflow, best effort (not at
+    all, with one warning, where MLflow is not installed).
 
     enabled=False (ranks other than 0) makes every method a no-op. `out_of_sync` is True while
     MLflow misses part of the record; the tracker then leaves MLflow alone for
@@ -179,7 +199,8 @@ class Tracker:
             check_key("tag", key)
             if not isinstance(value, str):
                 raise RecordError(f"tag {key!r}: expected a string, got {type(value).__name__} {value!r:.80}")
-        mirror = Mirror(tracking_uri, experiment, retry)  # checks the URI before anything is written
+        # Checks the URI before anything is written; without MLflow installed, the record alone.
+        mirror = Mirror(tracking_uri, experiment, retry) if mlflow_installed() else None
         if os.environ.pop("MLFLOW_RUN_ID", None) is not None:
             log.warning(
                 "unset MLFLOW_RUN_ID inherited from the parent process: run %s logs to its own "
@@ -191,6 +212,8 @@ class Tracker:
         if torn := trim_torn_tail(self.run_dir / METRICS_FILE):
             log.warning("%s: dropped a torn last line (%d bytes) left by a crash", self.run_dir / METRICS_FILE, torn)
         self._mirror = mirror
+        if mirror is None:
+            _say_once(not_installed(self.run_dir.parent))
         self._connect()
 
     def _write_run_json(self, params: dict[str, Any], tags: dict[str, str]) -> None:
@@ -217,7 +240,8 @@ class Tracker:
 
     def _connect(self) -> None:
         """Bring MLflow's run up to date with everything local (push is idempotent)."""
-        assert self._mirror is not None
+        if self._mirror is None:
+            return
         try:
             record = load_record(self.run_dir)
             if self._state != "finished":
@@ -252,6 +276,8 @@ class Tracker:
 
     def _mirror_safely(self, action: Callable[[str], None]) -> None:
         """action(mlflow_run_id) if MLflow is in sync; after an outage, a full push instead."""
+        if self._mirror is None:
+            return
         if self.out_of_sync or self._mlflow_id is None:
             if time.monotonic() >= self._offline_until:
                 self._connect()
@@ -284,8 +310,10 @@ class Tracker:
         values = {check_key("metric", k): check_number("metric", k, v) for k, v in metrics.items()}
         entry = MetricEntry(step, epoch, time.time(), values)
         append_jsonl(self.run_dir / METRICS_FILE, dataclasses.asdict(entry))
-        mirror, points = self._mirror, metric_points(entry)
-        assert mirror is not None
+        mirror = self._mirror
+        if mirror is None:
+            return
+        points = metric_points(entry)
         self._mirror_safely(lambda mlflow_id: mirror.log_batch(mlflow_id, metrics=points))
 
     def log_artifact(self, path: Path) -> None:

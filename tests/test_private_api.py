@@ -22,8 +22,9 @@ from tdsclip.model.recompute import BATCH_NORMS
 
 
 def pins() -> dict[str, str]:
-    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    return dict(dependency.split("==") for dependency in dependencies)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = [pin for group in project["optional-dependencies"].values() for pin in group]
+    return dict(dependency.split("==") for dependency in [*project["dependencies"], *extras])
 
 
 @pytest.mark.parametrize("adapter", [private, slurm_private], ids=lambda m: m.__name__)

@@ -435,3 +435,52 @@ def test_cli_sync_prints_one_line_per_run_and_errors_are_one_line(tmp_path):
         assert done.stdout == "" and done.stderr.count("\n") == 1, (name, done.stderr)
         assert done.stderr.startswith("error: ") and message in done.stderr, (name, done.stderr)
     assert list(elsewhere.iterdir()) == []  # bad input stops before any store is opened
+
+
+NO_MLFLOW = '''
+import sys
+
+
+class NoMlflow:
+    """What a Python without MLflow installed answers to `import mlflow`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "mlflow" or name.startswith("mlflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, NoMlflow())
+'''
+
+
+@pytest.mark.slow
+def test_without_mlflow_installed_a_table_keeps_its_records_and_sync_mirrors_them_later(tmp_path):
+    """Why: the demo's set-up leaves MLflow out (half of a cold install's time); a run then failed
+    at its first metric with ModuleNotFoundError."""
+    blocker = tmp_path / "no-mlflow"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(NO_MLFLOW)  # every process of the command, row jobs too
+    work, runs = tmp_path / "cwd", tmp_path / "runs"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH")]))}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["TDSCLIP_REPORTS"] = str(tmp_path / "out")
+    rows = ["--rows", "Baseline,+ SME-Adapter", "--jobs", "2"]
+    data = ["train.epochs=1", "data.synthetic_videos_per_class=8", f"data.cache_dir={tmp_path / 'cache'}"]
+    command = [sys.executable, "-m", "experiments.run", "table3", "--preset", "smoke", *rows, "--runs-dir", str(runs)]
+    done = subprocess.run([*command, *data], capture_output=True, text=True, cwd=work, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    (said,) = [line for line in done.stderr.splitlines() if "MLflow is not installed" in line]
+    assert f"python -m tdsclip.track sync {runs}" in said
+    results = [json.loads(path.read_text()) for path in runs.glob("*/result.json")]
+    assert len(results) == 2 and all(r["status"] == "FINISHED" for r in results)
+    assert all("MLflow is not installed" in (runs / r["run_id"] / "train.log").read_text() for r in results)
+    assert not list(work.iterdir()), "no MLflow store was made"
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"  # later, with MLflow installed
+    synced = cli("sync", str(runs), "--tracking-uri", uri, cwd=work)
+    assert synced.returncode == 0, synced.stderr
+    assert synced.stdout.splitlines()[-1].startswith("2 runs: 2 created, 0 updated, 0 up to date")
+    mirrored = {run.data.tags.get("run_id"): run.info.status for run in mlflow_runs(uri, "tdsclip")}  # + the parent
+    assert {r["run_id"]: "FINISHED" for r in results}.items() <= mirrored.items()
