@@ -1,5 +1,6 @@
 """A study of the tests' own, defined the way a user adds one (python -m sweeps.run sweep_probe):
-a useful and a useless learning rate, so the median pruner has a deliberately bad trial to stop."""
+a useful and a useless learning rate, so the median pruner has a deliberately bad trial to stop.
+The smoke recipe's own lr is not among them, so the tests enqueue every trial they rely on."""
 
 from sweeps.space import Categorical
 from sweeps.study import Study

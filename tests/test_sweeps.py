@@ -179,6 +179,8 @@ def test_the_median_pruner_stops_a_deliberately_bad_trial(tmp_path):
         *LEARNS,
         f"data.cache_dir={tmp_path / 'cache'}",
         "--enqueue",
+        "optim.lr=0.001,optim.weight_decay=0.05",
+        "--enqueue",
         "optim.lr=0.001,optim.weight_decay=0.06",
         "--enqueue",
         "optim.lr=1e-7,optim.weight_decay=0.05",
@@ -224,6 +226,8 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_from_its_checkpoint(tmp
             "2",
             *LEARNS,
             f"data.cache_dir={tmp_path / 'cache'}",
+            "--enqueue",
+            "optim.lr=0.001,optim.weight_decay=0.05",
             "--enqueue",
             "optim.lr=0.001,optim.weight_decay=0.06",
         ],
@@ -276,7 +280,8 @@ def test_a_worker_of_two_ranks_trains_each_trial_with_ddp_led_by_rank_0(tmp_path
     runs, study = tmp_path / "runs", load_study("sweep_probe")
     overrides = (*TINY, "train.micro_batch=4", f"data.cache_dir={tmp_path / 'cache'}")  # 2 ranks x 4 = the batch of 8
     storage = f"sqlite:///{runs}/sweeps/optuna.db"
-    create(study, "smoke", storage, overrides, [{"optim.lr": 0.001, "optim.weight_decay": 0.06}], 60, 2)
+    learns = [{"optim.lr": 0.001, "optim.weight_decay": wd} for wd in (0.05, 0.06)]
+    create(study, "smoke", storage, overrides, learns, 60, 2)
     path = job_file(
         WorkerJob("sweep_probe", "smoke", "lr-probe-smoke", storage, str(runs), overrides, n_trials=2),
         tmp_path / "job.json",
