@@ -12,8 +12,9 @@ the ranks agree at the next step boundary, save latest.pt and return "stopped", 
 puts submitit's handler back. The job then calls that handler itself, so submitit decides as it
 would have on the signal: a timeout (counted against max_num_timeout) or a preemption, dump
 `checkpoint()`'s resubmission and requeue. A signal outside training (start-up, the final test)
-reaches submitit's handler directly; one after the run completed is ignored (`ignore_stop_signal`). `checkpoint()` (Checkpointable's) resubmits the same
-callable: the same config, so the same run id, run folder, latest.pt and MLflow run.
+reaches submitit's handler directly; one after the run completed is ignored (`ignore_stop_signal`).
+`checkpoint()` (Checkpointable's) resubmits the same callable: the same config, so the same run id,
+run folder, latest.pt and MLflow run.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tdsclip.runlock import pid_running  # a zombie is dead: PID 1 here may never reap daemons
+
 DEFAULT_DIR = Path("/tmp/tdsclip-slurm")
 CLUSTER_NAME = "tdsclip"
 LOW, HIGH = "low", "high"
@@ -89,15 +91,6 @@ def _free_ports(count: int) -> list[int]:
 def _pid_files(state_dir: Path) -> dict[str, Path]:
     run = state_dir / "run"
     return {name: run / f"{name}.pid" for name in _DAEMONS}
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie (PID 1 here may never reap daemons)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _pid(path: Path) -> int | None:
@@ -227,7 +220,9 @@ def _start(name: str, command: list[str], state_dir: Path, env: dict[str, str], 
             f"{name} exited {done.returncode} at start; see {state_dir / 'log' / f'{name}.out'} and {log}"
         )
     pid_file = _pid_files(state_dir)[name]
-    _wait(f"{name} (pid file {pid_file})", lambda: (pid := _pid(pid_file)) is not None and _alive(pid), timeout, log)
+    _wait(
+        f"{name} (pid file {pid_file})", lambda: (pid := _pid(pid_file)) is not None and pid_running(pid), timeout, log
+    )
 
 
 def _start_mariadb(state_dir: Path, sockets: Path, port: int, password: str) -> None:
@@ -286,7 +281,7 @@ def _start_mariadb(state_dir: Path, sockets: Path, port: int, password: str) -> 
 
 def _stop_pid(name: str, pid_file: Path, timeout: float = 20) -> None:
     pid = _pid(pid_file)
-    if pid is None or not _alive(pid):
+    if pid is None or not pid_running(pid):
         return
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
         try:
@@ -294,9 +289,9 @@ def _stop_pid(name: str, pid_file: Path, timeout: float = 20) -> None:
         except ProcessLookupError:
             return
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and pid_running(pid):
             time.sleep(0.1)
-        if not _alive(pid):
+        if not pid_running(pid):
             return
     raise ClusterError(f"{name} (pid {pid}) did not stop")
 
@@ -304,7 +299,7 @@ def _stop_pid(name: str, pid_file: Path, timeout: float = 20) -> None:
 def status(state_dir: Path = DEFAULT_DIR) -> dict[str, int | None]:
     """Each daemon's pid if it runs, else None."""
     return {
-        name: (pid if (pid := _pid(path)) is not None and _alive(pid) else None)
+        name: (pid if (pid := _pid(path)) is not None and pid_running(pid) else None)
         for name, path in _pid_files(Path(state_dir)).items()
     }
 

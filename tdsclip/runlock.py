@@ -73,7 +73,7 @@ class Holder:
         silent = time.time() - self.heartbeat
         if silent > stale_after_s():
             return f"no heartbeat for {silent:.0f} s (limit {stale_after_s():.0f} s)"
-        if self.host == socket.gethostname() and not _pid_running(self.pid):
+        if self.host == socket.gethostname() and not pid_running(self.pid):
             return f"pid {self.pid} is gone"
         return ""
 
@@ -84,7 +84,7 @@ class Holder:
         return f"host {self.host}, pid {self.pid}, since {self.since}"
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
     """Whether `pid` is a process of this host that still runs. A zombie (killed or exited, not yet
     reaped by its parent: a launcher waiting for its children in order) does not: it holds nothing
     and never touches its heartbeat again."""
