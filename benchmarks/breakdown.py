@@ -105,7 +105,7 @@ def _macs(fn: Callable[[], object]) -> dict[str, float]:
     return dict(out)
 
 
-def _meta_macs(cfg, frames: int, batch: int) -> tuple[dict[str, float], dict[str, float]]:
+def meta_macs(cfg, frames: int, batch: int) -> tuple[dict[str, float], dict[str, float]]:
     """Multiply-adds per class of the frozen forward and of a training step's forward and backward,
     counted on the meta device. On the CPU without grad, CLIP's attention takes PyTorch's fused fast
     path, whose projections FlopCounterMode does not see; on meta it runs as plain ops."""
@@ -156,7 +156,7 @@ def breakdown(frames: int, batch: int) -> dict[str, object]:
     ms_optimizer = _self_ms(_profiled(optimizer.step))[1]
     optimizer.zero_grad(set_to_none=True)
 
-    macs_frozen, macs_step = _meta_macs(cfg, frames, batch)
+    macs_frozen, macs_step = meta_macs(cfg, frames, batch)
     return {
         "ms": {
             "frozen_alone": ms_frozen_alone,

@@ -39,7 +39,8 @@ from tdsclip.config import ModelConfig, parse_layer_spec
 from tdsclip.model import tokens
 from tdsclip.model.adapters import PatchStem, TemporalConv, sme_differences
 from tdsclip.model.backbone import CLIPBackbone, build_backbone
-from tdsclip.model.recompute import Knobs, recompute, recompute_if
+from tdsclip.model.fold import folded_norm_linear
+from tdsclip.model.recompute import Knobs, recompute
 from tdsclip.model.side import TDSBlock, TemporalBranch
 
 RELEASED_INIT_DEPTH = 12
@@ -140,10 +141,16 @@ class TDSCLIP(nn.Module):
             nn.init.zeros_(self.fc.bias)
 
     def _project(self, i: int, frozen: torch.Tensor) -> torch.Tensor:
-        """Linear_i(LN_i(z_i)). With model.proj_recompute, backward keeps z_i only and recomputes
-        the LayerNorm's output (as wide as CLIP, W) instead of keeping it beside z_i."""
-        region = lambda z: self.projs[i](self.proj_norms[i](z))
-        return recompute_if(self.cfg.proj_recompute, region, frozen)
+        """Linear_i(LN_i(z_i)). With model.proj_recompute, backward keeps one CLIP-wide tensor per
+        block, not two: with the CLIP frozen, z_i needs no gradient and the LayerNorm's affine is
+        folded into the Linear (tdsclip/model/fold.py; also one matmul less); where z_i needs one
+        (CLIP trained, SME in its patch embeddings), z_i is kept and the LayerNorm recomputed."""
+        norm, proj = self.proj_norms[i], self.projs[i]
+        if not self.cfg.proj_recompute or not torch.is_grad_enabled():
+            return proj(norm(frozen))
+        if not frozen.requires_grad:
+            return folded_norm_linear(norm, proj, frozen)
+        return recompute(lambda z: proj(norm(z)), frozen)
 
     def _windows(self, clips: torch.Tensor) -> torch.Tensor:
         m = self.cfg.sme_window
