@@ -117,8 +117,11 @@ class ModelConfig:
     """Recompute the TD-Adapter's intermediate tensors in backward instead of keeping them (a
     little more compute); off: the plain path."""
     proj_recompute: bool = True
-    """Recompute the LayerNorm output of each frozen block's projection to the side width in
-    backward instead of keeping it (a CLIP-wide tensor per block); off: the plain path."""
+    """Keep one CLIP-wide tensor per block for the projection of each frozen block's output to the
+    side width, not two (the LayerNorm's input and output): its affine folded into the Linear, so
+    backward keeps the normalised input and runs one matmul less (tdsclip/model/fold.py); where
+    that output needs a gradient (CLIP trained), the LayerNorm's output is recomputed in backward
+    instead; off: the plain path."""
     norm_recompute: bool = True
     """Recompute the outputs of the side block's norms that feed a Linear or 1x1x1 conv (the MLP's
     BatchNorm, the attention's LayerNorm, the 3D conv branch's BatchNorm) in backward instead of
