@@ -67,3 +67,27 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
         env={**os.environ, **env},
         timeout=300,
     )
+
+
+def assert_same_maths(
+    got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], exact: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Per tensor max|a - b| <= 1e-5 max|b|: the same maths up to summation order. Names of
+    gradients start with "grad". A gradient that is zero in exact arithmetic (a bias before a
+    BatchNorm or a temporal difference, which remove constants) is rounding noise in both; it must
+    stay below 1e-5 x the largest gradient instead. With `exact` (b's computation in float64),
+    where a sum cancels (a LayerNorm bias's gradient summed over tokens) and b's own rounding error
+    against it exceeds that bound, a may differ from b by twice b's error."""
+    assert got.keys() == want.keys()
+    largest = max(t.abs().max().item() for n, t in want.items() if n.startswith("grad"))
+    for name, expected in want.items():
+        assert got[name] is not None and expected is not None, name
+        scale = expected.abs().max().item()
+        if name.startswith("grad") and scale < 1e-5 * largest:
+            assert got[name].abs().max().item() < 1e-5 * largest, f"{name} is zero in exact arithmetic"
+            continue
+        error = (got[name].double() - expected.double()).abs().max().item()
+        allowed = 1e-5 * scale
+        if exact is not None:
+            allowed = max(allowed, 2 * (expected.double() - exact[name].double()).abs().max().item())
+        assert error <= allowed, f"{name}: max|a-b| {error:.3g} against max|b| {scale:.3g}"

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import assert_same_maths
 
 from benchmarks.variants import VARIANTS
 from tdsclip.config import RECOMPUTE_KNOBS, RunConfig, apply_overrides
@@ -17,11 +18,9 @@ TINY = [
 ]
 
 
-def train_step(
-    overrides: list[str], checkpoint_blocks: bool, dtype: torch.dtype = torch.float32
-) -> tuple[torch.Tensor, dict, dict]:
-    """Logits, gradients and buffers (in float64) after one forward and backward of a freshly
-    seeded tiny model in `dtype`."""
+def train_step(overrides: list[str], checkpoint_blocks: bool, dtype: torch.dtype = torch.float32) -> dict:
+    """Output, gradients ("grad <name>") and buffers ("buffer <name>") after one forward and
+    backward of a freshly seeded tiny model in `dtype`."""
     cfg = apply_overrides(RunConfig(), TINY + overrides)
     torch.manual_seed(0)
     model = build_model(cfg.model).train().to(dtype)
@@ -29,25 +28,10 @@ def train_step(
     clips = torch.randn(2, 3, 4, cfg.model.sme_window, 64, 64, generator=torch.Generator().manual_seed(1))
     logits = model(clips.to(dtype))
     torch.nn.functional.cross_entropy(logits, torch.tensor([1, 4])).backward()
-    grads = {n: p.grad.double() for n, p in model.named_parameters() if p.requires_grad}
-    return logits.detach().double(), grads, {n: b.double() for n, b in model.named_buffers()}
-
-
-def assert_same_maths(got: dict, want: dict, exact: dict, what: str) -> None:
-    """Per tensor max|a - b| <= 1e-5 max|b|, b the plain path in float32: equal up to summation
-    order. Where a sum cancels (a LayerNorm bias's gradient summed over tokens), the plain path's
-    own rounding error against the float64 result can exceed that; then a may differ from b by
-    twice that error. A tensor that is zero in exact arithmetic (a bias before a norm) is rounding
-    noise in both and must stay below 1e-5 x the largest tensor of its kind."""
-    assert got.keys() == want.keys()
-    largest = max(t.abs().max().item() for t in want.values())
-    for name, b in want.items():
-        error, scale = (got[name] - b).abs().max().item(), b.abs().max().item()
-        if scale < 1e-5 * largest:
-            assert got[name].abs().max().item() < 1e-5 * largest, f"{what} {name} is zero in exact arithmetic"
-            continue
-        allowed = max(1e-5 * scale, 2 * (b - exact[name]).abs().max().item())
-        assert error <= allowed, f"{what} {name}: max|a-b| {error:.3g} against max|b| {scale:.3g}"
+    tensors = {"output": logits.detach()}
+    tensors.update({f"grad {n}": p.grad for n, p in model.named_parameters() if p.requires_grad})
+    tensors.update({f"buffer {n}": b for n, b in model.named_buffers()})
+    return tensors
 
 
 VARIANT_OVERRIDES = {name: list(variant.overrides) for name, variant in VARIANTS.items()} | {
@@ -63,11 +47,9 @@ def test_recompute_gives_the_same_outputs_gradients_and_running_statistics(overr
     plain = train_step(plain_overrides, checkpoint_blocks)
     exact = train_step(plain_overrides, checkpoint_blocks, torch.float64)
     recomputed = train_step(overrides + [f"model.{k}=true" for k in RECOMPUTE_KNOBS], checkpoint_blocks)
-    assert_same_maths({"logits": recomputed[0]}, {"logits": plain[0]}, {"logits": exact[0]}, "output")
-    assert_same_maths(recomputed[1], plain[1], exact[1], "gradient")
-    # BatchNorm statistics updated once, not again when recomputed
-    assert_same_maths(recomputed[2], plain[2], exact[2], "buffer")
-    assert all(b.item() == 1 for n, b in recomputed[2].items() if n.endswith("num_batches_tracked"))
+    # outputs, gradients, and BatchNorm statistics updated once, not again when recomputed
+    assert_same_maths(recomputed, plain, exact)
+    assert all(b.item() == 1 for n, b in recomputed.items() if n.endswith("num_batches_tracked"))
 
 
 def test_each_knob_keeps_less_for_backward_and_all_keep_at_most_0_6_of_the_plain_path():
@@ -113,7 +95,7 @@ def test_torch_compile_runs_the_plain_path_with_the_same_result():
     clips = torch.randn(2, 3, 4, 5, 64, 64, generator=torch.Generator().manual_seed(1))
     logits = torch.compile(model, backend="eager")(clips)
     torch.nn.functional.cross_entropy(logits, torch.tensor([1, 4])).backward()
-    torch.testing.assert_close(logits.detach().double(), eager[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logits.detach(), eager["output"], rtol=1e-6, atol=1e-6)
     for name, param in model.named_parameters():
         if param.requires_grad:
-            torch.testing.assert_close(param.grad.double(), eager[1][name], rtol=1e-5, atol=1e-6, msg=name)
+            torch.testing.assert_close(param.grad, eager[f"grad {name}"], rtol=1e-5, atol=1e-6, msg=name)

@@ -8,6 +8,7 @@ knobs all on or all off.
 
 import pytest
 import torch
+from helpers import assert_same_maths
 from side_reference import block_forward
 
 from tdsclip.model.recompute import Knobs
@@ -52,22 +53,6 @@ def run(block: TDSBlock, forward) -> dict[str, torch.Tensor]:
     tensors.update({f"grad {n}": p.grad for n, p in block.named_parameters()})
     tensors.update({f"buffer {n}": b for n, b in block.named_buffers()})
     return tensors
-
-
-def assert_same_maths(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
-    """Per tensor max|a - b| <= 1e-5 max|b|. A gradient that is zero in exact arithmetic (a bias
-    before a BatchNorm or a temporal difference, which remove constants) is fp32 rounding noise in
-    both; it must stay below 1e-5 x the largest gradient instead."""
-    assert got.keys() == want.keys()
-    largest = max(t.abs().max().item() for n, t in want.items() if n.startswith("grad"))
-    for name, expected in want.items():
-        assert got[name] is not None and expected is not None, name
-        scale = expected.abs().max().item()
-        if name.startswith("grad") and scale < 1e-5 * largest:
-            assert got[name].abs().max().item() < 1e-5 * largest, f"{name} is zero in exact arithmetic"
-            continue
-        error = (got[name].float() - expected.float()).abs().max().item()
-        assert error <= 1e-5 * scale, f"{name}: max|a-b| {error:.3g} against max|b| {scale:.3g}"
 
 
 @pytest.mark.parametrize("knobs", [ON, Knobs()], ids=["recompute", "plain"])

@@ -21,5 +21,4 @@ def folded_norm_linear(norm: nn.LayerNorm, linear: nn.Linear, z: torch.Tensor) -
     """linear(norm(z)) with the norm's affine folded into the Linear (z needs no gradient)."""
     z_hat = F.layer_norm(z, norm.normalized_shape, None, None, norm.eps)
     weight = linear.weight * norm.weight
-    bias = torch.addmv(linear.bias, linear.weight, norm.bias) if linear.bias is not None else linear.weight @ norm.bias
-    return F.linear(z_hat, weight, bias)
+    return F.linear(z_hat, weight, torch.addmv(linear.bias, linear.weight, norm.bias))
