@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from tdsclip.model import tokens
+from tdsclip.model.linear_after import BatchNormOf, linear_after
 
 
 class PatchStem(nn.Module):
@@ -104,9 +105,11 @@ class TemporalConv(nn.Module):
             nn.Conv3d(width, width, 1),
         )
 
-    def first(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """BN, then the first 1x1x1 conv."""
-        return tokens.pointwise(self.convs[0], tokens.batch_norm(self.norm, x, grid))
+    def first(self, x: torch.Tensor, grid: tuple[int, int], rerun_norm: bool = False) -> torch.Tensor:
+        """BN, then the first 1x1x1 conv; rerun_norm keeps x for backward, not the BN's output
+        (tdsclip/model/linear_after.py)."""
+        conv = self.convs[0]
+        return linear_after(BatchNormOf(self.norm, grid), x, conv.weight.flatten(1), conv.bias, rerun=rerun_norm)
 
     def depthwise(self, z: torch.Tensor) -> torch.Tensor:
         return tokens.temporal_depthwise(self.convs[1], z)

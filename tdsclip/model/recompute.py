@@ -12,7 +12,7 @@ here draw none, so the RNG state is not saved, which also spares its copy on eve
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -64,6 +64,45 @@ def recompute(region: Callable[..., torch.Tensor], *args: object, norms: nn.Modu
     return checkpoint(
         region, *args, use_reentrant=False, preserve_rng_state=False, context_fn=partial(_contexts, norms)
     )
+
+
+def autocast_of_forward(device: torch.device) -> AbstractContextManager:
+    """The autocast state a forward runs under, to enter again where its backward reruns it."""
+    kind = device.type
+    on = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+    return torch.autocast(kind, torch.get_autocast_dtype(kind)) if on else nullcontext()
+
+
+class _Rerun(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, region, module, x, *params):
+        ctx.region, ctx.module, ctx.autocast = region, module, autocast_of_forward(x.device)
+        ctx.save_for_backward(x)
+        return region(x.detach())
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        params = [p for p, need in zip(ctx.module.parameters(), needs[3:]) if need]
+        with torch.enable_grad(), ctx.autocast, frozen_norm_statistics(ctx.module):
+            x = x.detach().requires_grad_(needs[2])
+            out = ctx.region(x)
+        inputs = ([x] if needs[2] else []) + params
+        found = iter(torch.autograd.grad(out, inputs, grad, allow_unused=True))
+        grad_x = next(found) if needs[2] else None
+        return (None, None, grad_x, *(next(found) if need else None for need in needs[3:]))
+
+
+def rerun(region: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """region(x), keeping only x for backward, which reruns the region whole; `module` holds
+    every parameter and BatchNorm the region uses (others it holds get no gradient from here).
+
+    Leaner than recompute() where all of a region's activations are needed in backward (no
+    early stop to gain): one autograd node, one nested backward, no per-tensor hooks."""
+    if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return region(x)
+    return _Rerun.apply(region, module, x, *module.parameters())
 
 
 def recompute_if(on: bool, region: Callable[..., torch.Tensor], *args: object, norms: nn.Module | None = None):

@@ -26,7 +26,8 @@ from torch import nn
 
 from tdsclip.model import tokens
 from tdsclip.model.adapters import TDAdapter, TemporalConv
-from tdsclip.model.recompute import Knobs, recompute, recompute_if
+from tdsclip.model.linear_after import BatchNormOf, Gelu, LayerNormOf, linear_after
+from tdsclip.model.recompute import Knobs, recompute, recompute_if, rerun
 
 
 def shift_cls(cls: torch.Tensor, frames: int) -> torch.Tensor:
@@ -83,8 +84,8 @@ class SideMLP(nn.Module):
         nn.init.normal_(self.fc2.weight, std=width**-0.5 * (2 * num_layers) ** -0.5)
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int], knobs: Knobs = Knobs()) -> torch.Tensor:
-        hidden = recompute_if(knobs.norm, lambda x: self.fc1(tokens.batch_norm(self.norm, x, grid)), x, norms=self.norm)
-        return recompute_if(knobs.gelu, lambda h: self.fc2(F.gelu(h)), hidden)
+        hidden = linear_after(BatchNormOf(self.norm, grid), x, self.fc1.weight, self.fc1.bias, rerun=knobs.norm)
+        return linear_after(Gelu(), hidden, self.fc2.weight, self.fc2.bias, rerun=knobs.gelu)
 
 
 class TemporalBranch(nn.Module):
@@ -117,12 +118,12 @@ class TemporalBranch(nn.Module):
         if conv is None:  # the TD-Adapter in the conv's place
             region = lambda x: td(tokens.batch_norm(self.norm, x, grid), grid)
             return recompute_if(knobs.td, region, x, norms=self)
-        z = recompute_if(knobs.norm, lambda x: conv.first(x, grid), x, norms=conv.norm)
+        z = conv.first(x, grid, rerun_norm=knobs.norm)
         conv_tail = lambda z: conv.last(conv.depthwise(z))
         if td is None:
             return recompute_if(knobs.dwconv, conv_tail, z)
         if knobs.td and knobs.dwconv:
-            return recompute(lambda z: td(conv_tail(z), grid), z, norms=td)
+            return rerun(lambda z: td(conv_tail(z), grid), z, self)
         if knobs.td:
             return recompute(lambda y: td(conv.last(y), grid), conv.depthwise(z), norms=td)
         return td(recompute_if(knobs.dwconv, conv_tail, z), grid)
@@ -151,8 +152,8 @@ class TDSBlock(nn.Module):
         if self.temporal is not None:
             x = x + self.temporal(clip_tokens(x), grid).reshape(bt, n, d)
         extra = shift_cls(cls, frames) if self.cls_shift else cls
-        qkv = recompute_if(
-            self.knobs.norm, lambda t: self.attn.in_proj(self.norm(t)), torch.cat([extra, x + pos], dim=1)
-        )
+        in_proj = self.attn.in_proj
+        kv_tokens = torch.cat([extra, x + pos], dim=1)
+        qkv = linear_after(LayerNormOf(self.norm), kv_tokens, in_proj.weight, in_proj.bias, rerun=self.knobs.norm)
         x = x + self.attn.attend(qkv)
         return x + self.mlp(clip_tokens(x), grid, self.knobs).reshape(bt, n, d)

@@ -26,9 +26,13 @@ def as_video(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 
 def as_tokens(video: torch.Tensor) -> torch.Tensor:
-    """(B, C, T, h, w) -> tokens (B, T, n, C): a view when the video is channels-last, else a copy."""
+    """(B, C, T, h, w) -> tokens (B, T, n, C): a view when the video is channels-last, else a copy.
+
+    Always contiguous tokens: a reshape alone would return a channels-first view of a
+    (1, C, T, h, w) video (a stem's output at one clip), and every op after it, the residual
+    stream's adds, norms and matmuls, would then run on transposed memory."""
     b, c, t, h, w = video.shape
-    return video.permute(0, 2, 3, 4, 1).reshape(b, t, h * w, c)
+    return video.permute(0, 2, 3, 4, 1).reshape(b, t, h * w, c).contiguous()
 
 
 def tokens_to_video(x: torch.Tensor, frames: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -47,9 +51,19 @@ def batch_norm(norm: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torch
     return as_tokens(norm(as_video(x, grid)))
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear on tokens of any rank (..., C_in) -> (..., C_out), as one matrix product.
+
+    F.linear folds only 2D and 3D inputs into one addmm; on (B, T, n, C) tokens it runs a matmul
+    and then adds the bias in a second pass over the output, one more read and write of a
+    (B*T*n, C_out) tensor per layer. Flattening first (a view: the side network's tokens are
+    contiguous) gives the bias to the matrix product."""
+    return F.linear(x.flatten(0, -2), weight, bias).unflatten(0, x.shape[:-1])
+
+
 def pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     """A 1x1x1 Conv3d applied to tokens (..., C_in) -> (..., C_out)."""
-    return F.linear(x, conv.weight.flatten(1), conv.bias)
+    return linear(x, conv.weight.flatten(1), conv.bias)
 
 
 def temporal_depthwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
