@@ -200,14 +200,16 @@ class TDSCLIP(nn.Module):
             self.cfg.sme_beta,
         )
         for i, frozen in enumerate(self.backbone.iter_blocks(inputs.frames, inputs.patch_bias, t)):
-            projected = self._project(i, frozen)
-            x = 0.5 * x + 0.5 * projected[:, 1:]
+            # One split, not two slices: backward then assembles the projection's gradient in one
+            # copy, where each slice's backward fills a full-size zero tensor and a third pass adds them.
+            cls, patches = self._project(i, frozen).split([1, x.shape[1]], dim=1)
+            x = (x + patches).mul_(0.5)  # 0.5 * x + 0.5 * patches to the bit, in two passes, not three
             if sme_tokens is not None:
                 x = x + beta * sme_tokens
             if self.checkpoint_blocks and self.training:
-                x = recompute(self.blocks[i], x, projected[:, :1], self.pos, t, grid, norms=self.blocks[i])
+                x = recompute(self.blocks[i], x, cls, self.pos, t, grid, norms=self.blocks[i])
             else:
-                x = self.blocks[i](x, projected[:, :1], self.pos, t, grid)
+                x = self.blocks[i](x, cls, self.pos, t, grid)
             if sme_tokens is not None and i < len(self.cross):
                 sme_tokens = sme_tokens + self.cross[i](x)
 
