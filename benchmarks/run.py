@@ -51,7 +51,9 @@ def merged(previous: dict[str, object], run: dict[str, object]) -> dict[str, obj
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="fewer repeats and videos, no plain-path variants (about two minutes)"
+        "--quick",
+        action="store_true",
+        help="fewer repeats and videos, no plain-path variants (about four minutes on 2 cores)",
     )
     parser.add_argument("--gpu", action="store_true", help="add the GPU section (needs CUDA)")
     parser.add_argument("--sections", help="comma-separated, from --list (default: all but gpu, plus gpu with --gpu)")

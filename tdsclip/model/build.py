@@ -23,7 +23,7 @@ Side network: for each frozen block i, with z_i its output (B*T, 1 + h*w, W):
     c, p = split(Linear_i(LN_i(z_i)));  x = 0.5 * x + 0.5 * p;  x = TDSBlock_i(x, c)
 The model.*_recompute knobs (all on by default) recompute cheap outputs in backward instead of
 keeping them (the TD-Adapter, the side block's norms, GELU and depthwise conv;
-tdsclip/model/recompute.py) and fold the projection's LayerNorm into its Linear
+tdsclip/model/recompute.py, tdsclip/model/linear_after.py) and fold the projection's LayerNorm into its Linear
 (tdsclip/model/fold.py): same maths, less memory.
 Head: logits = Linear_{d -> K}(mean over T, h, w of BN3d(x_L)).
 Initialisation: model.init (paper | released), see tdsclip/config.py.

@@ -1,9 +1,13 @@
 """Recompute a region's activations in backward instead of keeping them, exactly.
 
     y = recompute(region, x)        # region(x), keeping only x for backward
+    y = rerun(region, x, module)    # the same, for a region whose every activation backward needs
 
 torch.utils.checkpoint (non-reentrant) runs the region without saving its intermediate tensors
-and runs it again in backward. Two things make the second run differ from the first unless
+and runs it again in backward, stopping once backward has what it needs; its cost per call
+(hooks on every saved tensor, the rerun driven op by op) is what rerun() spares where there is
+nothing to stop early for. A norm or GELU before a Linear has its own, leaner function
+(tdsclip/model/linear_after.py). Two things make the second run differ from the first unless
 handled: BatchNorm in training mode would update its running statistics a second time (momentum
 0 keeps them, and the batch counter is put back), and random draws would differ (the regions used
 here draw none, so the RNG state is not saved, which also spares its copy on every call).
@@ -114,9 +118,9 @@ def recompute_if(on: bool, region: Callable[..., torch.Tensor], *args: object, n
 class Knobs:
     """What the side network recomputes in backward (the model.*_recompute keys; all exact).
 
-    A region recomputed in backward costs only the ops before its last saved input: checkpoint
-    stops the rerun there (early stop), so a norm or GELU recomputed for the Linear after it
-    reruns the norm or GELU, not the Linear's matmul."""
+    A norm or GELU recomputed for the Linear after it reruns the norm or GELU, never the
+    Linear's matmul (tdsclip/model/linear_after.py); regions rerun by checkpoint stop at their
+    last saved input (early stop)."""
 
     td: bool = False
     """The TD-Adapter and the layer feeding it, from that layer's input (model.td_recompute)."""
