@@ -6,8 +6,9 @@ The side network feeds every norm and its MLP's GELU straight into a Linear. The
 weight gradient needs f(x), and f's backward needs x, so the plain path keeps both; keeping x
 alone and rerunning f in backward saves one tensor per pair. torch.utils.checkpoint does the
 same for any region, at a cost that is paid per call whatever the tensors' size (saved-tensor
-hooks, frames, a rerun driven from Python op by op): about 2 ms per side block on a 2-core CPU,
-near 3% of a training step at ViT-B/16. Here the pair's backward is written out with the ops
+hooks, frames, a rerun driven from Python op by op): on a 2-core CPU the recomputation knobs cost
+a model of this structure with tiny widths 4 ms per side block that way (1 ms now), which a B/16
+profile does not show op by op. Here the pair's backward is written out with the ops
 autograd runs for it (addmm's, and the norm's or GELU's own backward kernel), so the results
 are those of the plain path, and f's rerun is one kernel call.
 
@@ -17,7 +18,6 @@ forward; the rerun computes the same batch statistics again and updates nothing.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Protocol
 
 import torch
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdsclip.model import tokens
+from tdsclip.model.recompute import autocast_of_forward
 
 
 class Prefix(Protocol):
@@ -126,9 +127,7 @@ class _LinearAfter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, prefix: Prefix, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *params):
         ctx.prefix = prefix
-        device = x.device.type  # backward reruns under forward's autocast, as the plain path's graph would
-        autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
-        ctx.autocast = torch.autocast(device, torch.get_autocast_dtype(device)) if autocast else nullcontext()
+        ctx.autocast = autocast_of_forward(x.device)  # the plain path's graph would be under it too
         ctx.save_for_backward(x, weight)
         # Detached: hooks that follow module inputs needing gradients (FlopCounterMode's module
         # tracker) must not see x inside this no-grad forward.
