@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from tdsclip.model import tokens
 from tdsclip.model.recompute import autocast_of_forward
@@ -134,6 +135,7 @@ class _LinearAfter(torch.autograd.Function):
         return tokens.linear(prefix(x.detach()), weight, bias)
 
     @staticmethod
+    @once_differentiable  # a clear error for double backward, which these reruns do not give
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         needs = ctx.needs_input_grad

@@ -22,6 +22,7 @@ from functools import partial
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 # Every trainable BatchNorm of torch.nn, by public names (tests/test_private_api.py checks the list).
@@ -85,6 +86,7 @@ class _Rerun(torch.autograd.Function):
         return region(x.detach())
 
     @staticmethod
+    @once_differentiable  # a clear error for double backward, which these reruns do not give
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         needs = ctx.needs_input_grad
