@@ -364,7 +364,8 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
     """Autocast dtype: bf16 or fp16 (with a grad scaler) on CUDA; fp32 or bf16 on CPU."""
     micro_batch: int = 16
-    """Videos per process per forward; gradients accumulate over batch_size / (micro_batch * world)."""
+    """Videos per process per forward; gradients accumulate over batch_size / (micro_batch * world).
+    Training needs two clips or more per forward (micro_batch x data.num_sample, see docs/training.md)."""
     val_every: int = 1
     """Single-view validation every N epochs and after the last (0: never; the final multi-view test always runs)."""
     checkpoint_every: int = 0

@@ -144,3 +144,37 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_
         writer.wait()
     state = ckpt.load(target)
     assert state["step"] >= 1 and state["model"]["w"].numel() in (3, 64 * 1024 * 1024)
+
+
+def test_one_clip_per_forward_makes_every_training_logit_the_same():
+    """Why training refuses it: the head's BatchNorm3d takes its batch statistics over exactly
+    the tokens the head then averages, so one clip's features are the norm's bias, whatever the clip."""
+    cfg = apply_overrides(RunConfig(), ["model.backbone=tdsclip-tiny", "data.input_size=64", "model.side_width=64"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    torch.nn.init.normal_(model.head_norm.bias)
+    a, b = torch.randn(2, 1, 3, 8, 5, 64, 64).unbind(0)
+    with torch.no_grad():
+        one_a, one_b, two = model(a), model(3 * b + 1), model(torch.cat([a, b]))
+    assert torch.allclose(one_a, one_b, atol=1e-5) and torch.allclose(
+        one_a[0], model.fc(model.head_norm.bias), atol=1e-5
+    )
+    assert (two[0] - two[1]).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("extra", [(), ("train.sync_bn=true",)])
+def test_training_refuses_one_clip_per_forward_and_writes_nothing(tmp_path, extra):
+    from train_fixture import build, tiny_config
+
+    from tdsclip.config import ConfigError
+    from tdsclip.train.run import run_config
+
+    cfg = tiny_config("train.micro_batch=1", "data.num_sample=1", *extra)
+    message = (
+        r"train.micro_batch=1 x data.num_sample=1 is one clip per forward on each process: the head's "
+        r"BatchNorm3d normalises the very tokens it averages, so every logit would be the same whatever "
+        r"the video and nothing but the classifier's bias would learn; use train.micro_batch >= 2"
+    )
+    with pytest.raises(ConfigError, match=message):
+        run_config(cfg, preset="test", runs_dir=tmp_path, data_builder=build)
+    assert list(tmp_path.iterdir()) == []

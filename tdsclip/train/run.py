@@ -22,7 +22,7 @@ from tdsclip.runlock import RunLock, RunLocked
 from tdsclip.track import add_tags
 from tdsclip.train.checkpoint import init_from
 from tdsclip.train.distributed import DistEnv, all_true, env_from, setup, teardown
-from tdsclip.train.loop import Hooks, Outcome, RunData, train
+from tdsclip.train.loop import Hooks, Outcome, RunData, check_clips_per_forward, train
 from tdsclip.train.sampling import seed_everything
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def run_config(
     device = setup(env)
     lock = None
     try:
+        check_clips_per_forward(cfg, env, device)
         data = data_builder(cfg, env)
         rid = run_id(cfg, data.manifest)
         run_dir = Path(runs_dir) / rid
