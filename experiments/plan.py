@@ -18,7 +18,7 @@ from pathlib import Path
 from experiments.cost import A100_SUSTAINED_TFLOPS, CPU_SUSTAINED_TFLOPS, Cost, estimate
 from experiments.spec import FLOPS_CACHE, Row, Spec, SpecError, row_config, select_rows, spec_overrides  # noqa: F401 - re-exported
 from tdsclip import locations, measure_cache
-from tdsclip.config import RunConfig
+from tdsclip.config import RunConfig, check_clips_per_forward
 from tdsclip.data.locate import planned_manifest
 from tdsclip.identity import run_id
 from tdsclip.presets import GPUS_PER_RUN, PRESETS
@@ -128,6 +128,7 @@ def plan(
             if spec.kind == "measure":
                 planned.append(replace(_measurement(row, cfg, runs_dir, flops), replaced=dropped))
                 continue
+            check_clips_per_forward(cfg, cfg.train.sync_bn and gpus > 1)
             cfg, missing = locations.locate(cfg, require_weights=preset != "smoke")
             manifest = None if missing else planned_manifest(cfg.data)
             provisional = (

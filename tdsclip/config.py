@@ -405,6 +405,23 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+def check_clips_per_forward(cfg: RunConfig, statistics_across_processes: bool = False) -> None:
+    """Refuse training on one clip per forward and process (train.micro_batch x data.num_sample).
+
+    The head's BatchNorm3d takes its batch statistics over (B, T, h, w) and the head averages its
+    output over (T, h, w), so with B = 1 every clip's features are the norm's bias and every logit
+    the same (tests/test_train_parts.py). The loss then reaches the classifier alone, and AdamW
+    turns the rounding noise backward carries into the side network into full-size updates: a run
+    that trains without learning. statistics_across_processes: SyncBatchNorm pools several GPUs."""
+    if cfg.train.micro_batch * cfg.data.num_sample < 2 and not statistics_across_processes:
+        raise ConfigError(
+            f"train.micro_batch={cfg.train.micro_batch} x data.num_sample={cfg.data.num_sample} is one clip per "
+            "forward on each process: the head's BatchNorm3d normalises the very tokens it averages, so every "
+            "logit would be the same whatever the video and nothing but the classifier's bias would learn; "
+            "use train.micro_batch >= 2 (or train.sync_bn=true across several GPUs)"
+        )
+
+
 # ----------------------------------------------------------------------------- introspection
 
 

@@ -126,6 +126,10 @@ def test_flops_cache_covers_every_row_and_matches_the_model():
         (["table3", "--rows", "Basline", "--dry-run"], "table3 has no row 'Basline'; expected one of: Baseline"),
         (["table3", "--dry-run", "model.side_widht=3"], "did you mean 'model.side_width'"),
         (["table3", "--dry-run", "--preset", "smok"], "unknown preset 'smok'"),
+        (
+            ["table3", "--dry-run", "train.micro_batch=1", "data.num_sample=1"],
+            "train.micro_batch=1 x data.num_sample=1 is one clip per forward on each process",
+        ),
     ],
 )
 def test_bad_names_are_one_line_errors(argv, message, capsys):

@@ -273,21 +273,6 @@ def syncs_batch_norm(cfg: RunConfig, env: DistEnv, device: torch.device) -> bool
     return cfg.train.sync_bn and env.distributed and device.type == "cuda"
 
 
-def check_clips_per_forward(cfg: RunConfig, env: DistEnv, device: torch.device) -> None:
-    """Refuse training on one clip per forward: the head's BatchNorm3d takes its batch statistics
-    over (B, T, h, w) and the head averages its output over (T, h, w), so with B = 1 every clip's
-    features are the norm's bias and every logit the same (tests/test_train_parts.py). The loss
-    then reaches the classifier alone; AdamW would turn the rounding noise that backward carries
-    into the side network into full-size updates, a run that trains without learning."""
-    if cfg.train.micro_batch * cfg.data.num_sample < 2 and not syncs_batch_norm(cfg, env, device):
-        raise ConfigError(
-            f"train.micro_batch={cfg.train.micro_batch} x data.num_sample={cfg.data.num_sample} is one clip per "
-            "forward on each process: the head's BatchNorm3d normalises the very tokens it averages, so every "
-            "logit would be the same whatever the video and nothing but the classifier's bias would learn; "
-            "use train.micro_batch >= 2 (or train.sync_bn=true across several GPUs)"
-        )
-
-
 def train(
     cfg: RunConfig,
     data: RunData,

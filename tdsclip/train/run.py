@@ -15,14 +15,14 @@ from pathlib import Path
 import torch.distributed as dist
 
 from tdsclip import runstate
-from tdsclip.config import ConfigError, RunConfig
+from tdsclip.config import ConfigError, RunConfig, check_clips_per_forward
 from tdsclip.identity import identity, run_id
 from tdsclip.records import RESULT_FILE, RecordError, read_json, writable_folder
 from tdsclip.runlock import RunLock, RunLocked
 from tdsclip.track import add_tags
 from tdsclip.train.checkpoint import init_from
 from tdsclip.train.distributed import DistEnv, all_true, env_from, setup, teardown
-from tdsclip.train.loop import Hooks, Outcome, RunData, check_clips_per_forward, train
+from tdsclip.train.loop import Hooks, Outcome, RunData, syncs_batch_norm, train
 from tdsclip.train.sampling import seed_everything
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def run_config(
     device = setup(env)
     lock = None
     try:
-        check_clips_per_forward(cfg, env, device)
+        check_clips_per_forward(cfg, syncs_batch_norm(cfg, env, device))
         data = data_builder(cfg, env)
         rid = run_id(cfg, data.manifest)
         run_dir = Path(runs_dir) / rid
