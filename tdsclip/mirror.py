@@ -14,7 +14,6 @@ nothing depends on a global active run or on MLFLOW_RUN_ID.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import json
 import logging
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from tdsclip.atomic import exclusive
 from tdsclip.records import RESULT_FILE, RUN_FILE, MetricEntry, RunRecord, final_metrics, iso_to_ms
 from tdsclip.runstate import read_state
 
@@ -142,13 +142,8 @@ def _first_open_lock(uri: str) -> Iterator[None]:
     if db is None or _at_head(db):
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".init-lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive(db.with_name(db.name + ".init-lock")):
+        yield
 
 
 def _cut(text: str, limit: int) -> str:

@@ -99,6 +99,10 @@ class RunsFolder:
     def sweep_folder(self, name: str) -> Path:
         return self.sweeps / name
 
+    def sweep_lock(self, name: str) -> Path:
+        """Held while a study's end is written (two workers may end it at once)."""
+        return self.sweep_folder(name) / "record.lock"
+
     def run_dirs(self) -> list[Path]:
         """Folders holding a run record (run.json), sorted by name; none when the folder is missing."""
         if not self.root.is_dir():

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tdsclip.atomic import exclusive
 from tdsclip.mirror import (
     STATUSES,
     Mirror,
@@ -565,14 +566,21 @@ def end_study(
 ) -> str:
     """Record that a study ended ("finished": it has its trials; "failed": a worker gave up, `reason`
     says why) with its best trial (objective, value, trial, run_id), in its record first (the truth,
-    which `sync` rebuilds from), then in MLflow (track_study). Returns the parent's MLflow id."""
+    which `sync` rebuilds from), then in MLflow (track_study). Workers that find the study done
+    together take turns; a study already ended in `state` keeps its first end time, so the record
+    and the parent run agree on one. Returns the parent's MLflow id."""
     if state not in STUDY_STATES:
         raise RecordError(f"study state {state!r}: expected one of {', '.join(STUDY_STATES)}")
-    path = RunsFolder(runs_dir).sweep_record(name)
-    data = {k: v for k, v in read_study(runs_dir, name).items() if k not in ("state", "ended", "reason", "best")}
-    end = {"state": state, "ended": now_iso(), **({"reason": reason} if reason else {})}
-    write_json_atomic(path, {**data, **end, **({"best": json_normal("best", dict(best))} if best else {})})
-    return track_study(name, runs_dir, tracking_uri=tracking_uri, experiment=experiment)
+    folder = RunsFolder(runs_dir)
+    with exclusive(folder.sweep_lock(name)):
+        study = read_study(runs_dir, name)
+        ended = study["ended"] if study.get("state") == state else now_iso()
+        data = {k: v for k, v in study.items() if k not in ("state", "ended", "reason", "best")}
+        end = {"state": state, "ended": ended, **({"reason": reason} if reason else {})}
+        write_json_atomic(
+            folder.sweep_record(name), {**data, **end, **({"best": json_normal("best", dict(best))} if best else {})}
+        )
+        return track_study(name, runs_dir, tracking_uri=tracking_uri, experiment=experiment)
 
 
 def track_study(

@@ -5,6 +5,10 @@ sync rebuilding parents, a failed record FAILED. Real sqlite store, read through
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -191,6 +195,48 @@ def test_a_study_whose_worker_gave_up_fails_its_parent(tmp_path, store):
         end_study(runs, "recipe-smoke", "done")
     with pytest.raises(RecordError, match=r"recipe-smok\.json: no such study record"):
         track_study("recipe-smok", runs)
+
+
+ENDER = """
+import sys, time
+from pathlib import Path
+from tdsclip.track import end_study
+runs, go, ready = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+best = {"objective": "val_top1_best", "value": 41.0, "trial": 1, "run_id": "t1"}
+end_study(runs, "recipe-smoke", "finished", best=best)
+"""
+
+
+def test_workers_ending_a_study_together_leave_one_end_time_in_the_record_and_in_mlflow(tmp_path, store):
+    """Why: a sweep's two workers found its last trial done at the same moment and both ended the
+    study; each wrote its own end time and set MLflow's, and the parent kept the one the record
+    no longer had (CI: end times 12 ms apart). The first end stands; the others change nothing."""
+    uri, client = store
+    runs = tmp_path / "runs"
+    study_record(runs)
+    track_study("recipe-smoke", runs)
+    trial(runs, "t1", 1, uri)
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready-{n}" for n in range(4)]
+    command = [sys.executable, "-c", ENDER, str(runs), str(go)]
+    enders = [subprocess.Popen([*command, str(path)], env={**os.environ, "MLFLOW_TRACKING_URI": uri}) for path in ready]
+    deadline = time.monotonic() + 120
+    while not all(path.exists() for path in ready) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()  # all four end the study at once
+    assert [p.wait(timeout=120) for p in enders] == [0, 0, 0, 0]
+    record = json.loads(runstate.RunsFolder(runs).sweep_record("recipe-smoke").read_text())
+    parent, _ = parent_of_study(client)
+    assert parent.info.status == "FINISHED" and parent.info.end_time == iso_to_ms(record["ended"])
+
+    first = record["ended"]
+    best = {"objective": "val_top1_best", "value": 41.0, "trial": 1, "run_id": "t1"}
+    end_study(runs, "recipe-smoke", "finished", best=best)  # a late worker finds it ended
+    record = json.loads(runstate.RunsFolder(runs).sweep_record("recipe-smoke").read_text())
+    assert record["ended"] == first and parent_of_study(client)[0].info.end_time == iso_to_ms(first)
 
 
 # ----------------------------------------------------------------------------- the runs list
